@@ -1,0 +1,195 @@
+"""The cohort loop over a batch of trials, and the runs built on it.
+
+One decision pipeline for every design (after Brock's ``escalation`` and crmPack):
+the method proposes a level → the method's and the design's masks remove levels (AND) → the
+highest allowed level at or below the proposal is taken → stopping rules decide → at the end the
+method selects the MTD. Simulation, exact enumeration and interim recommendations all call
+:func:`decide`, so they cannot disagree.
+
+Randomness: chunk ``i`` of a run draws from ``SeedSequence(seed, spawn_key=(i, stream))`` — the
+same as ``SeedSequence(seed).spawn(...)`` children — so results do not depend on the number of
+workers. Patients' latent tolerances are drawn patient-major, so a design with fewer patients
+sees the same first patients as one with more (common random numbers across designs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from theradose.design import Design
+from theradose.results import ChunkResult, Simulations
+from theradose.scenario import Scenario, closest_to_target
+from theradose.state import NO_LEVEL, StopReason, TrialState
+
+CHUNK_TRIALS = 10_000
+TOLERANCE_STREAM = 0
+
+
+def decide(design: Design, state: TrialState) -> None:
+    """Choose each active trial's next level, or stop it; updates ``state`` in place."""
+    levels = np.arange(state.n_levels)
+    proposal, method_stop = design.method.propose(state)
+    at_or_below = design.allowed(state) & (levels[None, :] <= proposal[:, None])
+    has_level = at_or_below.any(axis=1)
+    next_level = np.where(has_level, state.n_levels - 1 - at_or_below[:, ::-1].argmax(axis=1), 0)
+
+    reason = np.zeros(state.n_trials, dtype=np.int8)
+    reason[~has_level] = StopReason.TOO_TOXIC
+    reason = np.where(reason == 0, method_stop, reason)
+    for rule in design.stopping:
+        reason[(reason == 0) & rule.fires(state, next_level)] = rule.reason
+
+    stopping = state.active & (reason != 0)
+    state.stop_reason[stopping] = reason[stopping]
+    carry_on = state.active & ~stopping
+    state.next_level[carry_on] = next_level[carry_on]
+    state.active &= ~stopping
+
+
+def select_mtd(design: Design, state: TrialState) -> np.ndarray:
+    """The final MTD of each trial, [trial]; none for trials stopped as too toxic."""
+    mtd = design.method.select_mtd(state)
+    return np.where(state.stop_reason == StopReason.TOO_TOXIC, NO_LEVEL, mtd)
+
+
+def run_trials(design: Design, dlt_prob: np.ndarray, tolerance: np.ndarray) -> TrialState:
+    """Simulate one trial per row of ``tolerance`` [trial, patient] (DLT iff u < p at the level)."""
+    n_trials = tolerance.shape[0]
+    n_max = design.max_patients
+    dlt_prob = np.asarray(dlt_prob, dtype=float)
+    doses = None if design.doses is None else np.asarray(design.doses, dtype=float)
+    state = TrialState.start(n_trials, design.n_levels, design.start_level, n_max)
+    in_cohort = np.arange(design.cohort_size)
+    while True:
+        rows = np.flatnonzero(state.active)
+        if rows.size == 0:
+            break
+        size = np.minimum(design.cohort_size, n_max - state.n_enrolled[rows])
+        cols = state.n_enrolled[rows, None] + in_cohort[None, :]
+        enrolled = in_cohort[None, :] < size[:, None]
+        cols = np.minimum(cols, n_max - 1)
+        level = state.next_level[rows]
+        dlt = (tolerance[rows[:, None], cols] < dlt_prob[level][:, None]) & enrolled
+        r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
+        lvl = np.broadcast_to(level[:, None], cols.shape)[enrolled]
+        state.patient_level[r, c] = lvl
+        state.patient_dlt[r, c] = dlt[enrolled]
+        if doses is not None:
+            state.patient_activity[r, c] = doses[lvl]
+        state.record_cohort(rows, size, dlt.sum(axis=1))
+        decide(design, state)
+    return state
+
+
+def benchmark_selection(tolerance: np.ndarray, dlt_prob: np.ndarray, target: float) -> np.ndarray:
+    """Complete-information benchmark (O'Quigley, Paoletti & Maccario 2002, *Biostatistics*
+    3:51–56): with every patient's tolerance known, each level's DLT rate is the fraction of
+    tolerances below its true probability; select the level closest to the target, [trial]."""
+    rate = (tolerance[:, :, None] < np.asarray(dlt_prob)[None, None, :]).mean(axis=1)
+    return closest_to_target(rate, target)
+
+
+def chunk_tolerance(seed: int, chunk: int, n_trials: int, n_patients: int) -> np.ndarray:
+    """Latent tolerances u ~ U(0, 1) of chunk ``chunk``, [trial, patient]."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(chunk, TOLERANCE_STREAM)))
+    return rng.random((n_patients, n_trials)).T
+
+
+def run_chunk(design: Design, scenario: Scenario, tolerance: np.ndarray) -> ChunkResult:
+    u = tolerance[:, : design.max_patients]
+    state = run_trials(design, np.asarray(scenario.dlt_prob), u)
+    return ChunkResult(
+        n=state.n,
+        y=state.y,
+        mtd=select_mtd(design, state),
+        stop_reason=state.stop_reason,
+        benchmark_mtd=benchmark_selection(u, scenario.dlt_prob, design.target),
+    )
+
+
+def chunk_sizes(n_trials: int) -> list[int]:
+    full, rest = divmod(n_trials, CHUNK_TRIALS)
+    return [CHUNK_TRIALS] * full + ([rest] if rest else [])
+
+
+@dataclass(frozen=True)
+class _ChunkJob:
+    designs: tuple[Design, ...]
+    scenarios: tuple[Scenario, ...]
+    seed: int
+    chunk: int
+    n_trials: int
+
+    def __call__(self) -> list[list[Simulations]]:
+        n_patients = max(d.max_patients for d in self.designs)
+        tolerance = chunk_tolerance(self.seed, self.chunk, self.n_trials, n_patients)
+        out = []
+        for design in self.designs:
+            row = []
+            for scenario in self.scenarios:
+                sim = empty_simulations(design, scenario)
+                sim.add(run_chunk(design, scenario, tolerance))
+                row.append(sim)
+            out.append(row)
+        return out
+
+
+def _run_job(job: _ChunkJob) -> list[list[Simulations]]:
+    return job()
+
+
+def empty_simulations(design: Design, scenario: Scenario) -> Simulations:
+    return Simulations(
+        design=design.name,
+        scenario=scenario.name,
+        target=design.target,
+        dlt_prob=tuple(scenario.dlt_prob),
+        true_mtd=scenario.true_mtd(design.target),
+    )
+
+
+def simulate(
+    designs: Sequence[Design],
+    scenarios: Sequence[Scenario],
+    n_trials: int,
+    seed: int,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[Simulations]]:
+    """Simulate every design under every scenario on the same virtual patients.
+
+    Returns ``[design][scenario]`` :class:`Simulations`. ``progress(n)`` is called with the number
+    of trials finished after each chunk.
+    """
+    for design in designs:
+        for scenario in scenarios:
+            if scenario.n_levels != design.n_levels:
+                raise ValueError(
+                    f"scenario {scenario.name!r} has {scenario.n_levels} levels, "
+                    f"design {design.name!r} has {design.n_levels}"
+                )
+    jobs = [
+        _ChunkJob(tuple(designs), tuple(scenarios), seed, i, size)
+        for i, size in enumerate(chunk_sizes(n_trials))
+    ]
+    totals = [[empty_simulations(d, s) for s in scenarios] for d in designs]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(_run_job, jobs)
+            _collect(totals, results, jobs, progress)
+    else:
+        _collect(totals, map(_run_job, jobs), jobs, progress)
+    return totals
+
+
+def _collect(totals, results, jobs, progress) -> None:
+    for job, result in zip(jobs, results, strict=True):
+        for row_total, row in zip(totals, result, strict=True):
+            for total, sim in zip(row_total, row, strict=True):
+                total.merge(sim)
+        if progress is not None:
+            progress(job.n_trials)

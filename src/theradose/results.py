@@ -1,0 +1,163 @@
+"""Raw simulation results and the operating characteristics computed from them.
+
+A chunk of simulated trials yields a :class:`ChunkResult` (per-trial arrays). :class:`Simulations`
+accumulates sufficient statistics chunk by chunk (in chunk order, so sums are bit-identical for
+any number of workers) in memory that does not grow with the number of trials.
+:class:`OperatingCharacteristics` turns them into percentages and means against the scenario's
+truth, each with its Monte Carlo standard error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from theradose.state import NO_LEVEL, StopReason
+
+
+@dataclass
+class ChunkResult:
+    """Per-trial outcomes of one chunk."""
+
+    n: np.ndarray  # [trial, level]
+    y: np.ndarray  # [trial, level]
+    mtd: np.ndarray  # [trial] selected level, NO_LEVEL for none
+    stop_reason: np.ndarray  # [trial]
+    benchmark_mtd: np.ndarray  # [trial] complete-information selection
+
+
+@dataclass
+class Simulations:
+    """Sufficient statistics of simulated trials of one design under one scenario."""
+
+    design: str
+    scenario: str
+    target: float
+    dlt_prob: tuple[float, ...]
+    true_mtd: int
+    n_trials: int = 0
+    selected: np.ndarray = field(default=None)  # [1 + level] counts; index 0 = no MTD
+    benchmark_selected: np.ndarray = field(default=None)  # [level] counts
+    n_sum: np.ndarray = field(default=None)  # [level]
+    n_sq: np.ndarray = field(default=None)  # [level]
+    y_sum: np.ndarray = field(default=None)  # [level]
+    y_sq: np.ndarray = field(default=None)  # [level]
+    total_n_sum: int = 0
+    total_n_sq: int = 0
+    total_y_sum: int = 0
+    total_y_sq: int = 0
+    above_mtd_sum: float = 0.0  # per-trial fraction of patients above the true MTD
+    above_mtd_sq: float = 0.0
+    stop_counts: np.ndarray = field(default=None)  # [StopReason]
+
+    def __post_init__(self) -> None:
+        levels = len(self.dlt_prob)
+        zeros = lambda k: np.zeros(k, dtype=np.int64)  # noqa: E731
+        for name, size in [("selected", levels + 1), ("benchmark_selected", levels), ("n_sum", levels),
+                           ("n_sq", levels), ("y_sum", levels), ("y_sq", levels),
+                           ("stop_counts", len(StopReason))]:
+            if getattr(self, name) is None:
+                setattr(self, name, zeros(size))
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.dlt_prob)
+
+    def add(self, chunk: ChunkResult) -> None:
+        n = chunk.n.astype(np.int64)
+        y = chunk.y.astype(np.int64)
+        self.n_trials += n.shape[0]
+        self.selected += np.bincount(chunk.mtd + 1, minlength=self.n_levels + 1)
+        self.benchmark_selected += np.bincount(chunk.benchmark_mtd, minlength=self.n_levels)
+        self.n_sum += n.sum(0)
+        self.n_sq += (n * n).sum(0)
+        self.y_sum += y.sum(0)
+        self.y_sq += (y * y).sum(0)
+        total_n, total_y = n.sum(1), y.sum(1)
+        self.total_n_sum += int(total_n.sum())
+        self.total_n_sq += int((total_n * total_n).sum())
+        self.total_y_sum += int(total_y.sum())
+        self.total_y_sq += int((total_y * total_y).sum())
+        first_above = self.true_mtd + 1  # NO_LEVEL + 1 = 0: every level is above
+        above = n[:, first_above:].sum(1) / np.maximum(total_n, 1)
+        self.above_mtd_sum += float(above.sum())
+        self.above_mtd_sq += float((above * above).sum())
+        self.stop_counts += np.bincount(chunk.stop_reason, minlength=len(StopReason))
+
+    def merge(self, other: Simulations) -> None:
+        """Add another batch of the same design and scenario (call in chunk order)."""
+        for name in ("selected", "benchmark_selected", "n_sum", "n_sq", "y_sum", "y_sq", "stop_counts"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("n_trials", "total_n_sum", "total_n_sq", "total_y_sum", "total_y_sq",
+                     "above_mtd_sum", "above_mtd_sq"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def _mean_se(total, total_sq, n: int):
+    """Mean and Monte Carlo standard error of the mean from a sum and a sum of squares."""
+    mean = np.asarray(total, dtype=float) / n
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    var = (np.asarray(total_sq, dtype=float) - n * mean * mean) / (n - 1)
+    return mean, np.sqrt(np.maximum(var, 0.0) / n)
+
+
+def _pct_se(count, n: int):
+    p = np.asarray(count, dtype=float) / n
+    return 100 * p, 100 * np.sqrt(p * (1 - p) / n)
+
+
+@dataclass(frozen=True)
+class OperatingCharacteristics:
+    """Operating characteristics of a design under a scenario, with Monte Carlo standard errors.
+
+    Keys of :meth:`as_dict` are part of the JSON contract (see README).
+    """
+
+    values: dict
+    se: dict
+
+    @classmethod
+    def from_simulations(cls, sim: Simulations) -> OperatingCharacteristics:
+        t = sim.n_trials
+        sel, sel_se = _pct_se(sim.selected, t)
+        bench, bench_se = _pct_se(sim.benchmark_selected, t)
+        n_mean, n_se = _mean_se(sim.n_sum, sim.n_sq, t)
+        y_mean, y_se = _mean_se(sim.y_sum, sim.y_sq, t)
+        tn, tn_se = _mean_se(sim.total_n_sum, sim.total_n_sq, t)
+        ty, ty_se = _mean_se(sim.total_y_sum, sim.total_y_sq, t)
+        above, above_se = _mean_se(sim.above_mtd_sum, sim.above_mtd_sq, t)
+        pcs_index = sim.true_mtd + 1  # index 0 is "no MTD": correct when no level is acceptable
+        stops, stops_se = _pct_se(sim.stop_counts, t)
+        reasons = [r for r in StopReason if r is not StopReason.RUNNING]
+        values = {
+            "selection_pct": sel[1:].tolist(),
+            "no_selection_pct": float(sel[0]),
+            "pcs": float(sel[pcs_index]),
+            "patients_mean": n_mean.tolist(),
+            "dlt_mean": y_mean.tolist(),
+            "n_mean": float(tn),
+            "dlt_total_mean": float(ty),
+            "overdose_patients_pct": float(100 * above),
+            "benchmark_selection_pct": bench.tolist(),
+            "stop_reason_pct": {r.name.lower(): float(stops[r]) for r in reasons},
+        }
+        se = {
+            "selection_pct": sel_se[1:].tolist(),
+            "no_selection_pct": float(sel_se[0]),
+            "pcs": float(sel_se[pcs_index]),
+            "patients_mean": n_se.tolist(),
+            "dlt_mean": y_se.tolist(),
+            "n_mean": float(tn_se),
+            "dlt_total_mean": float(ty_se),
+            "overdose_patients_pct": float(100 * above_se),
+            "benchmark_selection_pct": bench_se.tolist(),
+            "stop_reason_pct": {r.name.lower(): float(stops_se[r]) for r in reasons},
+        }
+        return cls(values=values, se=se)
+
+
+def true_mtd_label(true_mtd: int) -> int | None:
+    """1-based true MTD for reports, None when no level is acceptable."""
+    return None if true_mtd == NO_LEVEL else true_mtd + 1

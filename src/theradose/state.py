@@ -1,0 +1,127 @@
+"""The state of a batch of trials: arrays over trials, levels and patients.
+
+Every simulated trial of a chunk lives in the same arrays, so the engine advances all of them
+with a handful of numpy operations per cohort. Levels are 0-based here; user-facing code adds 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+NO_LEVEL = -1
+
+
+class StopReason(IntEnum):
+    """Why a trial stopped (0 while it is still running)."""
+
+    RUNNING = 0
+    MAX_PATIENTS = 1
+    TOO_TOXIC = 2  # the lowest level is too toxic (eliminated): no MTD
+    RULE_COMPLETE = 3  # the design's own rule ended the trial (3+3)
+    MAX_AT_DOSE = 4
+
+    @property
+    def label(self) -> str:
+        return _STOP_LABELS[self]
+
+    @property
+    def selects_mtd(self) -> bool:
+        """False when stopping this way means that no level is selected."""
+        return self is not StopReason.TOO_TOXIC
+
+
+_STOP_LABELS = {
+    StopReason.RUNNING: "running",
+    StopReason.MAX_PATIENTS: "maximum sample size reached",
+    StopReason.TOO_TOXIC: "lowest level too toxic",
+    StopReason.RULE_COMPLETE: "design rule complete",
+    StopReason.MAX_AT_DOSE: "maximum patients at the assigned level",
+}
+
+
+@dataclass
+class TrialState:
+    """Counts and per-patient records of a batch of trials.
+
+    Count arrays are what count-based designs (3+3, BOIN, CRM) decide on; per-patient arrays keep
+    the order of enrolment for designs and summaries that need it (timing, dosimetry).
+    """
+
+    n: np.ndarray  # [trial, level] patients treated
+    y: np.ndarray  # [trial, level] DLTs observed
+    level: np.ndarray  # [trial] level of the last cohort treated (NO_LEVEL before the first)
+    next_level: np.ndarray  # [trial] level the next cohort will receive
+    n_enrolled: np.ndarray  # [trial]
+    active: np.ndarray  # [trial] bool
+    stop_reason: np.ndarray  # [trial] StopReason values
+    last_cohort_n: np.ndarray  # [trial] size of the last cohort
+    last_cohort_y: np.ndarray  # [trial] DLTs in the last cohort
+    patient_level: np.ndarray | None = None  # [trial, patient] NO_LEVEL when not enrolled
+    patient_dlt: np.ndarray | None = None  # [trial, patient] bool
+    patient_arrival: np.ndarray | None = None  # [trial, patient] months; NaN until timing is modelled
+    patient_dlt_time: np.ndarray | None = None  # [trial, patient] months after arrival; NaN if none
+    patient_activity: np.ndarray | None = None  # [trial, patient] activity given (dose units)
+
+    @classmethod
+    def start(
+        cls, n_trials: int, n_levels: int, start_level: int, max_patients: int | None = None
+    ) -> TrialState:
+        """A fresh batch of trials about to treat their first cohort at ``start_level``.
+
+        ``max_patients=None`` keeps counts only (exact enumeration, recommendations from counts).
+        """
+        per_patient = {}
+        if max_patients is not None:
+            shape = (n_trials, max_patients)
+            per_patient = {
+                "patient_level": np.full(shape, NO_LEVEL, dtype=np.int16),
+                "patient_dlt": np.zeros(shape, dtype=bool),
+                "patient_arrival": np.full(shape, np.nan),
+                "patient_dlt_time": np.full(shape, np.nan),
+                "patient_activity": np.full(shape, np.nan),
+            }
+        return cls(
+            n=np.zeros((n_trials, n_levels), dtype=np.int32),
+            y=np.zeros((n_trials, n_levels), dtype=np.int32),
+            level=np.full(n_trials, NO_LEVEL, dtype=np.int32),
+            next_level=np.full(n_trials, start_level, dtype=np.int32),
+            n_enrolled=np.zeros(n_trials, dtype=np.int32),
+            active=np.ones(n_trials, dtype=bool),
+            stop_reason=np.zeros(n_trials, dtype=np.int8),
+            last_cohort_n=np.zeros(n_trials, dtype=np.int32),
+            last_cohort_y=np.zeros(n_trials, dtype=np.int32),
+            **per_patient,
+        )
+
+    @property
+    def n_trials(self) -> int:
+        return self.n.shape[0]
+
+    @property
+    def n_levels(self) -> int:
+        return self.n.shape[1]
+
+    def current(self, counts: np.ndarray) -> np.ndarray:
+        """``counts[trial, level]`` at each trial's current level, [trial]."""
+        return np.take_along_axis(counts, np.maximum(self.level, 0)[:, None], axis=1)[:, 0]
+
+    def record_cohort(self, trials: np.ndarray, size: int, n_dlt: np.ndarray) -> None:
+        """Add a cohort of ``size`` patients with ``n_dlt`` DLTs at each trial's next level."""
+        lvl = self.next_level[trials]
+        self.n[trials, lvl] += size
+        self.y[trials, lvl] += n_dlt
+        self.level[trials] = lvl
+        self.n_enrolled[trials] += size
+        self.last_cohort_n[trials] = size
+        self.last_cohort_y[trials] = n_dlt
+
+    def take(self, trials: np.ndarray) -> TrialState:
+        """A new state holding only ``trials`` (copies)."""
+        fields = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            fields[name] = None if value is None else value[trials].copy()
+        return TrialState(**fields)

@@ -1,0 +1,51 @@
+"""Stopping rules: pure functions of the trial state that say whether, and why, to stop.
+
+A design holds a tuple of rules; the engine stops a trial at the first rule that fires, in the
+order of the tuple, and records that rule's :class:`~theradose.state.StopReason`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from theradose.state import StopReason, TrialState
+
+
+@dataclass(frozen=True)
+class MaxPatients:
+    """Stop once ``n`` patients have been enrolled."""
+
+    n: int
+    reason = StopReason.MAX_PATIENTS
+
+    def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
+        return state.n_enrolled >= self.n
+
+    def describe(self) -> str:
+        return f"Stop when {self.n} patients have been treated."
+
+
+@dataclass(frozen=True)
+class MaxAtDose:
+    """Stop when ``n`` patients have been treated at the level about to be assigned.
+
+    ``only_when_staying``: stop only if that level is the current one (BOIN's ``n.earlystop``,
+    Liu & Yuan 2015), so a trial moving to another level carries on.
+    """
+
+    n: int
+    only_when_staying: bool = False
+    reason = StopReason.MAX_AT_DOSE
+
+    def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
+        n_next = np.take_along_axis(state.n, next_level[:, None], axis=1)[:, 0]
+        fired = n_next >= self.n
+        if self.only_when_staying:
+            fired &= next_level == state.level
+        return fired
+
+    def describe(self) -> str:
+        where = "the current level, when the next cohort would stay there" if self.only_when_staying else "the level about to be assigned"
+        return f"Stop when {self.n} patients have been treated at {where}."
