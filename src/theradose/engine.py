@@ -193,3 +193,64 @@ def _collect(totals, results, jobs, progress) -> None:
                 total.merge(sim)
         if progress is not None:
             progress(job.n_trials)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The design's decision for one real trial after the data so far (0-based levels)."""
+
+    next_level: int | None  # None when the trial should stop
+    stop_reason: StopReason | None
+    mtd: int | None  # current MTD estimate by the design's final selection rule
+    n: tuple[int, ...]  # [level]
+    y: tuple[int, ...]  # [level]
+    level_summary: dict[str, np.ndarray]  # name → [level] estimates of the method
+    deviations: tuple[str, ...]  # cohorts given another level than the design said
+
+    @property
+    def stop(self) -> bool:
+        return self.next_level is None
+
+
+def recommend(design: Design, cohorts: Sequence[tuple[int, Sequence[bool]]]) -> Recommendation:
+    """Replay a real trial cohort by cohort and return the design's next decision.
+
+    ``cohorts`` are (0-based level, DLT flags) in the order treated. Each cohort is recorded at
+    the level actually given, then :func:`decide` runs exactly as in simulation.
+    """
+    n_patients = sum(len(dlts) for _, dlts in cohorts)
+    state = TrialState.start(1, design.n_levels, design.start_level, max(n_patients, 1))
+    deviations = []
+    for index, (level, dlts) in enumerate(cohorts):
+        if not 0 <= level < design.n_levels:
+            raise ValueError(f"cohort {index + 1}: level {level + 1} is outside 1..{design.n_levels}")
+        expected = int(state.next_level[0]) if state.active[0] else None
+        if expected is None:
+            deviations.append(f"cohort {index + 1} was treated after the design said stop")
+        elif level != expected:
+            deviations.append(
+                f"cohort {index + 1} was treated at level {level + 1}; the design said {expected + 1}"
+            )
+        k = int(state.n_enrolled[0])
+        size = len(dlts)
+        state.patient_level[0, k : k + size] = level
+        state.patient_dlt[0, k : k + size] = np.asarray(dlts, dtype=bool)
+        if design.doses is not None:
+            state.patient_activity[0, k : k + size] = design.doses[level]
+        state.next_level[0] = level
+        state.record_cohort(np.array([0]), size, np.array([int(np.sum(dlts))]))
+        state.active[0] = True
+        state.stop_reason[0] = StopReason.RUNNING
+        decide(design, state)
+    mtd = int(select_mtd(design, state)[0]) if cohorts else NO_LEVEL
+    summary = {k: np.asarray(v)[0] for k, v in design.method.level_summary(state).items()}
+    stopped = not state.active[0]
+    return Recommendation(
+        next_level=None if stopped else int(state.next_level[0]),
+        stop_reason=StopReason(int(state.stop_reason[0])) if stopped else None,
+        mtd=None if mtd == NO_LEVEL else mtd,
+        n=tuple(int(v) for v in state.n[0]),
+        y=tuple(int(v) for v in state.y[0]),
+        level_summary=summary,
+        deviations=tuple(deviations),
+    )

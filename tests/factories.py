@@ -1,0 +1,84 @@
+"""Small design and scenario factories shared by the tests (designs built without files)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from pathlib import Path
+
+from theradose.design import Design
+from theradose.methods import Boin, ThreePlusThree
+from theradose.scenario import Scenario
+from theradose.stopping import MaxAtDose, MaxPatients
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+def reference(name: str) -> dict:
+    """A reference file of ../shared/reference (outputs of the established R packages)."""
+    return json.loads((REFERENCE / name).read_text())
+
+
+def boin_design(
+    target: float = 0.3,
+    n_levels: int = 6,
+    max_patients: int = 30,
+    cohort_size: int = 3,
+    start_level: int = 0,
+    max_at_dose: int = 100,
+    **boin_options,
+) -> Design:
+    return Design(
+        name=f"BOIN {target:g}",
+        method=Boin(n_levels, target, max_patients, **boin_options),
+        target=target,
+        n_levels=n_levels,
+        start_level=start_level,
+        cohort_size=cohort_size,
+        max_patients=max_patients,
+        stopping=(MaxPatients(max_patients), MaxAtDose(max_at_dose, only_when_staying=True)),
+    )
+
+
+def three_plus_three_design(
+    n_levels: int = 6, deescalate: bool = True, max_patients: int | None = None, target: float = 0.3
+) -> Design:
+    max_patients = 6 * n_levels if max_patients is None else max_patients
+    return Design(
+        name="3+3" if deescalate else "3+3 escalation only",
+        method=ThreePlusThree(n_levels, deescalate),
+        target=target,
+        n_levels=n_levels,
+        start_level=0,
+        cohort_size=3,
+        max_patients=max_patients,
+        stopping=(MaxPatients(max_patients),),
+    )
+
+
+def scenario(*dlt_prob: float, name: str = "S") -> Scenario:
+    return Scenario(name, tuple(dlt_prob))
+
+
+# Two-sided tail probability of a normal deviate beyond 4 standard errors.
+FOUR_SIGMA = 6.334e-5
+
+
+def assert_pct_agrees(observed_pct, n_trials: int, expected_pct, label: str = "") -> None:
+    """Assert observed selection percentages agree with exact ones within Monte Carlo error.
+
+    Each observed count is tested against Binomial(n_trials, p_exact) two-sided at the 4-sigma
+    level. For common outcomes this is the usual |diff| ≤ 4 SE; for rare ones (n·p of a few) the
+    binomial tail is used because the normal approximation is badly skewed there.
+    """
+    from scipy.stats import binom
+
+    observed = np.rint(np.atleast_1d(np.asarray(observed_pct, dtype=float)) * n_trials / 100)
+    expected = np.atleast_1d(np.asarray(expected_pct, dtype=float)) / 100
+    for i, (k, p) in enumerate(zip(observed, expected, strict=True)):
+        p_value = 2 * min(binom.cdf(k, n_trials, p), binom.sf(k - 1, n_trials, p))
+        assert p_value > FOUR_SIGMA, (
+            f"{label}[{i}]: {100 * k / n_trials:.3f}% in {n_trials} trials vs exact "
+            f"{100 * p:.4f}% (p-value {p_value:.2e})"
+        )
