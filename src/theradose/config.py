@@ -1,0 +1,738 @@
+"""Design and scenario files (TOML) → :class:`~theradose.design.Design` and
+:class:`~theradose.scenario.Scenario` objects.
+
+Every error of a file is collected and raised together as one :class:`ConfigError`, one line per
+problem, each naming the file, the key, the value given and what is allowed::
+
+    designs/boin.toml: target = 1.5: must be a number in (0, 1)
+    designs/boin.toml: unknown key 'cohort_sise' (did you mean 'cohort_size'?)
+    designs/boin.toml: [boin] p_saf = 0.4: must be below target (0.3)
+    scen.toml: scenario[2] ("S2") dlt_prob: must be non-decreasing, got [0.1, 0.05, 0.2]
+
+Scalars are reported as ``key = value: problem``; arrays, which can be long, as
+``key: problem, got [values]``. Levels are 1-based in every message, as in the files.
+
+A design file holds the keys of :data:`DESIGN_KEYS` and at most one method section, the one named
+by its method in :data:`METHODS`. To add a method, write a parser and a builder for its section
+and add a :class:`MethodSpec` to :data:`METHODS`; to add a top-level key, add it to
+:data:`DESIGN_KEYS` and read it in :func:`design_from_dict`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from theradose.design import Design
+from theradose.methods import Boin, ThreePlusThree
+from theradose.scenario import Scenario
+from theradose.stopping import MaxAtDose, MaxPatients
+
+__all__ = [
+    "ConfigError",
+    "check_scenarios_fit",
+    "design_from_dict",
+    "load_design",
+    "load_scenarios",
+    "scenarios_from_dict",
+]
+
+# BOIN's published defaults (Liu & Yuan 2015; BOIN R package): φ1 = 0.6 φ, φ2 = 1.4 φ.
+BOIN_P_SAF_FACTOR = 0.6
+BOIN_P_TOX_FACTOR = 1.4
+BOIN_MAX_AT_DOSE = 100
+DEFAULT_COHORT_SIZE = 3
+
+_MISSING: Any = object()
+_MAX_SHOWN_ITEMS = 12
+
+
+class ConfigError(Exception):
+    """Errors found in a design or scenario file, all of them, one line each.
+
+    Parameters
+    ----------
+    messages : the problems, each one line naming file, key, value and what is allowed; a single
+        string is split into lines.
+
+    Attributes
+    ----------
+    messages : list[str]
+    """
+
+    def __init__(self, messages: Sequence[str] | str) -> None:
+        if isinstance(messages, str):
+            messages = messages.splitlines()
+        self.messages: list[str] = list(messages)
+        super().__init__("\n".join(self.messages))
+
+    def __str__(self) -> str:
+        return "\n".join(self.messages)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading values and reporting problems
+
+
+def _show(value: Any) -> str:
+    """A value as it would be written in TOML, on one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        shown = [_show(v) for v in value[:_MAX_SHOWN_ITEMS]]
+        if len(value) > _MAX_SHOWN_ITEMS:
+            shown.append(f"... ({len(value)} values)")
+        return "[" + ", ".join(shown) + "]"
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        shown = [f"{k} = {_show(v)}" for k, v in items[:_MAX_SHOWN_ITEMS]]
+        if len(items) > _MAX_SHOWN_ITEMS:
+            shown.append("...")
+        return "{" + ", ".join(shown) + "}"
+    return str(value)
+
+
+def _kind(value: Any) -> str:
+    """'a string', 'a boolean', ...: the TOML type of a value, for 'got ...' in messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "a table"
+    return "a date/time"
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int in Python, but `true` is never a number in a design file.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str | None:
+    by_lower = {c.lower(): c for c in choices}
+    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[match[0]] if match else None
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Allowed values of a number: ``(0, 1)``, ``[0, 0.5)``, ``> 0``; never NaN or infinite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_closed: bool = False
+    high_closed: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if not math.isfinite(x):
+            return False
+        if self.low is not None and (x < self.low or (x == self.low and not self.low_closed)):
+            return False
+        return not (
+            self.high is not None and (x > self.high or (x == self.high and not self.high_closed))
+        )
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            left = "[" if self.low_closed else "("
+            right = "]" if self.high_closed else ")"
+            return f"in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{'>=' if self.low_closed else '>'} {self.low:g}"
+        if self.high is not None:
+            return f"{'<=' if self.high_closed else '<'} {self.high:g}"
+        return "finite"
+
+
+OPEN_UNIT = Interval(0.0, 1.0)
+CLOSED_UNIT = Interval(0.0, 1.0, low_closed=True, high_closed=True)
+POSITIVE = Interval(low=0.0)
+
+
+class _Report:
+    """The problems found in one file so far."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.messages.append(f"{self.path}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            raise ConfigError(self.messages)
+
+
+class _Table:
+    """One TOML table being read, where it sits in the file, and the report its problems go to.
+
+    Each reader returns the value, the default when the key is absent, or None when the value is
+    invalid or absent without a default; problems are recorded, never raised, so that every
+    problem of a file is reported at once.
+    """
+
+    def __init__(self, report: _Report, data: Mapping[str, Any], where: str = "") -> None:
+        self.report = report
+        self.data = data
+        self.where = where  # "", "[boin] ", 'scenario[2] ("S2") '
+
+    def error(self, text: str) -> None:
+        self.report.add(f"{self.where}{text}")
+
+    def value_error(self, key: str, value: Any, problem: str) -> None:
+        self.error(f"{key} = {_show(value)}: {problem}")
+
+    def type_error(self, key: str, value: Any, expected: str) -> None:
+        self.value_error(key, value, f"must be {expected}, got {_kind(value)}")
+
+    def check_keys(self, allowed: Iterable[str]) -> None:
+        allowed = list(allowed)
+        for key in self.data:
+            if key in allowed:
+                continue
+            guess = _suggest(key, allowed)
+            hint = f"did you mean '{guess}'?" if guess else "allowed: " + ", ".join(allowed)
+            self.error(f"unknown key '{key}' ({hint})")
+
+    def _get(self, key: str, default: Any, required: str) -> Any:
+        if key in self.data:
+            return self.data[key]
+        if required:
+            self.error(f"missing key '{key}' ({required})")
+        return default
+
+    def number(
+        self, key: str, interval: Interval, *, default: Any = None, required: str = ""
+    ) -> float | None:
+        value = self._get(key, _MISSING, required)
+        if value is _MISSING:
+            return default
+        if not _is_number(value):
+            self.type_error(key, value, f"a number {interval}")
+            return None
+        if value not in interval:
+            self.value_error(key, value, f"must be a number {interval}")
+            return None
+        return float(value)
+
+    def integer(
+        self, key: str, minimum: int, *, default: Any = None, required: str = ""
+    ) -> int | None:
+        value = self._get(key, _MISSING, required)
+        if value is _MISSING:
+            return default
+        if not _is_integer(value):
+            self.type_error(key, value, f"an integer >= {minimum}")
+            return None
+        if value < minimum:
+            self.value_error(key, value, f"must be an integer >= {minimum}")
+            return None
+        return value
+
+    def boolean(self, key: str, *, default: Any = None) -> bool | None:
+        value = self._get(key, _MISSING, "")
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.type_error(key, value, "true or false")
+            return None
+        return value
+
+    def string(self, key: str, *, default: Any = None, required: str = "") -> str | None:
+        value = self._get(key, _MISSING, required)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, str):
+            self.type_error(key, value, "a string")
+            return None
+        return value
+
+    def choice(self, key: str, choices: Iterable[str], *, required: str = "") -> str | None:
+        choices = list(choices)
+        value = self._get(key, _MISSING, required)
+        if value is _MISSING:
+            return None
+        allowed = ", ".join(_show(c) for c in choices)
+        if not isinstance(value, str):
+            self.type_error(key, value, f"one of {allowed}")
+            return None
+        if value not in choices:
+            guess = _suggest(value, choices)
+            hint = f" (did you mean {_show(guess)}?)" if guess else ""
+            self.value_error(key, value, f"must be one of {allowed}{hint}")
+            return None
+        return value
+
+    def numbers(
+        self, key: str, interval: Interval, order: str, *, required: str = ""
+    ) -> tuple[float, ...] | None:
+        """A non-empty array of numbers in ``interval``, ``order`` "increasing" (strictly) or
+        "non-decreasing"."""
+        value = self._get(key, _MISSING, required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, list):
+            self.type_error(key, value, f"an array of numbers {interval}")
+            return None
+        shown = _show(value)
+        if not value:
+            self.error(f"{key}: must hold at least one value, got []")
+            return None
+        for level, item in enumerate(value, start=1):
+            if not _is_number(item):
+                self.error(
+                    f"{key}: must be an array of numbers, got {shown} "
+                    f"(level {level} is {_kind(item)})"
+                )
+                return None
+        outside = [level for level, item in enumerate(value, start=1) if item not in interval]
+        if outside:
+            self.error(
+                f"{key}: every value must be {interval}, got {shown} "
+                f"(level {outside[0]} is {_show(value[outside[0] - 1])})"
+            )
+            return None
+        for level in range(2, len(value) + 1):
+            lower, upper = value[level - 2], value[level - 1]
+            if order == "increasing" and not upper > lower:
+                self.error(
+                    f"{key}: must be strictly increasing, got {shown} "
+                    f"(level {level} is not above level {level - 1})"
+                )
+                return None
+            if order == "non-decreasing" and upper < lower:
+                self.error(
+                    f"{key}: must be non-decreasing, got {shown} "
+                    f"(level {level} is below level {level - 1})"
+                )
+                return None
+        return tuple(float(v) for v in value)
+
+    def section(self, name: str) -> _Table:
+        """The sub-table ``[name]`` (empty when absent or not a table)."""
+        value = self.data.get(name, {})
+        if not isinstance(value, Mapping):
+            self.type_error(name, value, f"a table ([{name}])")
+            value = {}
+        return _Table(self.report, value, f"{self.where}[{name}] ")
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        message = "file not found"
+    except IsADirectoryError:
+        message = "is a directory, not a file"
+    except OSError as err:
+        message = f"cannot read: {err.strerror or err}"
+    except tomllib.TOMLDecodeError as err:
+        message = f"invalid TOML: {err}"
+    except UnicodeDecodeError as err:
+        message = f"invalid TOML: not UTF-8 text ({err.reason} at byte {err.start})"
+    raise ConfigError([f"{path}: {message}"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Designs
+
+
+@dataclass
+class DesignFields:
+    """The method-independent keys of a design file, as read (None where absent or invalid).
+
+    ``start_level`` is 0-based here; ``n_levels`` comes from ``levels`` or ``doses``.
+    """
+
+    name: str | None = None
+    method: str | None = None
+    target: float | None = None
+    doses: tuple[float, ...] | None = None
+    dose_unit: str | None = None
+    n_levels: int | None = None
+    start_level: int | None = None
+    cohort_size: int | None = None
+    max_patients: int | None = None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How a value of ``method`` is read from a design file and built.
+
+    Attributes
+    ----------
+    key : the value of ``method``
+    section : the name of the method's own table (``[boin]``)
+    keys : the keys allowed in that table
+    parse : reads the table (problems go to its report), returns the method's options
+    build : the method object and stopping rules, from valid fields and options
+    fixed_cohort_size : the only cohort size the method allows, or None
+    max_patients_per_level : default ``max_patients`` = this × levels; None makes it required
+    """
+
+    key: str
+    section: str
+    keys: tuple[str, ...]
+    parse: Callable[[_Table, DesignFields], dict[str, Any]]
+    build: Callable[[DesignFields, dict[str, Any]], tuple[Any, tuple[Any, ...]]]
+    fixed_cohort_size: int | None = None
+    max_patients_per_level: int | None = None
+
+
+def _parse_three_plus_three(table: _Table, fields: DesignFields) -> dict[str, Any]:
+    return {"deescalate": table.boolean("deescalate", default=True)}
+
+
+def _build_three_plus_three(
+    fields: DesignFields, options: dict[str, Any]
+) -> tuple[Any, tuple[Any, ...]]:
+    method = ThreePlusThree(fields.n_levels, deescalate=options["deescalate"])
+    return method, (MaxPatients(fields.max_patients),)
+
+
+def _parse_boin(table: _Table, fields: DesignFields) -> dict[str, Any]:
+    target = fields.target
+    p_saf = table.number("p_saf", OPEN_UNIT)
+    p_tox = table.number("p_tox", OPEN_UNIT)
+    if target is not None:
+        if p_saf is None and "p_saf" not in table.data:
+            p_saf = BOIN_P_SAF_FACTOR * target
+        elif p_saf is not None and not p_saf < target:
+            table.value_error("p_saf", p_saf, f"must be below target ({target:g})")
+        if p_tox is None and "p_tox" not in table.data:
+            p_tox = BOIN_P_TOX_FACTOR * target
+            if p_tox >= 1:
+                table.error(
+                    f"p_tox: the default {BOIN_P_TOX_FACTOR:g} × target = {p_tox:g} is not "
+                    f"below 1; give p_tox, a number in ({target:g}, 1)"
+                )
+        elif p_tox is not None and not p_tox > target:
+            table.value_error("p_tox", p_tox, f"must be above target ({target:g})")
+    cutoff = table.number("elimination_cutoff", OPEN_UNIT, default=0.95)
+    offset = table.number("extra_safe_offset", Interval(0.0, 0.5, low_closed=True), default=0.05)
+    if cutoff is not None and offset is not None and not offset < cutoff:
+        # The extra-safe rule stops when P(p1 > target) > cutoff − offset; that must stay > 0.
+        table.value_error(
+            "extra_safe_offset", offset, f"must be below elimination_cutoff ({cutoff:g})"
+        )
+    return {
+        "p_saf": p_saf,
+        "p_tox": p_tox,
+        "elimination_cutoff": cutoff,
+        "extra_safe": table.boolean("extra_safe", default=False),
+        "extra_safe_offset": offset,
+        "max_at_dose": table.integer("max_at_dose", 1, default=BOIN_MAX_AT_DOSE),
+    }
+
+
+def _build_boin(fields: DesignFields, options: dict[str, Any]) -> tuple[Any, tuple[Any, ...]]:
+    method = Boin(
+        fields.n_levels,
+        fields.target,
+        fields.max_patients,
+        p_saf=options["p_saf"],
+        p_tox=options["p_tox"],
+        elimination_cutoff=options["elimination_cutoff"],
+        extra_safe=options["extra_safe"],
+        extra_safe_offset=options["extra_safe_offset"],
+    )
+    stopping = (
+        MaxPatients(fields.max_patients),
+        MaxAtDose(options["max_at_dose"], only_when_staying=True),
+    )
+    return method, stopping
+
+
+METHODS: dict[str, MethodSpec] = {
+    spec.key: spec
+    for spec in (
+        MethodSpec(
+            key="3+3",
+            section="three_plus_three",
+            keys=("deescalate",),
+            parse=_parse_three_plus_three,
+            build=_build_three_plus_three,
+            fixed_cohort_size=3,
+            max_patients_per_level=6,
+        ),
+        MethodSpec(
+            key="boin",
+            section="boin",
+            keys=(
+                "p_saf",
+                "p_tox",
+                "elimination_cutoff",
+                "extra_safe",
+                "extra_safe_offset",
+                "max_at_dose",
+            ),
+            parse=_parse_boin,
+            build=_build_boin,
+        ),
+    )
+}
+
+DESIGN_KEYS: tuple[str, ...] = (
+    "name",
+    "method",
+    "target",
+    "doses",
+    "dose_unit",
+    "levels",
+    "start_level",
+    "cohort_size",
+    "max_patients",
+)
+
+
+def _read_levels(top: _Table, fields: DesignFields) -> None:
+    fields.doses = top.numbers("doses", POSITIVE, "increasing")
+    levels = top.integer("levels", 1)
+    if "doses" not in top.data and "levels" not in top.data:
+        top.error(
+            "missing key 'doses' or 'levels' (the activity of each level, strictly increasing, "
+            "or the number of levels)"
+        )
+    if fields.doses is not None and levels is not None and levels != len(fields.doses):
+        top.value_error("levels", levels, f"does not match doses ({len(fields.doses)} values)")
+    elif fields.doses is not None:
+        fields.n_levels = len(fields.doses)
+    else:
+        fields.n_levels = levels
+
+
+def _read_start_level(top: _Table, fields: DesignFields) -> None:
+    start = top.integer("start_level", 1, default=1)
+    if start is None or fields.n_levels is None:
+        return
+    if start > fields.n_levels:
+        top.value_error(
+            "start_level", start, f"must be an integer in 1..{fields.n_levels} (the levels)"
+        )
+        return
+    fields.start_level = start - 1
+
+
+def _read_sample_size(top: _Table, fields: DesignFields, spec: MethodSpec | None) -> None:
+    fields.cohort_size = top.integer("cohort_size", 1, default=DEFAULT_COHORT_SIZE)
+    fixed = spec.fixed_cohort_size if spec else None
+    if fixed is not None and fields.cohort_size not in (None, fixed):
+        top.value_error(
+            "cohort_size", fields.cohort_size, f"must be {fixed} for method = {_show(spec.key)}"
+        )
+        fields.cohort_size = None
+
+    required = ""
+    default = None
+    if spec is not None and spec.max_patients_per_level is None:
+        required = f"an integer >= cohort_size, required for method = {_show(spec.key)}"
+    elif spec is not None and fields.n_levels is not None:
+        default = spec.max_patients_per_level * fields.n_levels
+    max_patients = top.integer("max_patients", 1, default=default, required=required)
+    if (
+        max_patients is not None
+        and fields.cohort_size is not None
+        and max_patients < fields.cohort_size
+    ):
+        top.value_error(
+            "max_patients",
+            max_patients,
+            f"must be an integer >= cohort_size ({fields.cohort_size})",
+        )
+        max_patients = None
+    fields.max_patients = max_patients
+
+
+def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> Design:
+    """Build a :class:`~theradose.design.Design` from a parsed design file.
+
+    Parameters
+    ----------
+    data : the file's contents, as ``tomllib`` parses them
+    path : the file, for messages and as the default name (its stem)
+
+    Returns
+    -------
+    Design
+        with a 0-based ``start_level``, ``source`` = ``data`` and ``path`` = ``str(path)``.
+
+    Raises
+    ------
+    ConfigError
+        with every problem of the file.
+    """
+    path = os.fspath(path)
+    report = _Report(path)
+    if not isinstance(data, Mapping):
+        report.add(f"must be a table of keys, got {_kind(data)}")
+        report.raise_if_any()
+    top = _Table(report, data)
+    top.check_keys(DESIGN_KEYS + tuple(spec.section for spec in METHODS.values()))
+
+    fields = DesignFields()
+    fields.name = top.string("name", default=Path(path).stem)
+    fields.method = top.choice(
+        "method", METHODS, required="one of " + ", ".join(_show(k) for k in METHODS)
+    )
+    spec = METHODS.get(fields.method) if fields.method else None
+    fields.target = top.number(
+        "target", OPEN_UNIT, required=f"the target DLT probability, a number {OPEN_UNIT}"
+    )
+    _read_levels(top, fields)
+    fields.dose_unit = top.string("dose_unit", default="")
+    _read_start_level(top, fields)
+    _read_sample_size(top, fields, spec)
+
+    for other in METHODS.values():
+        if other.section in data and other is not spec and spec is not None:
+            top.error(
+                f"section [{other.section}] is only for method = {_show(other.key)} "
+                f"(this design has method = {_show(spec.key)})"
+            )
+    options: dict[str, Any] = {}
+    if spec is not None:
+        section = top.section(spec.section)
+        section.check_keys(spec.keys)
+        options = spec.parse(section, fields)
+
+    report.raise_if_any()
+    method, stopping = spec.build(fields, options)
+    return Design(
+        name=fields.name,
+        method=method,
+        target=fields.target,
+        n_levels=fields.n_levels,
+        start_level=fields.start_level,
+        cohort_size=fields.cohort_size,
+        max_patients=fields.max_patients,
+        doses=fields.doses,
+        dose_unit=fields.dose_unit,
+        stopping=stopping,
+        source=dict(data),
+        path=path,
+    )
+
+
+def load_design(path: str | os.PathLike[str]) -> Design:
+    """Read a design file (TOML); see :func:`design_from_dict`.
+
+    Raises
+    ------
+    ConfigError
+        when the file is missing, is not valid TOML, or has invalid contents (all reported).
+    """
+    path = os.fspath(path)
+    return design_from_dict(_read_toml(path), path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+SCENARIO_KEYS: tuple[str, ...] = ("name", "dlt_prob")
+
+
+def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> list[Scenario]:
+    """Build the scenarios of a parsed scenario file (one ``[[scenario]]`` table each).
+
+    Each needs a unique ``name`` and ``dlt_prob``, the true DLT probability of each level:
+    non-empty, non-decreasing, within [0, 1].
+
+    Raises
+    ------
+    ConfigError
+        with every problem of the file; also when it holds no ``[[scenario]]``.
+    """
+    path = os.fspath(path)
+    report = _Report(path)
+    if not isinstance(data, Mapping):
+        report.add(f"must be a table of keys, got {_kind(data)}")
+        report.raise_if_any()
+    top = _Table(report, data)
+    top.check_keys(("scenario",))
+    tables = data.get("scenario", [])
+    if not isinstance(tables, list) or not all(isinstance(t, Mapping) for t in tables):
+        top.type_error("scenario", tables, "an array of tables ([[scenario]])")
+        tables = []
+    elif not tables:
+        report.add("no scenarios: add at least one [[scenario]] table with name and dlt_prob")
+
+    scenarios = []
+    first_index: dict[str, int] = {}
+    for index, entry in enumerate(tables, start=1):
+        name = entry.get("name")
+        label = f" ({_show(name)})" if isinstance(name, str) else ""
+        table = _Table(report, entry, f"scenario[{index}]{label} ")
+        table.check_keys(SCENARIO_KEYS)
+        name = table.string("name", required='a unique name, such as "S1"')
+        if name is not None and name in first_index:
+            table.value_error(
+                "name", name, f"must be unique, also used by scenario[{first_index[name]}]"
+            )
+        elif name is not None:
+            first_index[name] = index
+        dlt_prob = table.numbers(
+            "dlt_prob",
+            CLOSED_UNIT,
+            "non-decreasing",
+            required="the true DLT probability of each level, non-decreasing, in [0, 1]",
+        )
+        if name is not None and dlt_prob is not None:
+            scenarios.append(Scenario(name, dlt_prob))
+    report.raise_if_any()
+    return scenarios
+
+
+def load_scenarios(path: str | os.PathLike[str]) -> list[Scenario]:
+    """Read a scenario file (TOML); see :func:`scenarios_from_dict`."""
+    path = os.fspath(path)
+    return scenarios_from_dict(_read_toml(path), path)
+
+
+def check_scenarios_fit(
+    design: Design, scenarios: Sequence[Scenario], path: str | os.PathLike[str]
+) -> None:
+    """Check that every scenario gives one DLT probability per level of ``design``.
+
+    Parameters
+    ----------
+    design : the design the scenarios will be simulated under
+    scenarios : as read from ``path``, in file order
+    path : the scenario file, for messages
+
+    Raises
+    ------
+    ConfigError
+        naming each scenario whose ``dlt_prob`` has the wrong length.
+    """
+    report = _Report(os.fspath(path))
+    where = f" ({design.path})" if design.path else ""
+    for index, scenario in enumerate(scenarios, start=1):
+        if scenario.n_levels != design.n_levels:
+            report.add(
+                f"scenario[{index}] ({_show(scenario.name)}) dlt_prob: has {scenario.n_levels} "
+                f"values, but design {_show(design.name)}{where} has {design.n_levels} levels"
+            )
+    report.raise_if_any()
