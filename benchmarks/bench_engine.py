@@ -24,7 +24,10 @@ def main() -> None:
     parser.add_argument(
         "--designs",
         nargs="+",
-        default=[str(ROOT / "designs" / "boin.toml"), str(ROOT / "designs" / "three_plus_three.toml")],
+        default=[
+            str(ROOT / "designs" / "boin.toml"),
+            str(ROOT / "designs" / "three_plus_three.toml"),
+        ],
     )
     parser.add_argument("--scenarios", default=str(ROOT / "designs" / "scenarios.toml"))
     parser.add_argument("--scenario", default="S1", help="scenario name to run")

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from factories import assert_pct_agrees, boin_design, reference, scenario
 
+from factories import assert_pct_agrees, boin_design, reference, scenario
 from theradose.engine import recommend, simulate
 from theradose.exact import exact_operating_characteristics
 from theradose.methods.boin import boundaries
@@ -15,7 +15,9 @@ SELECT_MTD = reference("boin_select_mtd.json")["results"]
 GET_OC = reference("boin_oc.json")["results"]
 
 
-@pytest.mark.parametrize("ref", BOUNDARIES, ids=lambda r: f"target{r['call']['target']}-n{r['call']['ncohort']}")
+@pytest.mark.parametrize(
+    "ref", BOUNDARIES, ids=lambda r: f"target{r['call']['target']}-n{r['call']['ncohort']}"
+)
 def test_boundaries_match_get_boundary(ref):
     call = ref["call"]
     lambda_e, lambda_d = boundaries(call["target"], call["p.saf"], call["p.tox"])
@@ -44,10 +46,14 @@ def test_select_mtd_matches_package(ref):
     selected = int(design.method.select_mtd(state)[0])
     assert selected + 1 == ref["MTD"] or (selected == -1 and ref["MTD"] == 99)
     summary = {k: v[0] for k, v in design.method.level_summary(state).items()}
-    expected = np.array([np.nan if v is None else v for v in ref["driver_recomputed_unrounded_isotonic_phat"]])
+    expected = np.array(
+        [np.nan if v is None else v for v in ref["driver_recomputed_unrounded_isotonic_phat"]]
+    )
     np.testing.assert_allclose(summary["p_est"], expected, rtol=0, atol=1e-12, equal_nan=True)
     overdose = np.array([np.nan if v is None else v for v in ref["p_overdose"]])
-    np.testing.assert_allclose(np.round(summary["p_overdose"], 2), overdose, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(
+        np.round(summary["p_overdose"], 2), overdose, atol=1e-9, equal_nan=True
+    )
 
 
 def _get_oc_design(ref):
@@ -86,18 +92,28 @@ def test_simulation_agrees_with_exact():
     for scen, sim in zip(scenarios, sims, strict=True):
         exact = exact_operating_characteristics(design, scen)
         oc = OperatingCharacteristics.from_simulations(sim)
-        assert_pct_agrees(oc.values["selection_pct"], sim.n_trials, exact["selection_pct"], scen.name)
+        assert_pct_agrees(
+            oc.values["selection_pct"], sim.n_trials, exact["selection_pct"], scen.name
+        )
         assert_pct_agrees(oc.values["no_selection_pct"], sim.n_trials, exact["no_selection_pct"])
         n_se = np.array(oc.se["patients_mean"])
-        assert np.all(np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"]) <= 4 * n_se + 1e-12)
-        assert np.all(np.abs(np.array(oc.values["dlt_mean"]) - exact["dlt_mean"]) <= 4 * np.array(oc.se["dlt_mean"]) + 1e-12)
+        assert np.all(
+            np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"])
+            <= 4 * n_se + 1e-12
+        )
+        assert np.all(
+            np.abs(np.array(oc.values["dlt_mean"]) - exact["dlt_mean"])
+            <= 4 * np.array(oc.se["dlt_mean"]) + 1e-12
+        )
 
 
 def test_exact_enumeration_sums_to_one_with_extra_safe_and_max_at_dose():
     design = boin_design(max_patients=24, extra_safe=True, max_at_dose=9)
     exact = exact_operating_characteristics(design, scenario(0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
     assert exact["total_prob"] == pytest.approx(1.0, abs=1e-12)
-    assert np.sum(exact["selection_pct"]) + exact["no_selection_pct"] == pytest.approx(100, abs=1e-9)
+    assert np.sum(exact["selection_pct"]) + exact["no_selection_pct"] == pytest.approx(
+        100, abs=1e-9
+    )
 
 
 def test_recommend_replays_the_rules():

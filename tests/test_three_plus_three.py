@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from factories import assert_pct_agrees, reference, scenario, three_plus_three_design
 
+from factories import assert_pct_agrees, reference, scenario, three_plus_three_design
 from theradose.engine import recommend, simulate
 from theradose.exact import exact_operating_characteristics
 from theradose.results import OperatingCharacteristics
@@ -11,7 +11,9 @@ from theradose.results import OperatingCharacteristics
 THREEP3 = reference("three_plus_three_exact.json")["results"]
 
 
-@pytest.mark.parametrize("ref", THREEP3, ids=lambda r: f"{r['scenario']}-esc_only={r['call']['threep3.esc.only']}")
+@pytest.mark.parametrize(
+    "ref", THREEP3, ids=lambda r: f"{r['scenario']}-esc_only={r['call']['threep3.esc.only']}"
+)
 def test_exact_matches_bcrm_threep3(ref):
     design = three_plus_three_design(deescalate=not ref["call"]["threep3.esc.only"])
     exact = exact_operating_characteristics(design, scenario(*ref["p_true"]))
@@ -41,10 +43,15 @@ def test_simulation_agrees_with_exact(deescalate):
     for scen, sim in zip(scenarios, sims, strict=True):
         exact = exact_operating_characteristics(design, scen)
         oc = OperatingCharacteristics.from_simulations(sim)
-        assert_pct_agrees(oc.values["selection_pct"], sim.n_trials, exact["selection_pct"], scen.name)
+        assert_pct_agrees(
+            oc.values["selection_pct"], sim.n_trials, exact["selection_pct"], scen.name
+        )
         assert_pct_agrees(oc.values["no_selection_pct"], sim.n_trials, exact["no_selection_pct"])
         n_se = np.array(oc.se["patients_mean"])
-        assert np.all(np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"]) <= 4 * n_se + 1e-12)
+        assert np.all(
+            np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"])
+            <= 4 * n_se + 1e-12
+        )
 
 
 @pytest.mark.parametrize(

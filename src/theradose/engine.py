@@ -53,7 +53,8 @@ def decide(design: Design, state: TrialState) -> None:
 def select_mtd(design: Design, state: TrialState) -> np.ndarray:
     """The final MTD of each trial, [trial]; none for trials stopped as too toxic."""
     mtd = design.method.select_mtd(state)
-    return np.where(state.stop_reason == StopReason.TOO_TOXIC, NO_LEVEL, mtd)
+    no_mtd = [r.value for r in StopReason if not r.selects_mtd]
+    return np.where(np.isin(state.stop_reason, no_mtd), NO_LEVEL, mtd)
 
 
 def run_trials(design: Design, dlt_prob: np.ndarray, tolerance: np.ndarray) -> TrialState:
@@ -223,13 +224,16 @@ def recommend(design: Design, cohorts: Sequence[tuple[int, Sequence[bool]]]) -> 
     deviations = []
     for index, (level, dlts) in enumerate(cohorts):
         if not 0 <= level < design.n_levels:
-            raise ValueError(f"cohort {index + 1}: level {level + 1} is outside 1..{design.n_levels}")
+            raise ValueError(
+                f"cohort {index + 1}: level {level + 1} is outside 1..{design.n_levels}"
+            )
         expected = int(state.next_level[0]) if state.active[0] else None
         if expected is None:
             deviations.append(f"cohort {index + 1} was treated after the design said stop")
         elif level != expected:
             deviations.append(
-                f"cohort {index + 1} was treated at level {level + 1}; the design said {expected + 1}"
+                f"cohort {index + 1} was treated at level {level + 1}; "
+                f"the design said {expected + 1}"
             )
         k = int(state.n_enrolled[0])
         size = len(dlts)

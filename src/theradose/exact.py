@@ -87,8 +87,15 @@ def _merge(state: TrialState, weight: np.ndarray) -> tuple[TrialState, np.ndarra
     if state.n_trials == 0:
         return state, weight
     key = np.column_stack(
-        [state.n, state.y, state.level, state.next_level, state.n_enrolled,
-         state.last_cohort_n, state.last_cohort_y]
+        [
+            state.n,
+            state.y,
+            state.level,
+            state.next_level,
+            state.n_enrolled,
+            state.last_cohort_n,
+            state.last_cohort_y,
+        ]
     )
     unique, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
     merged = np.bincount(inverse.ravel(), weight, minlength=unique.shape[0])

@@ -54,9 +54,15 @@ class Simulations:
     def __post_init__(self) -> None:
         levels = len(self.dlt_prob)
         zeros = lambda k: np.zeros(k, dtype=np.int64)  # noqa: E731
-        for name, size in [("selected", levels + 1), ("benchmark_selected", levels), ("n_sum", levels),
-                           ("n_sq", levels), ("y_sum", levels), ("y_sq", levels),
-                           ("stop_counts", len(StopReason))]:
+        for name, size in [
+            ("selected", levels + 1),
+            ("benchmark_selected", levels),
+            ("n_sum", levels),
+            ("n_sq", levels),
+            ("y_sum", levels),
+            ("y_sq", levels),
+            ("stop_counts", len(StopReason)),
+        ]:
             if getattr(self, name) is None:
                 setattr(self, name, zeros(size))
 
@@ -87,10 +93,25 @@ class Simulations:
 
     def merge(self, other: Simulations) -> None:
         """Add another batch of the same design and scenario (call in chunk order)."""
-        for name in ("selected", "benchmark_selected", "n_sum", "n_sq", "y_sum", "y_sq", "stop_counts"):
+        for name in (
+            "selected",
+            "benchmark_selected",
+            "n_sum",
+            "n_sq",
+            "y_sum",
+            "y_sq",
+            "stop_counts",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("n_trials", "total_n_sum", "total_n_sq", "total_y_sum", "total_y_sq",
-                     "above_mtd_sum", "above_mtd_sq"):
+        for name in (
+            "n_trials",
+            "total_n_sum",
+            "total_n_sq",
+            "total_y_sum",
+            "total_y_sq",
+            "above_mtd_sum",
+            "above_mtd_sq",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 

@@ -22,6 +22,7 @@ class StopReason(IntEnum):
     TOO_TOXIC = 2  # the lowest level is too toxic (eliminated): no MTD
     RULE_COMPLETE = 3  # the design's own rule ended the trial (3+3)
     MAX_AT_DOSE = 4
+    SAFETY = 5  # the model says the lowest level is too toxic: no MTD
 
     @property
     def label(self) -> str:
@@ -30,7 +31,7 @@ class StopReason(IntEnum):
     @property
     def selects_mtd(self) -> bool:
         """False when stopping this way means that no level is selected."""
-        return self is not StopReason.TOO_TOXIC
+        return self not in (StopReason.TOO_TOXIC, StopReason.SAFETY)
 
 
 _STOP_LABELS = {
@@ -39,6 +40,7 @@ _STOP_LABELS = {
     StopReason.TOO_TOXIC: "lowest level too toxic",
     StopReason.RULE_COMPLETE: "design rule complete",
     StopReason.MAX_AT_DOSE: "maximum patients at the assigned level",
+    StopReason.SAFETY: "lowest level too toxic by the model (safety stop)",
 }
 
 
@@ -61,7 +63,9 @@ class TrialState:
     last_cohort_y: np.ndarray  # [trial] DLTs in the last cohort
     patient_level: np.ndarray | None = None  # [trial, patient] NO_LEVEL when not enrolled
     patient_dlt: np.ndarray | None = None  # [trial, patient] bool
-    patient_arrival: np.ndarray | None = None  # [trial, patient] months; NaN until timing is modelled
+    patient_arrival: np.ndarray | None = (
+        None  # [trial, patient] months; NaN until timing is modelled
+    )
     patient_dlt_time: np.ndarray | None = None  # [trial, patient] months after arrival; NaN if none
     patient_activity: np.ndarray | None = None  # [trial, patient] activity given (dose units)
 

@@ -47,5 +47,36 @@ class MaxAtDose:
         return fired
 
     def describe(self) -> str:
-        where = "the current level, when the next cohort would stay there" if self.only_when_staying else "the level about to be assigned"
+        where = (
+            "the current level, when the next cohort would stay there"
+            if self.only_when_staying
+            else "the level about to be assigned"
+        )
         return f"Stop when {self.n} patients have been treated at {where}."
+
+
+@dataclass(frozen=True)
+class SafetyStop:
+    """Stop with no MTD when P(p_1 > target | data) > ``cutoff`` after at least ``min_n`` patients.
+
+    Needs a model-based method offering ``prob_above_target(state, level)`` (CRM, EWOC, BLRM).
+    """
+
+    method: object
+    cutoff: float
+    min_n: int = 3
+    reason = StopReason.SAFETY
+
+    def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
+        fired = np.zeros(state.n_trials, dtype=bool)
+        eligible = np.flatnonzero(state.active & (state.n_enrolled >= self.min_n))
+        if eligible.size:
+            sub = state.take(eligible)
+            fired[eligible] = self.method.prob_above_target(sub, 0) > self.cutoff
+        return fired
+
+    def describe(self) -> str:
+        return (
+            f"Stop with no MTD when P(DLT probability at level 1 > target) > {self.cutoff:g} "
+            f"after at least {self.min_n} patients."
+        )

@@ -47,7 +47,7 @@ def prob_above_target(n: np.ndarray, y: np.ndarray, target: float) -> np.ndarray
 
 
 def _min_dlts_with_prob_above(n_max: int, target: float, cutoff: float) -> np.ndarray:
-    """Per n (0..n_max), the fewest DLTs with P(p > target) > cutoff; ``_NEVER`` if none or n < 3."""
+    """Per n (0..n_max), the fewest DLTs with P(p > target) > cutoff (``_NEVER``: none, n < 3)."""
     table = np.full(n_max + 1, _NEVER, dtype=np.int64)
     for n in range(MIN_N_TO_ELIMINATE, n_max + 1):
         y = np.arange(n + 1)
@@ -91,7 +91,9 @@ class Boin:
         )
         stop_cutoff = self.elimination_cutoff - self.extra_safe_offset
         stop_ge = _min_dlts_with_prob_above(self.max_patients, self.target, stop_cutoff)
-        object.__setattr__(self, "stop_ge", stop_ge if self.extra_safe else np.full_like(stop_ge, _NEVER))
+        object.__setattr__(
+            self, "stop_ge", stop_ge if self.extra_safe else np.full_like(stop_ge, _NEVER)
+        )
 
     @property
     def lambdas(self) -> tuple[float, float]:
@@ -101,7 +103,8 @@ class Boin:
         return table[np.minimum(n, self.max_patients)]
 
     def eliminated(self, state: TrialState) -> np.ndarray:
-        """Levels eliminated by the safety rule: the lowest qualifying level and all above, [trial, level]."""
+        """Levels eliminated by the safety rule (the lowest qualifying one and all above),
+        [trial, level]."""
         hit = state.y >= self._table_at(self.eliminate_ge, state.n)
         return np.logical_or.accumulate(hit, axis=1)
 
@@ -145,7 +148,9 @@ class Boin:
 
     def level_summary(self, state: TrialState) -> dict[str, np.ndarray]:
         treated = state.n > 0
-        over = np.where(treated, beta.sf(self.target, state.y + 0.05, state.n - state.y + 0.05), 0.0)
+        over = np.where(
+            treated, beta.sf(self.target, state.y + 0.05, state.n - state.y + 0.05), 0.0
+        )
         return {
             "p_est": self.isotonic_estimate(state, treated),
             "p_overdose": np.where(
@@ -163,8 +168,12 @@ class Boin:
             rows.append(
                 {
                     "n": n,
-                    "escalate_if_dlt_le": int(self.escalate_le[n]) if self.escalate_le[n] >= 0 else None,
-                    "deescalate_if_dlt_ge": int(self.deescalate_ge[n]) if self.deescalate_ge[n] <= n else None,
+                    "escalate_if_dlt_le": int(self.escalate_le[n])
+                    if self.escalate_le[n] >= 0
+                    else None,
+                    "deescalate_if_dlt_ge": int(self.deescalate_ge[n])
+                    if self.deescalate_ge[n] <= n
+                    else None,
                     "eliminate_if_dlt_ge": elim if elim <= n else None,
                 }
             )
