@@ -82,3 +82,55 @@ def assert_pct_agrees(observed_pct, n_trials: int, expected_pct, label: str = ""
             f"{label}[{i}]: {100 * k / n_trials:.3f}% in {n_trials} trials vs exact "
             f"{100 * p:.4f}% (p-value {p_value:.2e})"
         )
+
+
+def crm_design(
+    skeleton=(
+        0.122529358220233,
+        0.203956007632824,
+        0.3,
+        0.401819436129518,
+        0.50134644775517,
+        0.592814046868704,
+    ),
+    target: float = 0.3,
+    max_patients: int = 30,
+    cohort_size: int = 3,
+    model: str = "empiric",
+    no_skip: bool = True,
+    coherent: bool = True,
+    estimate: str = "plugin",
+    start_up: str = "none",
+    safety_cutoff: float | None = None,
+    safety_min_n: int = 3,
+    max_at_dose: int | None = None,
+) -> Design:
+    """A CRM design; the default skeleton is dfcrm's getprior(0.05, 0.3, 3, 6)."""
+    from theradose.constraints import Coherence, EscalationStep
+    from theradose.methods.crm import Crm, EmpiricModel, LogisticModel
+    from theradose.stopping import SafetyStop
+
+    skeleton = tuple(skeleton)
+    crm_model = EmpiricModel(skeleton) if model == "empiric" else LogisticModel(skeleton)
+    method = Crm(
+        len(skeleton), target, crm_model, max_patients, estimate=estimate, start_up=start_up
+    )
+    constraints = ((EscalationStep(1),) if no_skip else ()) + (
+        (Coherence(target),) if coherent else ()
+    )
+    stopping = [MaxPatients(max_patients)]
+    if safety_cutoff is not None:
+        stopping.append(SafetyStop(method, safety_cutoff, safety_min_n))
+    if max_at_dose is not None:
+        stopping.append(MaxAtDose(max_at_dose))
+    return Design(
+        name=f"CRM {model}",
+        method=method,
+        target=target,
+        n_levels=len(skeleton),
+        start_level=0,
+        cohort_size=cohort_size,
+        max_patients=max_patients,
+        constraints=constraints,
+        stopping=tuple(stopping),
+    )

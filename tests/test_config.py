@@ -205,19 +205,19 @@ def test_unknown_key_in_method_section(tmp_path):
 
 def test_unknown_method_lists_allowed(tmp_path):
     errors = design_errors(tmp_path, with_line(BOIN, "method", 'method = "mystery"'))
-    assert errors == ['method = "mystery": must be one of "3+3", "boin"']
+    assert errors == ['method = "mystery": must be one of "3+3", "boin", "crm"']
 
 
 def test_misspelt_method_suggests(tmp_path):
     errors = design_errors(tmp_path, with_line(BOIN, "method", 'method = "BION"'))
-    assert errors == ['method = "BION": must be one of "3+3", "boin" (did you mean "boin"?)']
+    assert errors == ['method = "BION": must be one of "3+3", "boin", "crm" (did you mean "boin"?)']
 
 
 def test_missing_method_and_target(tmp_path):
     text = "levels = 3\nmax_patients = 9\n"
     errors = design_errors(tmp_path, text)
     assert errors == [
-        'missing key \'method\' (one of "3+3", "boin")',
+        'missing key \'method\' (one of "3+3", "boin", "crm")',
         "missing key 'target' (the target DLT probability, a number in (0, 1))",
     ]
 

@@ -30,10 +30,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from theradose.constraints import Coherence, EscalationStep
 from theradose.design import Design
 from theradose.methods import Boin, ThreePlusThree
+from theradose.methods.crm import (
+    DEFAULT_INTERCEPT,
+    DEFAULT_PRIOR_VAR,
+    ESTIMATES,
+    Crm,
+    EmpiricModel,
+    LogisticModel,
+    lee_cheung_skeleton,
+    skeleton_problem,
+)
 from theradose.scenario import Scenario
-from theradose.stopping import MaxAtDose, MaxPatients
+from theradose.stopping import MaxAtDose, MaxPatients, SafetyStop
 
 __all__ = [
     "ConfigError",
@@ -388,7 +399,8 @@ class MethodSpec:
     section : the name of the method's own table (``[boin]``)
     keys : the keys allowed in that table
     parse : reads the table (problems go to its report), returns the method's options
-    build : the method object and stopping rules, from valid fields and options
+    build : the method object, its constraints and its stopping rules, from valid fields and
+        options (the rules of the ``[stopping]`` section are added after them)
     fixed_cohort_size : the only cohort size the method allows, or None
     max_patients_per_level : default ``max_patients`` = this × levels; None makes it required
     """
@@ -397,20 +409,19 @@ class MethodSpec:
     section: str
     keys: tuple[str, ...]
     parse: Callable[[_Table, DesignFields], dict[str, Any]]
-    build: Callable[[DesignFields, dict[str, Any]], tuple[Any, tuple[Any, ...]]]
+    build: Callable[[DesignFields, dict[str, Any]], tuple[Any, tuple[Any, ...], tuple[Any, ...]]]
     fixed_cohort_size: int | None = None
     max_patients_per_level: int | None = None
+    model_based: bool = False  # has a posterior: the safety stop of [stopping] applies
 
 
 def _parse_three_plus_three(table: _Table, fields: DesignFields) -> dict[str, Any]:
     return {"deescalate": table.boolean("deescalate", default=True)}
 
 
-def _build_three_plus_three(
-    fields: DesignFields, options: dict[str, Any]
-) -> tuple[Any, tuple[Any, ...]]:
+def _build_three_plus_three(fields: DesignFields, options: dict[str, Any]):
     method = ThreePlusThree(fields.n_levels, deescalate=options["deescalate"])
-    return method, (MaxPatients(fields.max_patients),)
+    return method, (), (MaxPatients(fields.max_patients),)
 
 
 def _parse_boin(table: _Table, fields: DesignFields) -> dict[str, Any]:
@@ -448,7 +459,7 @@ def _parse_boin(table: _Table, fields: DesignFields) -> dict[str, Any]:
     }
 
 
-def _build_boin(fields: DesignFields, options: dict[str, Any]) -> tuple[Any, tuple[Any, ...]]:
+def _build_boin(fields: DesignFields, options: dict[str, Any]):
     method = Boin(
         fields.n_levels,
         fields.target,
@@ -463,7 +474,102 @@ def _build_boin(fields: DesignFields, options: dict[str, Any]) -> tuple[Any, tup
         MaxPatients(fields.max_patients),
         MaxAtDose(options["max_at_dose"], only_when_staying=True),
     )
-    return method, stopping
+    return method, (), stopping
+
+
+CRM_MODELS = ("empiric", "logistic")
+CRM_START_UPS = ("none", "cohorts")
+CRM_SKELETON_KEYS = ("halfwidth", "prior_mtd")
+
+
+def _parse_crm_skeleton(table: _Table, fields: DesignFields, model: str | None, intercept):
+    """``skeleton = [...]`` or ``[crm.skeleton]`` with halfwidth and prior_mtd (Lee & Cheung)."""
+    value = table.data.get("skeleton", _MISSING)
+    if value is _MISSING:
+        table.error(
+            "missing key 'skeleton' (the prior DLT probability of each level, or a "
+            "[crm.skeleton] table with halfwidth and prior_mtd)"
+        )
+        return None
+    if isinstance(value, Mapping):
+        sub = table.section("skeleton")
+        sub.check_keys(CRM_SKELETON_KEYS)
+        target = fields.target
+        limit = min(target, 1 - target) if target is not None else 0.5
+        halfwidth = sub.number(
+            "halfwidth", Interval(0.0, limit), required=f"a number in (0, {limit:g})"
+        )
+        prior_mtd = sub.integer("prior_mtd", 1, required="the level guessed to be the MTD")
+        if None in (halfwidth, prior_mtd, target, fields.n_levels, model):
+            return None
+        if prior_mtd > fields.n_levels:
+            sub.value_error("prior_mtd", prior_mtd, f"must be an integer in 1..{fields.n_levels}")
+            return None
+        skeleton = lee_cheung_skeleton(
+            halfwidth, target, prior_mtd - 1, fields.n_levels, model, intercept
+        )
+        problem = skeleton_problem(skeleton, model, intercept)
+        if problem:
+            sub.value_error(
+                "halfwidth", halfwidth, f"too large for {fields.n_levels} levels: {problem}"
+            )
+            return None
+        return skeleton
+    skeleton = table.numbers("skeleton", OPEN_UNIT, "increasing")
+    if skeleton is None or fields.n_levels is None:
+        return None
+    if len(skeleton) != fields.n_levels:
+        table.error(
+            f"skeleton: has {len(skeleton)} values, but the design has {fields.n_levels} levels"
+        )
+        return None
+    problem = skeleton_problem(skeleton, model or "empiric", intercept)
+    if problem:
+        table.error(f"skeleton: {problem}")
+        return None
+    return skeleton
+
+
+def _parse_crm(table: _Table, fields: DesignFields) -> dict[str, Any]:
+    model = table.choice("model", CRM_MODELS) or ("empiric" if "model" not in table.data else None)
+    intercept = table.number("intercept", Interval(), default=DEFAULT_INTERCEPT)
+    if "intercept" in table.data and model == "empiric":
+        table.error('intercept: only for model = "logistic"')
+    estimate = table.choice("estimate", ESTIMATES)
+    start_up = table.choice("start_up", CRM_START_UPS)
+    return {
+        "model": model,
+        "intercept": intercept,
+        "skeleton": _parse_crm_skeleton(table, fields, model, intercept),
+        "prior_var": table.number("prior_var", POSITIVE, default=DEFAULT_PRIOR_VAR),
+        "estimate": estimate or ("plugin" if "estimate" not in table.data else None),
+        "start_up": start_up or ("none" if "start_up" not in table.data else None),
+        "no_skip": table.boolean("no_skip", default=True),
+        "coherent": table.boolean("coherent", default=True),
+    }
+
+
+def _build_crm(fields: DesignFields, options: dict[str, Any]):
+    skeleton = options["skeleton"]
+    if options["model"] == "logistic":
+        model = LogisticModel(skeleton, options["intercept"])
+    else:
+        model = EmpiricModel(skeleton)
+    method = Crm(
+        fields.n_levels,
+        fields.target,
+        model,
+        fields.max_patients,
+        prior_var=options["prior_var"],
+        estimate=options["estimate"],
+        start_up=options["start_up"],
+    )
+    constraints = []
+    if options["no_skip"]:
+        constraints.append(EscalationStep(1))
+    if options["coherent"]:
+        constraints.append(Coherence(fields.target))
+    return method, tuple(constraints), (MaxPatients(fields.max_patients),)
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -492,8 +598,56 @@ METHODS: dict[str, MethodSpec] = {
             parse=_parse_boin,
             build=_build_boin,
         ),
+        MethodSpec(
+            key="crm",
+            section="crm",
+            keys=(
+                "model",
+                "skeleton",
+                "prior_var",
+                "intercept",
+                "estimate",
+                "no_skip",
+                "coherent",
+                "start_up",
+            ),
+            parse=_parse_crm,
+            build=_build_crm,
+            model_based=True,
+        ),
     )
 }
+
+STOPPING_KEYS = ("safety_cutoff", "safety_min_n", "max_at_dose")
+
+
+def _parse_stopping(top: _Table, spec: MethodSpec | None) -> dict[str, Any]:
+    """The optional ``[stopping]`` section: rules that any design may add, combined by "any"."""
+    table = top.section("stopping")
+    table.check_keys(STOPPING_KEYS)
+    cutoff = table.number("safety_cutoff", OPEN_UNIT)
+    if spec is not None and not spec.model_based:
+        for key in ("safety_cutoff", "safety_min_n"):
+            if key in table.data:
+                table.error(
+                    f"{key}: the safety stop needs a model-based method (crm), "
+                    f"not method = {_show(spec.key)}"
+                )
+    return {
+        "safety_cutoff": cutoff,
+        "safety_min_n": table.integer("safety_min_n", 1, default=3),
+        "max_at_dose": table.integer("max_at_dose", 1),
+    }
+
+
+def _stopping_rules(method: Any, options: dict[str, Any]) -> tuple[Any, ...]:
+    rules = []
+    if options["safety_cutoff"] is not None:
+        rules.append(SafetyStop(method, options["safety_cutoff"], options["safety_min_n"]))
+    if options["max_at_dose"] is not None:
+        rules.append(MaxAtDose(options["max_at_dose"]))
+    return tuple(rules)
+
 
 DESIGN_KEYS: tuple[str, ...] = (
     "name",
@@ -505,6 +659,7 @@ DESIGN_KEYS: tuple[str, ...] = (
     "start_level",
     "cohort_size",
     "max_patients",
+    "stopping",
 )
 
 
@@ -617,9 +772,11 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
         section = top.section(spec.section)
         section.check_keys(spec.keys)
         options = spec.parse(section, fields)
+    stopping_options = _parse_stopping(top, spec)
 
     report.raise_if_any()
-    method, stopping = spec.build(fields, options)
+    method, constraints, stopping = spec.build(fields, options)
+    stopping = stopping + _stopping_rules(method, stopping_options)
     return Design(
         name=fields.name,
         method=method,
@@ -630,6 +787,7 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
         max_patients=fields.max_patients,
         doses=fields.doses,
         dose_unit=fields.dose_unit,
+        constraints=constraints,
         stopping=stopping,
         source=dict(data),
         path=path,

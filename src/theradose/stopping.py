@@ -68,12 +68,10 @@ class SafetyStop:
     reason = StopReason.SAFETY
 
     def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
-        fired = np.zeros(state.n_trials, dtype=bool)
-        eligible = np.flatnonzero(state.active & (state.n_enrolled >= self.min_n))
-        if eligible.size:
-            sub = state.take(eligible)
-            fired[eligible] = self.method.prob_above_target(sub, 0) > self.cutoff
-        return fired
+        eligible = state.active & (state.n_enrolled >= self.min_n)
+        if not eligible.any():
+            return eligible
+        return eligible & (self.method.prob_above_target(state, 0) > self.cutoff)
 
     def describe(self) -> str:
         return (

@@ -1,0 +1,221 @@
+"""The ``theradose`` command line: parse arguments, call one library function, print or write.
+
+Bad input of any kind (an invalid design or scenario file, a missing file, an outcome string that
+cannot be read, scenarios that do not fit a design) ends with one line per problem on stderr and
+exit code 2, never a traceback. Heavy modules (numpy, scipy, matplotlib) are imported inside the
+commands so that ``theradose --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from theradose import __version__
+
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="theradose",
+    help="Design and simulate phase 1 dose-escalation trials for radiopharmaceutical therapy.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+class TableFormat(StrEnum):
+    rich = "rich"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"theradose {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Design and simulate phase 1 dose-escalation trials for radiopharmaceutical therapy."""
+
+
+def _fail(messages: list[str]) -> None:
+    for message in messages:
+        typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@contextlib.contextmanager
+def _bad_input_exits():
+    """Turn the errors a user can cause into one-line messages and exit code 2."""
+    from theradose.config import ConfigError
+    from theradose.outcomes import OutcomeError
+    from theradose.report import NoDecisionTable
+
+    try:
+        yield
+    except ConfigError as error:
+        _fail(error.messages)
+    except (OutcomeError, NoDecisionTable) as error:
+        _fail([str(error)])
+    except OSError as error:  # an output file that cannot be written, an input that vanished
+        where = f"{error.filename}: " if error.filename else ""
+        _fail([f"{where}{error.strerror or error}"])
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped or captured output gets a wide page so that tables are not squeezed.
+    width = None if stream.isatty() else 200
+    return Console(file=stream, width=width)
+
+
+@contextlib.contextmanager
+def _progress(total: int):
+    """A progress bar on stderr when it is a terminal; otherwise nothing."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("simulating", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@app.command()
+def simulate(
+    designs: Annotated[list[Path], typer.Argument(help="Design files (TOML).", show_default=False)],
+    scenarios: Annotated[
+        Path, typer.Option("--scenarios", "-s", help="Scenario file (TOML, [[scenario]] tables).")
+    ],
+    trials: Annotated[
+        int, typer.Option("--trials", "-n", min=1, help="Simulated trials per design × scenario.")
+    ] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated patients.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Add exact values where the design allows (3+3, BOIN).")
+    ] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the results as JSON.")
+    ] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Write per-level results as CSV.")
+    ] = None,
+    plot_path: Annotated[
+        Path | None, typer.Option("--plot", help="Write a selection bar chart (PNG, PDF, SVG).")
+    ] = None,
+) -> None:
+    """Simulate designs under scenarios on the same patients; print operating characteristics."""
+    from theradose.study import run_study
+
+    with _bad_input_exits():
+        with _progress(trials) as progress:
+            study = run_study(
+                designs,
+                scenarios,
+                n_trials=trials,
+                seed=seed,
+                workers=workers,
+                exact=exact,
+                progress=progress,
+            )
+        from theradose import report
+
+        report.print_study(study, _console())
+        if json_path is not None:
+            report.write_study_json(study, json_path)
+        if csv_path is not None:
+            report.write_study_csv(study, csv_path)
+        if plot_path is not None:
+            from theradose.plots import plot_selection, save_figure
+
+            save_figure(plot_selection(study), plot_path)
+
+
+@app.command()
+def table(
+    design: Annotated[Path, typer.Argument(help="Design file (TOML).", show_default=False)],
+    fmt: Annotated[
+        TableFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = TableFormat.rich,
+) -> None:
+    """Print a design's decision table (BOIN boundaries, 3+3 rules) for the protocol."""
+    from theradose.config import load_design
+    from theradose.report import render_decision_table
+
+    with _bad_input_exits():
+        rendered = render_decision_table(load_design(design), fmt.value)
+    if isinstance(rendered, str):
+        sys.stdout.write(rendered)
+    else:
+        _console().print(rendered)
+
+
+@app.command()
+def recommend(
+    design: Annotated[Path, typer.Argument(help="Design file (TOML).", show_default=False)],
+    outcomes: Annotated[
+        str,
+        typer.Option(
+            "--outcomes",
+            "-o",
+            help='Cohorts so far, e.g. "1NNN 2NTN": level (1-based), then N (no DLT) or T '
+            "(DLT) per patient.",
+        ),
+    ] = "",
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the recommendation as JSON.")
+    ] = None,
+) -> None:
+    """Say which level the next cohort of a real trial should receive, or whether to stop."""
+    from theradose.study import run_recommendation
+
+    with _bad_input_exits():
+        result = run_recommendation(design, outcomes)
+        from theradose import report
+
+        _console().print(report.recommendation_rich(result))
+        if json_path is not None:
+            report.write_recommendation_json(result, json_path)
+
+
+@app.command()
+def validate(
+    files: Annotated[
+        list[Path], typer.Argument(help="Design or scenario files (TOML).", show_default=False)
+    ],
+) -> None:
+    """Check design and scenario files; report every problem. Exit code 2 if any is invalid."""
+    from theradose.study import check_file
+
+    failed = False
+    for path in files:
+        check = check_file(path)
+        if check.ok:
+            typer.echo(f"OK {path}: {check.summary}")
+        else:
+            failed = True
+            typer.echo(f"INVALID {path}", err=True)
+            for message in check.errors:
+                typer.echo(f"error: {message}", err=True)
+    if failed:
+        raise typer.Exit(EXIT_BAD_INPUT)

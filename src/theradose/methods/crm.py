@@ -1,0 +1,246 @@
+"""The continual reassessment method (CRM).
+
+O'Quigley, J., Pepe, M. & Fisher, L. (1990). Continual reassessment method: a practical design for
+phase 1 clinical trials in cancer. *Biometrics* 46:33–48. doi:10.2307/2531628
+Cheung, Y. K. (2011). *Dose Finding by the Continual Reassessment Method*. Chapman & Hall/CRC.
+
+One-parameter models on a skeleton s_d (conventions of the R package dfcrm):
+
+- empiric (power): p_d(β) = s_d^exp(β);
+- logistic: p_d(β) = expit(a0 + exp(β)·x_d) with x_d = logit(s_d) − a0, so p_d(0) = s_d.
+
+Prior β ~ N(0, σ²), σ² = 1.34 by default. The posterior is computed by quadrature
+(:mod:`theradose.posterior`); the next level is the one whose estimated DLT probability —
+p_d at the posterior mean of β ("plugin", dfcrm) or the posterior mean of p_d — is closest to
+the target, subject to the design's restrictions (:mod:`theradose.constraints`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import expit, logit
+
+from theradose.posterior import n_nodes_for, posterior, posterior_cdf, unique_states
+from theradose.scenario import closest_to_target
+from theradose.state import TrialState
+
+DEFAULT_PRIOR_VAR = 1.34
+DEFAULT_INTERCEPT = 3.0
+CREDIBLE_LEVEL = 0.90
+ESTIMATES = ("plugin", "posterior_mean")
+# Skeleton values closer than this to 0 or 1 make the model degenerate (a level that can never,
+# or always, be toxic); a Lee–Cheung halfwidth too wide for the number of levels produces them.
+SKELETON_MARGIN = 1e-6
+
+
+def _log1mexp(log_p: np.ndarray) -> np.ndarray:
+    """log(1 − exp(x)) for x ≤ 0, accurate at both ends (Mächler 2012)."""
+    return np.where(log_p > -np.log(2), np.log(-np.expm1(log_p)), np.log1p(-np.exp(log_p)))
+
+
+@dataclass(frozen=True)
+class EmpiricModel:
+    """p_d(β) = s_d^exp(β)."""
+
+    skeleton: tuple[float, ...]
+    name = "empiric"
+
+    def p(self, beta: np.ndarray) -> np.ndarray:
+        """DLT probability at each level, [..., level]."""
+        return np.exp(self.log_p(beta)[0])
+
+    def log_p(self, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_p = np.exp(np.asarray(beta, dtype=float))[..., None] * np.log(self.skeleton)
+        return log_p, _log1mexp(log_p)
+
+    def beta_at(self, p: float) -> np.ndarray:
+        """β at which each level's DLT probability equals ``p``; p_d > p iff β < this, [level]."""
+        return np.log(np.log(p) / np.log(self.skeleton))
+
+
+@dataclass(frozen=True)
+class LogisticModel:
+    """p_d(β) = expit(a0 + exp(β)·x_d), x_d = logit(s_d) − a0."""
+
+    skeleton: tuple[float, ...]
+    intercept: float = DEFAULT_INTERCEPT
+    name = "logistic"
+
+    @property
+    def scaled_doses(self) -> np.ndarray:
+        return logit(np.asarray(self.skeleton)) - self.intercept
+
+    def _eta(self, beta: np.ndarray) -> np.ndarray:
+        return self.intercept + np.exp(np.asarray(beta, dtype=float))[..., None] * self.scaled_doses
+
+    def p(self, beta: np.ndarray) -> np.ndarray:
+        return expit(self._eta(beta))
+
+    def log_p(self, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        eta = self._eta(beta)
+        return -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
+
+    def beta_at(self, p: float) -> np.ndarray:
+        # x_d < 0 whenever s_d < expit(a0), which the configuration enforces.
+        return np.log((logit(p) - self.intercept) / self.scaled_doses)
+
+
+def lee_cheung_skeleton(
+    halfwidth: float,
+    target: float,
+    prior_mtd: int,
+    n_levels: int,
+    model: str = "empiric",
+    intercept: float = DEFAULT_INTERCEPT,
+) -> tuple[float, ...]:
+    """Skeleton with indifference intervals target ± halfwidth (Lee & Cheung 2009, *Clin Trials*
+    6:227–238, doi:10.1177/1740774509105076), as dfcrm's ``getprior``.
+
+    Level ``prior_mtd`` (0-based) has skeleton value = target; neighbouring levels are placed so
+    that the β at which one level's probability leaves the interval is where the next enters it.
+    """
+    lo, hi = target - halfwidth, target + halfwidth
+    scaled = np.empty(n_levels)
+    if model == "empiric":
+        scaled[prior_mtd] = target
+        for k in range(prior_mtd, 0, -1):
+            scale = np.log(hi) / np.log(scaled[k])
+            scaled[k - 1] = np.exp(np.log(lo) / scale)
+        for k in range(prior_mtd, n_levels - 1):
+            scale = np.log(lo) / np.log(scaled[k])
+            scaled[k + 1] = np.exp(np.log(hi) / scale)
+        return tuple(float(v) for v in scaled)
+    if model == "logistic":
+        scaled[prior_mtd] = logit(target) - intercept
+        for k in range(prior_mtd, 0, -1):
+            scale = (logit(hi) - intercept) / scaled[k]
+            scaled[k - 1] = (logit(lo) - intercept) / scale
+        for k in range(prior_mtd, n_levels - 1):
+            scale = (logit(lo) - intercept) / scaled[k]
+            scaled[k + 1] = (logit(hi) - intercept) / scale
+        return tuple(float(v) for v in expit(intercept + scaled))
+    raise ValueError(f"unknown CRM model {model!r}")
+
+
+def skeleton_problem(
+    skeleton: tuple[float, ...], model: str, intercept: float = DEFAULT_INTERCEPT
+) -> str | None:
+    """Why ``skeleton`` cannot be used (None when it can): values must rise strictly within
+    [1e-6, 1 − 1e-6], and below expit(intercept) for the logistic model."""
+    values = np.asarray(skeleton, dtype=float)
+    shown = ", ".join(f"{v:.3g}" for v in values)
+    outside = np.flatnonzero((values < SKELETON_MARGIN) | (values > 1 - SKELETON_MARGIN))
+    if outside.size:
+        level = outside[0]
+        return (
+            f"skeleton value {values[level]:.3g} at level {level + 1} is not within "
+            f"[{SKELETON_MARGIN:g}, 1 - {SKELETON_MARGIN:g}] (skeleton {shown})"
+        )
+    if np.any(np.diff(values) <= 0):
+        return f"skeleton must be strictly increasing (skeleton {shown})"
+    if model == "logistic" and values[-1] >= expit(intercept):
+        return (
+            f"the logistic model with intercept {intercept:g} needs every skeleton value below "
+            f"{expit(intercept):.4g} (skeleton {shown})"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Crm:
+    """CRM (``method = "crm"``): Bayesian one-parameter model, level closest to the target.
+
+    ``start_up = "cohorts"`` escalates one level per cohort until the first DLT, then follows the
+    model (two-stage CRM, Cheung 2011 ch. 4).
+    """
+
+    n_levels: int
+    target: float
+    model: EmpiricModel | LogisticModel
+    max_patients: int
+    prior_var: float = DEFAULT_PRIOR_VAR
+    estimate: str = "plugin"
+    start_up: str = "none"
+    key = "crm"
+    n_nodes: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n_nodes", n_nodes_for(self.max_patients))
+
+    @property
+    def prior_sd(self) -> float:
+        return float(np.sqrt(self.prior_var))
+
+    def _posterior(self, state: TrialState):
+        n, y, index = unique_states(state.n, state.y)
+        return n, y, index, posterior(self.model, self.prior_sd, n, y, self.n_nodes)
+
+    def estimates(self, state: TrialState) -> np.ndarray:
+        """Estimated DLT probability of each level, [trial, level]."""
+        _, _, index, post = self._posterior(state)
+        if self.estimate == "plugin":
+            p = self.model.p(post.beta_mean)
+        else:
+            p = post.weights @ self.model.p(post.nodes)
+        return p[index]
+
+    def allowed(self, state: TrialState) -> np.ndarray:
+        return np.ones((state.n_trials, self.n_levels), dtype=bool)
+
+    def propose(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
+        proposal = closest_to_target(self.estimates(state), self.target)
+        if self.start_up == "cohorts":
+            before_first_dlt = state.y.sum(axis=1) == 0
+            step_up = np.minimum(np.maximum(state.level, 0) + 1, self.n_levels - 1)
+            proposal = np.where(before_first_dlt, step_up, proposal)
+        return proposal, np.zeros(state.n_trials, dtype=np.int8)
+
+    def select_mtd(self, state: TrialState) -> np.ndarray:
+        return closest_to_target(self.estimates(state), self.target)
+
+    def prob_above_target(self, state: TrialState, level: int) -> np.ndarray:
+        """P(p_level > target | data) for each trial, [trial]."""
+        n, y, index, post = self._posterior(state)
+        upper = np.full(n.shape[0], self.model.beta_at(self.target)[level])
+        return posterior_cdf(self.model, self.prior_sd, n, y, post, upper, self.n_nodes)[index]
+
+    def level_summary(self, state: TrialState) -> dict[str, np.ndarray]:
+        """Posterior summaries per level: estimate, 90% credible interval, P(overdose), β."""
+        n, y, index, post = self._posterior(state)
+        tail = (1 - CREDIBLE_LEVEL) / 2
+        beta_lo = _posterior_quantile(self, n, y, post, tail)
+        beta_hi = _posterior_quantile(self, n, y, post, 1 - tail)
+        thresholds = self.model.beta_at(self.target)
+        overdose = np.column_stack(
+            [
+                posterior_cdf(
+                    self.model, self.prior_sd, n, y, post, np.full(n.shape[0], b), self.n_nodes
+                )
+                for b in thresholds
+            ]
+        )
+        # p_d decreases in β: the upper β quantile gives the lower p limit.
+        summary = {
+            "p_est": self.model.p(post.beta_mean)
+            if self.estimate == "plugin"
+            else post.weights @ self.model.p(post.nodes),
+            "p_lower": self.model.p(beta_hi),
+            "p_upper": self.model.p(beta_lo),
+            "p_overdose": overdose,
+            "beta_mean": np.repeat(post.beta_mean[:, None], self.n_levels, axis=1),
+            "beta_var": np.repeat(post.beta_var[:, None], self.n_levels, axis=1),
+        }
+        return {k: v[index] for k, v in summary.items()}
+
+
+def _posterior_quantile(crm: Crm, n, y, post, prob: float, iterations: int = 60) -> np.ndarray:
+    """β quantile of each state's posterior by bisection on the quadrature CDF, [state]."""
+    lo = np.full(n.shape[0], -10.0)
+    hi = np.full(n.shape[0], 10.0)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        below = posterior_cdf(crm.model, crm.prior_sd, n, y, post, mid, crm.n_nodes) < prob
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return (lo + hi) / 2

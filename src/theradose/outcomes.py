@@ -1,0 +1,101 @@
+"""Outcome strings: one real trial's cohorts written as ``"1NNN 2NTN"``.
+
+The convention of Brock's R package ``escalation`` (Brock, K. 2020. escalation: a modular
+approach to dose-finding clinical trials. R package, CRAN): whitespace separates cohorts; each
+cohort is the 1-based dose level it was given, then one letter per patient, ``N`` for no
+dose-limiting toxicity (DLT) and ``T`` for a DLT. Lower-case letters are accepted.
+
+Inside the package a cohort is ``(level, dlts)`` with a 0-based level and one flag per patient,
+which is what :func:`theradose.engine.recommend` takes.
+
+>>> parse_outcomes("1NNN 2ntn")
+[(0, (False, False, False)), (1, (False, True, False))]
+>>> format_outcomes([(0, (False, False, False)), (1, (False, True, False))])
+'1NNN 2NTN'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+Cohort = tuple[int, tuple[bool, ...]]
+
+_TOKEN = re.compile(r"(\d*)(.*)", re.DOTALL)
+_LETTERS = {"N": False, "T": True}
+
+
+class OutcomeError(ValueError):
+    """An outcome string that cannot be read; the message names the token and what is allowed."""
+
+
+def parse_outcomes(text: str, n_levels: int | None = None) -> list[Cohort]:
+    """Read an outcome string into cohorts of (0-based level, DLT flags).
+
+    Parameters
+    ----------
+    text : str
+        Cohorts separated by whitespace, e.g. ``"1NNN 2NTN"``; an empty string is a trial that
+        has treated nobody yet.
+    n_levels : int, optional
+        The design's number of levels; when given, a level above it is an error.
+
+    Returns
+    -------
+    list of (int, tuple of bool)
+        One entry per cohort in the order treated: the 0-based level and, per patient, whether
+        the patient had a DLT.
+
+    Raises
+    ------
+    OutcomeError
+        For the first bad token, naming its position, the token and what is allowed.
+    """
+    cohorts = []
+    for position, token in enumerate(text.split(), start=1):
+        cohorts.append(_parse_token(token, position, n_levels))
+    return cohorts
+
+
+def _parse_token(token: str, position: int, n_levels: int | None) -> Cohort:
+    where = f"outcome token {position} {token!r}"
+    digits, letters = _TOKEN.fullmatch(token).groups()
+    if not digits:
+        raise OutcomeError(
+            f"{where}: a cohort starts with its dose level (1-based), then N or T per patient, "
+            "e.g. '2NTN'"
+        )
+    level = int(digits)
+    allowed = f"1..{n_levels}" if n_levels is not None else "1 or more"
+    if level < 1:
+        raise OutcomeError(f"{where}: level {level} is not a dose level (levels are {allowed})")
+    if n_levels is not None and level > n_levels:
+        raise OutcomeError(
+            f"{where}: level {level} is above the design's {n_levels} levels (allowed {allowed})"
+        )
+    if not letters:
+        raise OutcomeError(
+            f"{where}: the cohort has no patients; give N (no DLT) or T (DLT) for each patient"
+        )
+    for letter in letters:
+        if letter.upper() not in _LETTERS:
+            raise OutcomeError(f"{where}: {letter!r} is not N (no DLT) or T (DLT)")
+    return level - 1, tuple(_LETTERS[letter.upper()] for letter in letters)
+
+
+def format_outcomes(cohorts: Iterable[tuple[int, Sequence[bool]]]) -> str:
+    """Write cohorts of (0-based level, DLT flags) as an outcome string such as ``"1NNN 2NTN"``.
+
+    Parameters
+    ----------
+    cohorts : iterable of (int, sequence of bool)
+        The cohorts in the order treated.
+
+    Returns
+    -------
+    str
+        The inverse of :func:`parse_outcomes` (upper-case letters, single spaces).
+    """
+    return " ".join(
+        f"{level + 1}" + "".join("T" if dlt else "N" for dlt in dlts) for level, dlts in cohorts
+    )

@@ -1,0 +1,731 @@
+"""Presentation: tables for the terminal (rich), Markdown, CSV and JSON, and atomic file writes.
+
+Nothing here computes a trial quantity; every function reads a result made elsewhere —
+a :class:`~theradose.study.StudyResult` (simulated and exact operating characteristics), a design's
+decision table, or a :class:`~theradose.study.RecommendationResult` — and lays it out.
+Levels are 1-based in everything written here.
+
+File contracts (other tools read them; keys may be added, never removed or renamed):
+
+- simulation JSON: :func:`study_to_dict`;
+- simulation CSV: :func:`study_csv_rows` (one row per design × scenario × level, plus "none");
+- BOIN decision table JSON: the list of :meth:`theradose.methods.Boin.decision_rows`;
+- recommendation JSON: :func:`recommendation_to_dict`.
+
+Every file is written atomically (:func:`write_atomic`): a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from theradose import __version__
+from theradose.results import true_mtd_label
+from theradose.state import StopReason
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+
+    from theradose.design import Design
+    from theradose.study import RecommendationResult, StudyResult
+
+NONE = "—"  # shown where a rule has no threshold or a value does not exist
+DECISION_FORMATS = ("rich", "markdown", "csv", "json")
+
+# Readable names of the estimates that methods return from ``level_summary``.
+ESTIMATE_LABELS = {
+    "p_est": "estimated DLT rate",
+    "p_overdose": "P(DLT rate > target)",
+    "eliminated": "eliminated",
+    "dlt_rate": "DLT rate",
+    "too_toxic": "too toxic",
+}
+
+BOIN_COLUMNS = {
+    "n": "patients at the level",
+    "escalate_if_dlt_le": "escalate if DLTs ≤",
+    "deescalate_if_dlt_ge": "de-escalate if DLTs ≥",
+    "eliminate_if_dlt_ge": "eliminate if DLTs ≥",
+}
+THREE_PLUS_THREE_COLUMNS = {"dlts": "DLTs at the current level", "decision": "decision"}
+
+# Short column headers for the stop reasons (keys: StopReason names in lower case, as in JSON).
+STOP_HEADERS = {
+    "max_patients": "stop: max n",
+    "too_toxic": "stop: level 1 too toxic",
+    "rule_complete": "stop: rule complete",
+    "max_at_dose": "stop: max at level",
+    "safety": "stop: safety",
+}
+
+
+class NoDecisionTable(ValueError):
+    """The design's decisions cannot be written as a table of (patients, DLTs) thresholds."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path``; on success it replaces ``path`` in one step.
+
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    # mkstemp creates files readable by the owner only; give the result the usual permissions.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file, then ``os.replace``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with numpy types made plain and NaN or infinities made ``None`` (JSON null)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [json_ready(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)  # TOML dates and times, paths
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON (no NaN), indented, ending with a newline."""
+    return json.dumps(json_ready(value), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """CSV text with a header row; ``None`` is written as an empty field."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Levels and designs
+
+
+def activity(design: Design, level: int) -> float | None:
+    """The activity of a 0-based level, or None when the design gives none."""
+    return None if design.doses is None else float(design.doses[level])
+
+
+def activity_text(design: Design, level: int) -> str:
+    """'3.7 GBq' for a 0-based level, '' when the design gives no activities."""
+    value = activity(design, level)
+    if value is None:
+        return ""
+    return f"{value:g} {design.dose_unit}".strip()
+
+
+def level_text(design: Design, level: int | None) -> str:
+    """'level 3 (5.55 GBq)' for a 0-based level; 'none' for None."""
+    if level is None:
+        return "none"
+    dose = activity_text(design, level)
+    return f"level {level + 1}" + (f" ({dose})" if dose else "")
+
+
+def design_header_lines(design: Design) -> list[str]:
+    """The protocol summary printed above a design's decision table."""
+    lines = [f"{design.name}: method {design.method_key}, target DLT probability {design.target:g}"]
+    method = design.method
+    if design.method_key == "boin":
+        lambda_e, lambda_d = method.lambdas
+        lines.append(
+            f"λe = {lambda_e:.4f}, λd = {lambda_d:.4f} (φ1 = {method.p_saf:.4g}, "
+            f"φ2 = {method.p_tox:.4g}); a level and those above are eliminated when "
+            f"P(DLT rate > {design.target:g}) > {method.elimination_cutoff:g} "
+            "with at least 3 patients treated there"
+        )
+    levels = ", ".join(
+        f"{level + 1}" + (f" ({activity_text(design, level)})" if design.doses else "")
+        for level in range(design.n_levels)
+    )
+    lines.append(f"levels: {levels}")
+    lines.append(
+        f"cohorts of {design.cohort_size}, starting at level {design.start_level + 1}; "
+        f"at most {design.max_patients} patients"
+    )
+    for rule in (*design.constraints, *design.stopping):
+        if hasattr(rule, "describe"):
+            lines.append(rule.describe())
+    source = f" ({design.path})" if design.path else ""
+    lines.append(f"theradose {__version__}{source}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# (a), (b): operating characteristics of simulated designs
+
+
+def _result_entry(design, scenario, sim, oc, exact) -> dict:
+    entry = {
+        "design": design.name,
+        "scenario": scenario.name,
+        "target": design.target,
+        "true_mtd": true_mtd_label(sim.true_mtd),
+        "n_trials": sim.n_trials,
+        **oc.values,
+        "se": oc.se,
+    }
+    if exact is not None:
+        entry["exact"] = dict(exact)
+    return entry
+
+
+def study_to_dict(study: StudyResult) -> dict:
+    """The simulation results as the JSON contract lays them out.
+
+    Returns
+    -------
+    dict
+        ``version``, ``seed``, ``n_trials``, ``designs`` (name, method, path, source = the parsed
+        design file), ``scenarios`` (name, dlt_prob) and ``results``: one entry per design ×
+        scenario with ``true_mtd`` (1-based or None), the operating characteristics
+        (``selection_pct``, ``no_selection_pct``, ``patients_mean``, ``dlt_mean``, ``n_mean``,
+        ``dlt_total_mean``, ``pcs``, ``benchmark_selection_pct``, ...; per-level lists in level
+        order), their Monte Carlo standard errors under ``se`` and, when computed, the exact
+        values under ``exact``.
+    """
+    return json_ready(
+        {
+            "version": study.version,
+            "seed": study.seed,
+            "n_trials": study.n_trials,
+            "designs": [
+                {
+                    "name": d.name,
+                    "method": d.method_key,
+                    "path": d.path,
+                    "source": d.source,
+                    "target": d.target,
+                    "doses": list(d.doses) if d.doses is not None else None,
+                    "dose_unit": d.dose_unit,
+                }
+                for d in study.designs
+            ],
+            "scenario_path": study.scenario_path,
+            "scenarios": [{"name": s.name, "dlt_prob": list(s.dlt_prob)} for s in study.scenarios],
+            "results": [_result_entry(*cell) for cell in study.cells()],
+            "notes": list(study.notes),
+        }
+    )
+
+
+CSV_COLUMNS = (
+    "design",
+    "scenario",
+    "level",
+    "activity",
+    "selection_pct",
+    "selection_se",
+    "patients_mean",
+    "patients_se",
+    "dlt_mean",
+    "dlt_se",
+)
+CSV_EXACT_COLUMNS = ("exact_selection_pct", "exact_patients_mean", "exact_dlt_mean")
+CSV_EXTRA_COLUMNS = (
+    "benchmark_selection_pct",
+    "benchmark_selection_se",
+    "true_dlt_prob",
+    "is_true_mtd",
+    "target",
+    "n_trials",
+    "seed",
+    "theradose_version",
+)
+
+
+def study_csv_columns(study: StudyResult) -> tuple[str, ...]:
+    """The CSV columns: the contract's, the exact ones when any exact value exists, then extras."""
+    return CSV_COLUMNS + (CSV_EXACT_COLUMNS if study.has_exact else ()) + CSV_EXTRA_COLUMNS
+
+
+def study_csv_rows(study: StudyResult) -> list[dict]:
+    """One row per design × scenario × level (1-based), then a "none" row for no selection."""
+    rows = []
+    for design, scenario, sim, oc, exact in study.cells():
+        values, se = oc.values, oc.se
+        common = {
+            "design": design.name,
+            "scenario": scenario.name,
+            "target": design.target,
+            "n_trials": sim.n_trials,
+            "seed": study.seed,
+            "theradose_version": study.version,
+        }
+        for level in range(design.n_levels):
+            row = {
+                **common,
+                "level": level + 1,
+                "activity": activity(design, level),
+                "selection_pct": values["selection_pct"][level],
+                "selection_se": se["selection_pct"][level],
+                "patients_mean": values["patients_mean"][level],
+                "patients_se": se["patients_mean"][level],
+                "dlt_mean": values["dlt_mean"][level],
+                "dlt_se": se["dlt_mean"][level],
+                "benchmark_selection_pct": values["benchmark_selection_pct"][level],
+                "benchmark_selection_se": se["benchmark_selection_pct"][level],
+                "true_dlt_prob": scenario.dlt_prob[level],
+                "is_true_mtd": sim.true_mtd == level,
+            }
+            if exact is not None:
+                row["exact_selection_pct"] = exact["selection_pct"][level]
+                row["exact_patients_mean"] = exact["patients_mean"][level]
+                row["exact_dlt_mean"] = exact["dlt_mean"][level]
+            rows.append(row)
+        none_row = {
+            **common,
+            "level": "none",
+            "selection_pct": values["no_selection_pct"],
+            "selection_se": se["no_selection_pct"],
+            "is_true_mtd": true_mtd_label(sim.true_mtd) is None,
+        }
+        if exact is not None:
+            none_row["exact_selection_pct"] = exact["no_selection_pct"]
+        rows.append(none_row)
+    return rows
+
+
+def study_to_csv(study: StudyResult) -> str:
+    """:func:`study_csv_rows` as CSV text, columns :func:`study_csv_columns`."""
+    return to_csv(study_csv_rows(study), study_csv_columns(study))
+
+
+def write_study_json(study: StudyResult, path: str | os.PathLike[str]) -> None:
+    """Write :func:`study_to_dict` as JSON, atomically."""
+    write_atomic(path, to_json(study_to_dict(study)))
+
+
+def write_study_csv(study: StudyResult, path: str | os.PathLike[str]) -> None:
+    """Write :func:`study_csv_rows` as CSV, atomically."""
+    write_atomic(path, study_to_csv(study))
+
+
+def _pm(value: float, se: float, digits: int) -> str:
+    return f"{value:.{digits}f} ±{se:.{digits}f}"
+
+
+def _exact_pcs(exact: Mapping, true_mtd: int) -> float:
+    return exact["no_selection_pct"] if true_mtd < 0 else exact["selection_pct"][true_mtd]
+
+
+def _shared(values: Sequence[Any]) -> Any:
+    return values[0] if values and all(v == values[0] for v in values) else None
+
+
+def oc_tables(study: StudyResult) -> list[RenderableType]:
+    """Two rich tables per scenario, each under its title: per-level results, then the
+    trial-level summary.
+
+    Per level, for each design: selection % (± Monte Carlo SE), the exact selection % when
+    computed, the complete-information benchmark's selection %, mean patients and mean DLTs
+    (each with its exact value when computed). The true MTD's column is marked "(MTD)", or the
+    "none" column "(correct)" when no level is acceptable.
+    Summary: PCS, mean sample size, mean DLTs, % of patients treated above the true MTD, and why
+    the trials stopped.
+    """
+    from rich.console import Group
+    from rich.text import Text
+
+    # Titles as their own lines rather than table titles, which rich wraps to the table's width.
+    tables = []
+    for j, scenario in enumerate(study.scenarios):
+        tables.append(
+            Group(Text(_scenario_title(study, j), style="bold"), _per_level_table(study, j))
+        )
+        tables.append(Group(Text(f"Scenario {scenario.name}: summary"), _summary_table(study, j)))
+    return tables
+
+
+def _column(study: StudyResult, j: int):
+    """The simulations, summaries and exact values of every design under scenario ``j``."""
+    return [
+        (design, study.simulations[i][j], study.oc[i][j], study.exact[i][j])
+        for i, design in enumerate(study.designs)
+    ]
+
+
+def _scenario_title(study: StudyResult, j: int) -> str:
+    scenario = study.scenarios[j]
+    true_mtd = _shared([sim.true_mtd for _, sim, _, _ in _column(study, j)])
+    target = _shared([d.target for d in study.designs])
+    doses = _shared([d.doses for d in study.designs])
+    if true_mtd is None:
+        truth = "differs by design (targets differ)"
+    elif true_mtd < 0:
+        truth = "none (level 1 too toxic)"
+    elif doses is not None:
+        truth = level_text(study.designs[0], true_mtd)
+    else:
+        truth = f"level {true_mtd + 1}"
+    probs = ", ".join(f"{p:g}" for p in scenario.dlt_prob)
+    title = f"Scenario {scenario.name}: true DLT probability {probs}"
+    if target is not None:
+        title += f"; target {target:g}"
+    return title + f"; true MTD {truth}"
+
+
+def _level_rows(values: Mapping, se: Mapping, exact: Mapping | None) -> list[tuple]:
+    """(label, cells per level, cell under "none") for one design under one scenario."""
+
+    def with_se(key: str, digits: int) -> list[str]:
+        return [_pm(v, s, digits) for v, s in zip(values[key], se[key], strict=True)]
+
+    rows = [
+        (
+            "selection %",
+            with_se("selection_pct", 1),
+            _pm(values["no_selection_pct"], se["no_selection_pct"], 1),
+        )
+    ]
+    if exact is not None:
+        rows.append(
+            (
+                "  exact",
+                [f"{v:.1f}" for v in exact["selection_pct"]],
+                f"{exact['no_selection_pct']:.1f}",
+            )
+        )
+    rows.append(("benchmark %", [f"{v:.1f}" for v in values["benchmark_selection_pct"]], ""))
+    for key, label in (("patients_mean", "patients"), ("dlt_mean", "DLTs")):
+        rows.append((label, with_se(key, 2), ""))
+        if exact is not None:
+            rows.append(("  exact", [f"{v:.2f}" for v in exact[key]], ""))
+    return rows
+
+
+def _per_level_table(study: StudyResult, j: int) -> Table:
+    from rich.table import Table
+
+    scenario = study.scenarios[j]
+    column = _column(study, j)
+    true_mtd = _shared([sim.true_mtd for _, sim, _, _ in column])
+    doses = _shared([d.doses for d in study.designs])
+    table = Table()
+    table.add_column("design")
+    table.add_column("")
+    for level in range(scenario.n_levels):
+        header = f"{level + 1}"
+        if doses is not None:
+            header += f"\n{activity_text(study.designs[0], level)}"
+        if true_mtd == level:
+            header += "\n(MTD)"
+        table.add_column(header, justify="right")
+    table.add_column("none" + ("\n(correct)" if true_mtd == -1 else ""), justify="right")
+    for i, (design, _, oc, exact) in enumerate(column):
+        rows = _level_rows(oc.values, oc.se, exact)
+        for k, (label, cells, none_cell) in enumerate(rows):
+            last_of_design = k == len(rows) - 1 and i < len(column) - 1
+            table.add_row(
+                design.name if k == 0 else "", label, *cells, none_cell, end_section=last_of_design
+            )
+    return table
+
+
+def _summary_table(study: StudyResult, j: int) -> Table:
+    from rich.table import Table
+
+    column = _column(study, j)
+    reasons = [
+        r.name.lower()
+        for r in StopReason
+        if r is not StopReason.RUNNING
+        and any(oc.values["stop_reason_pct"].get(r.name.lower(), 0) > 0 for _, _, oc, _ in column)
+    ]
+    labels = {r.name.lower(): r.label for r in StopReason}
+    table = Table()
+    table.add_column("design")
+    table.add_column("")
+    for header in ("PCS %", "mean n", "mean DLTs", "% patients above MTD"):
+        table.add_column(header, justify="right")
+    for key in reasons:
+        table.add_column(f"{STOP_HEADERS.get(key, 'stop: ' + labels[key])} %", justify="right")
+    for design, sim, oc, exact in column:
+        values, se = oc.values, oc.se
+        table.add_row(
+            design.name,
+            "simulated",
+            _pm(values["pcs"], se["pcs"], 1),
+            _pm(values["n_mean"], se["n_mean"], 2),
+            _pm(values["dlt_total_mean"], se["dlt_total_mean"], 2),
+            _pm(values["overdose_patients_pct"], se["overdose_patients_pct"], 1),
+            *(f"{values['stop_reason_pct'][key]:.1f}" for key in reasons),
+        )
+        if exact is not None:
+            table.add_row(
+                "",
+                "exact",
+                f"{_exact_pcs(exact, sim.true_mtd):.1f}",
+                f"{exact.get('n_mean', sum(exact['patients_mean'])):.2f}",
+                f"{exact.get('dlt_total_mean', sum(exact['dlt_mean'])):.2f}",
+                "",
+                *("" for _ in reasons),
+            )
+    return table
+
+
+def study_footer(study: StudyResult) -> list[str]:
+    """Provenance and notes printed under the tables."""
+    lines = [
+        f"theradose {study.version}: {study.n_trials} simulated trials per design and scenario, "
+        f"seed {study.seed}; ± is the Monte Carlo standard error; benchmark = complete-"
+        "information selection (O'Quigley, Paoletti & Maccario 2002)."
+    ]
+    lines += [f"{d.name}: {d.path}" for d in study.designs if d.path]
+    if study.scenario_path:
+        lines.append(f"scenarios: {study.scenario_path}")
+    lines += list(study.notes)
+    return lines
+
+
+def print_study(study: StudyResult, console: Console | None = None) -> None:
+    """Print the operating-characteristics tables and their provenance."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = console or Console()
+    for table in oc_tables(study):
+        console.print(table)
+        console.print()
+    for line in study_footer(study):
+        console.print(Text(line, style="dim"))
+
+
+# ---------------------------------------------------------------------------------------------
+# (c): decision tables
+
+
+def decision_rows(design: Design) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The design's decision table as (column labels by key, rows with None where no rule).
+
+    BOIN: :meth:`~theradose.methods.Boin.decision_rows` up to the design's maximum sample size;
+    3+3: :meth:`~theradose.methods.ThreePlusThree.rule_rows`.
+
+    Raises
+    ------
+    NoDecisionTable
+        For a method without a decision table (model-based designs such as CRM).
+    """
+    method = design.method
+    if hasattr(method, "decision_rows"):
+        return BOIN_COLUMNS, method.decision_rows()
+    if hasattr(method, "rule_rows"):
+        return THREE_PLUS_THREE_COLUMNS, method.rule_rows()
+    raise NoDecisionTable(
+        f"design {design.name!r} (method {design.method_key}) has no decision table: its "
+        "decisions come from a model fitted to all the data (decision tables: 3+3, boin)"
+    )
+
+
+def _cell(value: Any) -> str:
+    return NONE if value is None else str(value)
+
+
+def decision_table_markdown(design: Design) -> str:
+    """The decision table as Markdown under its header (:func:`design_header_lines`)."""
+    columns, rows = decision_rows(design)
+    header = design_header_lines(design)
+    lines = [f"# Decision table: {header[0]}", ""]
+    lines += [f"{line}  " for line in header[1:]]
+    lines += ["", "| " + " | ".join(columns.values()) + " |"]
+    lines.append("|" + "|".join("---:" if k == "n" else "---" for k in columns) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row[k]) for k in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def decision_table_rich(design: Design) -> RenderableType:
+    """The decision table as a rich table under its header (:func:`design_header_lines`)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    columns, rows = decision_rows(design)
+    header = design_header_lines(design)
+    table = Table()
+    for key, label in columns.items():
+        table.add_column(label, justify="left" if key in ("dlts", "decision") else "right")
+    for row in rows:
+        table.add_row(*(_cell(row[k]) for k in columns))
+    title = Text(f"Decision table: {header[0]}", style="bold")
+    return Group(title, *(Text(line) for line in header[1:]), table)
+
+
+def render_decision_table(design: Design, fmt: str = "rich") -> RenderableType | str:
+    """The design's decision table in ``fmt``: "rich" (a renderable), "markdown", "csv", "json".
+
+    Markdown and rich carry a header (design, target, λe/λd for BOIN, levels and activities,
+    stopping rules, version). CSV and JSON are the bare rows for machines: JSON is the list of
+    rows with null where a decision cannot happen, CSV leaves those fields empty.
+    """
+    if fmt == "rich":
+        return decision_table_rich(design)
+    if fmt == "markdown":
+        return decision_table_markdown(design)
+    columns, rows = decision_rows(design)
+    if fmt == "csv":
+        return to_csv(rows, list(columns))
+    if fmt == "json":
+        return to_json(rows)
+    raise ValueError(f"format {fmt!r} is not one of {', '.join(DECISION_FORMATS)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# (d): a recommendation for a real trial
+
+
+def recommendation_to_dict(result: RecommendationResult) -> dict:
+    """A recommendation as JSON-ready data (1-based levels, None where none).
+
+    Keys: ``next_level``, ``next_activity``, ``stop``, ``stop_reason`` (a
+    :class:`~theradose.state.StopReason` name in lower case), ``stop_reason_text``, ``mtd``,
+    ``mtd_activity``, ``levels`` (per level: ``level``, ``activity``, ``n``, ``dlt`` and the
+    method's estimates), ``deviations``, ``outcomes``, ``version``, ``design``, ``method``,
+    ``design_path``, ``target``.
+    """
+    from theradose.outcomes import format_outcomes
+
+    design, rec = result.design, result.recommendation
+    levels = []
+    for level in range(design.n_levels):
+        entry = {
+            "level": level + 1,
+            "activity": activity(design, level),
+            "n": rec.n[level],
+            "dlt": rec.y[level],
+        }
+        entry.update({name: values[level] for name, values in rec.level_summary.items()})
+        levels.append(entry)
+    return json_ready(
+        {
+            "next_level": None if rec.next_level is None else rec.next_level + 1,
+            "next_activity": None if rec.next_level is None else activity(design, rec.next_level),
+            "stop": rec.stop,
+            "stop_reason": None if rec.stop_reason is None else rec.stop_reason.name.lower(),
+            "stop_reason_text": None if rec.stop_reason is None else rec.stop_reason.label,
+            "mtd": None if rec.mtd is None else rec.mtd + 1,
+            "mtd_activity": None if rec.mtd is None else activity(design, rec.mtd),
+            "levels": levels,
+            "deviations": list(rec.deviations),
+            "outcomes": format_outcomes(result.cohorts),
+            "version": result.version,
+            "design": design.name,
+            "method": design.method_key,
+            "design_path": design.path,
+            "target": design.target,
+        }
+    )
+
+
+def write_recommendation_json(result: RecommendationResult, path: str | os.PathLike[str]) -> None:
+    """Write :func:`recommendation_to_dict` as JSON, atomically."""
+    write_atomic(path, to_json(recommendation_to_dict(result)))
+
+
+def _estimate_text(value: Any) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else ""
+    if isinstance(value, float | np.floating):
+        return NONE if not math.isfinite(value) else f"{value:.3f}"
+    return str(value)
+
+
+def recommendation_rich(result: RecommendationResult) -> RenderableType:
+    """The decision in words, the current MTD estimate, and the data and estimates per level."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from theradose.outcomes import format_outcomes
+
+    design, rec = result.design, result.recommendation
+    outcomes = format_outcomes(result.cohorts) or "no patients treated yet"
+    lines = [Text(f"{design.name} ({design.method_key}, target {design.target:g}): {outcomes}")]
+    if rec.stop:
+        lines.append(Text(f"Stop the trial: {rec.stop_reason.label}.", style="bold"))
+    else:
+        lines.append(Text(f"Next cohort: {level_text(design, rec.next_level)}.", style="bold"))
+    lines.append(Text(f"Current MTD estimate: {level_text(design, rec.mtd)}."))
+    for deviation in rec.deviations:
+        lines.append(Text(f"Deviation: {deviation}.", style="yellow"))
+
+    table = Table(title_justify="left")
+    table.add_column("level", justify="right")
+    if design.doses is not None:
+        table.add_column("activity", justify="right")
+    table.add_column("patients", justify="right")
+    table.add_column("DLTs", justify="right")
+    for name in rec.level_summary:
+        table.add_column(ESTIMATE_LABELS.get(name, name), justify="right")
+    for level in range(design.n_levels):
+        mark = ""
+        if rec.next_level == level:
+            mark = " ← next"
+        cells = [f"{level + 1}{mark}"]
+        if design.doses is not None:
+            cells.append(activity_text(design, level))
+        cells += [str(rec.n[level]), str(rec.y[level])]
+        cells += [_estimate_text(values[level]) for values in rec.level_summary.values()]
+        table.add_row(*cells)
+    footer = Text(
+        f"theradose {result.version}" + (f" ({design.path})" if design.path else ""), style="dim"
+    )
+    return Group(*lines, table, footer)
+
+
+def print_recommendation(result: RecommendationResult, console: Console | None = None) -> None:
+    """Print :func:`recommendation_rich`."""
+    from rich.console import Console
+
+    (console or Console()).print(recommendation_rich(result))

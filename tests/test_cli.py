@@ -1,0 +1,334 @@
+"""The ``theradose`` command line, run in-process with typer's CliRunner on the example files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from theradose import __version__
+from theradose.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DESIGNS = ROOT / "designs"
+THREE_PLUS_THREE = str(DESIGNS / "three_plus_three.toml")
+BOIN = str(DESIGNS / "boin.toml")
+CRM = str(DESIGNS / "crm.toml")
+SCENARIOS = str(DESIGNS / "scenarios.toml")
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_bad_input(result, *fragments: str) -> None:
+    """Exit code 2, the message(s) on stderr, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    for fragment in fragments:
+        assert fragment in result.stderr
+    assert "Traceback" not in result.output
+    assert all(line.startswith("error: ") for line in result.stderr.splitlines())
+
+
+@pytest.fixture
+def two_scenarios(tmp_path) -> str:
+    path = tmp_path / "two.toml"
+    path.write_text(
+        '[[scenario]]\nname = "A"\ndlt_prob = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7]\n'
+        '[[scenario]]\nname = "B"\ndlt_prob = [0.45, 0.55, 0.65, 0.75, 0.85, 0.95]\n'
+    )
+    return str(path)
+
+
+# --- version and help ---------------------------------------------------------------------------
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"theradose {__version__}"
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("simulate", "table", "recommend", "validate"):
+        assert command in result.stdout
+
+
+def test_importing_the_cli_loads_no_heavy_module():
+    code = (
+        "import sys, theradose.cli; "
+        "print(sorted(m for m in ('numpy', 'scipy', 'matplotlib', 'pymc', 'arviz') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --- simulate -----------------------------------------------------------------------------------
+
+
+def test_simulate_prints_tables_and_writes_json_csv_plot(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke(
+        "simulate", THREE_PLUS_THREE, BOIN, "--scenarios", SCENARIOS, "--trials", "300",
+        "--seed", "7", "--json", str(out / "r.json"), "--csv", str(out / "r.csv"),
+        "--plot", str(out / "r.png"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for name in ("S1", "S2", "S3", "S4", "S5"):
+        assert f"Scenario {name}: true DLT probability" in result.stdout
+    assert "3+3 with de-escalation" in result.stdout and "BOIN, target 30%" in result.stdout
+    assert "300 simulated trials per design and scenario, seed 7" in result.stdout
+    assert sorted(os.listdir(out)) == ["r.csv", "r.json", "r.png"]  # no temporary files left
+
+    data = json.loads((out / "r.json").read_text())
+    assert {"version", "seed", "n_trials", "designs", "scenarios", "results"} <= set(data)
+    assert (data["version"], data["seed"], data["n_trials"]) == (__version__, 7, 300)
+    assert [d["path"] for d in data["designs"]] == [THREE_PLUS_THREE, BOIN]
+    assert data["designs"][1]["source"]["boin"]["p_saf"] == 0.18  # the parsed TOML
+    assert data["designs"][1]["method"] == "boin"
+    assert [s["name"] for s in data["scenarios"]] == ["S1", "S2", "S3", "S4", "S5"]
+    assert len(data["results"]) == 10
+    s1 = data["results"][0]
+    assert (s1["design"], s1["scenario"], s1["true_mtd"]) == ("3+3 with de-escalation", "S1", 4)
+    for key in ("selection_pct", "patients_mean", "dlt_mean", "benchmark_selection_pct"):
+        assert len(s1[key]) == 6 and len(s1["se"][key]) == 6
+    for key in ("no_selection_pct", "n_mean", "dlt_total_mean", "pcs"):
+        assert isinstance(s1[key], float) and key in s1["se"]
+    assert data["results"][-1]["true_mtd"] is None  # S5: no acceptable level
+    assert all("exact" not in r for r in data["results"])
+
+    rows = list(csv.DictReader(io.StringIO((out / "r.csv").read_text())))
+    assert len(rows) == 2 * 5 * 7
+    assert rows[0]["activity"] == "1.85" and rows[6]["level"] == "none"
+    assert float(rows[3]["selection_pct"]) == pytest.approx(s1["selection_pct"][3])
+    assert (out / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_simulate_with_exact_adds_exact_values(tmp_path, two_scenarios):
+    result = invoke(
+        "simulate", THREE_PLUS_THREE, BOIN, "-s", two_scenarios, "-n", "200", "--exact",
+        "--json", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "  exact" in result.stdout
+    data = json.loads((tmp_path / "r.json").read_text())
+    for entry in data["results"]:
+        exact = entry["exact"]
+        assert {"selection_pct", "no_selection_pct", "patients_mean", "dlt_mean"} <= set(exact)
+        assert sum(exact["selection_pct"]) + exact["no_selection_pct"] == pytest.approx(100)
+
+
+def test_simulate_is_reproducible_and_independent_of_workers(tmp_path, two_scenarios):
+    paths = [tmp_path / f"{k}.json" for k in range(2)]
+    for path, workers in zip(paths, ("1", "2"), strict=True):
+        result = invoke(
+            "simulate", BOIN, "-s", two_scenarios, "-n", "12000", "--seed", "3",
+            "--workers", workers, "--json", str(path),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    first, second = (json.loads(p.read_text())["results"] for p in paths)
+    assert first == second
+
+
+def test_simulate_missing_design_file(tmp_path):
+    missing = str(tmp_path / "nope.toml")
+    result = invoke("simulate", missing, "--scenarios", SCENARIOS, "--trials", "10")
+    assert_bad_input(result, f"{missing}: file not found")
+
+
+def test_simulate_missing_scenario_file(tmp_path):
+    missing = str(tmp_path / "nope.toml")
+    result = invoke("simulate", BOIN, "--scenarios", missing, "--trials", "10")
+    assert_bad_input(result, f"{missing}: file not found")
+
+
+def test_simulate_bad_design_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    text = Path(BOIN).read_text().replace("cohort_size = 3", "cohort_sise = 3")
+    bad.write_text(text.replace("target = 0.30", "target = 1.5"))
+    result = invoke("simulate", str(bad), "--scenarios", SCENARIOS, "--trials", "10")
+    assert_bad_input(result, "unknown key 'cohort_sise'", "target = 1.5")
+    assert len(result.stderr.splitlines()) >= 2  # every problem of the file, one line each
+
+
+def test_simulate_scenario_length_mismatch(tmp_path):
+    short = tmp_path / "short.toml"
+    short.write_text('[[scenario]]\nname = "short"\ndlt_prob = [0.1, 0.2, 0.3, 0.4]\n')
+    result = invoke("simulate", BOIN, "--scenarios", str(short), "--trials", "10")
+    assert_bad_input(result, '("short") dlt_prob: has 4 values', "has 6 levels")
+
+
+def test_simulate_unwritable_output_is_bad_input(tmp_path, two_scenarios):
+    target = str(tmp_path / "no-such-dir" / "r.json")
+    result = invoke("simulate", BOIN, "-s", two_scenarios, "-n", "10", "--json", target)
+    assert_bad_input(result, "No such file or directory")
+
+
+def test_simulate_rejects_zero_trials():
+    result = invoke("simulate", BOIN, "--scenarios", SCENARIOS, "--trials", "0")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+# --- table --------------------------------------------------------------------------------------
+
+
+def test_table_boin_rich_has_header_and_boundaries():
+    result = invoke("table", BOIN)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Decision table: BOIN, target 30%" in out
+    assert "λe = 0.2365, λd = 0.3585" in out
+    assert "1 (1.85 GBq), 2 (3.7 GBq)" in out
+    assert "escalate if DLTs ≤" in out and "—" in out
+    assert __version__ in out
+
+
+def test_table_boin_json_is_the_list_of_rows():
+    result = invoke("table", BOIN, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 36  # up to max_patients
+    assert list(rows[0]) == [
+        "n", "escalate_if_dlt_le", "deescalate_if_dlt_ge", "eliminate_if_dlt_ge",
+    ]  # fmt: skip
+    assert rows[2] == {
+        "n": 3,
+        "escalate_if_dlt_le": 0,
+        "deescalate_if_dlt_ge": 2,
+        "eliminate_if_dlt_ge": 3,
+    }
+    assert rows[0]["eliminate_if_dlt_ge"] is None
+
+
+def test_table_markdown_and_csv():
+    markdown = invoke("table", BOIN, "-f", "markdown").stdout
+    assert "| 3 | 0 | 2 | 3 |" in markdown and markdown.startswith("# Decision table")
+    rows = list(csv.DictReader(io.StringIO(invoke("table", BOIN, "-f", "csv").stdout)))
+    assert rows[0]["eliminate_if_dlt_ge"] == "" and rows[2]["eliminate_if_dlt_ge"] == "3"
+
+
+def test_table_three_plus_three():
+    result = invoke("table", THREE_PLUS_THREE, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert rows[0] == {"dlts": "0 of 3", "decision": "escalate to the next level"}
+    assert "treat 3 more at this level" in invoke("table", THREE_PLUS_THREE).stdout
+
+
+def test_table_unknown_format_is_a_usage_error():
+    result = invoke("table", BOIN, "--format", "html")
+    assert result.exit_code == 2
+
+
+def test_table_of_a_model_based_design_is_bad_input():
+    result = invoke("table", CRM)
+    assert_bad_input(result, "method crm) has no decision table")
+
+
+def test_table_missing_file(tmp_path):
+    missing = str(tmp_path / "x.toml")
+    assert_bad_input(invoke("table", missing), f"{missing}: file not found")
+
+
+# --- recommend ----------------------------------------------------------------------------------
+
+
+def test_recommend_boin(tmp_path):
+    target = tmp_path / "rec.json"
+    result = invoke("recommend", BOIN, "--outcomes", "1NNN 2NTN", "--json", str(target))
+    assert result.exit_code == 0, result.output
+    assert "Next cohort: level 2 (3.7 GBq)." in result.stdout
+    data = json.loads(target.read_text())
+    assert {"next_level", "stop", "stop_reason", "mtd", "levels", "deviations", "version",
+            "design"} <= set(data)  # fmt: skip
+    assert (data["next_level"], data["stop"], data["mtd"]) == (2, False, 2)
+    assert data["design"] == "BOIN, target 30%" and data["version"] == __version__
+    assert data["levels"][1] | {"p_est": None, "p_overdose": None} == {
+        "level": 2, "activity": 3.7, "n": 3, "dlt": 1, "p_est": None, "p_overdose": None,
+        "eliminated": False,
+    }  # fmt: skip
+    assert data["levels"][3]["p_est"] is None  # untreated level
+    assert os.listdir(tmp_path) == ["rec.json"]
+
+
+def test_recommend_three_plus_three_escalates_and_stops():
+    result = invoke("recommend", THREE_PLUS_THREE, "-o", "1NNN")
+    assert "Next cohort: level 2 (3.7 GBq)." in result.stdout
+    result = invoke("recommend", THREE_PLUS_THREE, "-o", "1NTT")
+    assert result.exit_code == 0
+    assert "Stop the trial: lowest level too toxic." in result.stdout
+
+
+def test_recommend_without_outcomes_gives_the_start_level():
+    result = invoke("recommend", BOIN)
+    assert result.exit_code == 0, result.output
+    assert "Next cohort: level 1 (1.85 GBq)." in result.stdout
+
+
+def test_recommend_malformed_outcomes():
+    result = invoke("recommend", BOIN, "--outcomes", "1NNN 2NXN")
+    assert_bad_input(result, "outcome token 2 '2NXN': 'X' is not N (no DLT) or T (DLT)")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_recommend_level_above_the_design():
+    result = invoke("recommend", BOIN, "--outcomes", "1NNN 7NNN")
+    assert_bad_input(result, "level 7 is above the design's 6 levels")
+
+
+def test_recommend_empty_cohort():
+    assert_bad_input(invoke("recommend", BOIN, "-o", "1NNN 2"), "outcome token 2 '2'")
+
+
+# --- validate -----------------------------------------------------------------------------------
+
+
+def test_validate_example_files():
+    result = invoke("validate", THREE_PLUS_THREE, BOIN, CRM, SCENARIOS)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"OK {THREE_PLUS_THREE}: design '3+3 with de-escalation'")
+    assert lines[1] == f"OK {BOIN}: design 'BOIN, target 30%', method boin, 6 levels"
+    assert lines[2] == f"OK {CRM}: design 'CRM, target 30%', method crm, 6 levels"
+    assert lines[3] == f"OK {SCENARIOS}: 5 scenarios (S1, S2, S3, S4, S5)"
+
+
+def test_every_example_file_is_valid():
+    files = sorted(str(p) for p in DESIGNS.glob("*.toml"))
+    result = invoke("validate", *files)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == len(files)
+
+
+def test_validate_reports_every_problem_and_exits_2(tmp_path):
+    bad_design = tmp_path / "bad.toml"
+    bad_design.write_text('method = "boin"\ntarget = 1.5\nlevels = 3\nmax_patients = 9\nfoo = 1\n')
+    bad_scenarios = tmp_path / "scen.toml"
+    bad_scenarios.write_text('[[scenario]]\nname = "S"\ndlt_prob = [0.3, 0.2]\n')
+    missing = tmp_path / "missing.toml"
+    result = invoke("validate", BOIN, str(bad_design), str(bad_scenarios), str(missing))
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        f"OK {BOIN}: design 'BOIN, target 30%', method boin, 6 levels"
+    ]
+    err = result.stderr
+    assert f"INVALID {bad_design}" in err and f"INVALID {bad_scenarios}" in err
+    assert "target = 1.5" in err and "unknown key 'foo'" in err
+    assert "dlt_prob: must be non-decreasing" in err
+    assert f"{missing}: file not found" in err
+    assert "Traceback" not in result.output
