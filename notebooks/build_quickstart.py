@@ -46,10 +46,7 @@ CELLS = [
         ")\n"
         "report.print_study(study)"
     ),
-    new_code_cell(
-        "fig = plot_selection(study)\n"
-        "fig"
-    ),
+    new_code_cell("fig = plot_selection(study)\nfig"),
     new_markdown_cell("## BOIN's decision table, as it would go in the protocol"),
     new_code_cell('Markdown(report.render_decision_table(boin, "markdown"))'),
     new_markdown_cell(

@@ -235,9 +235,31 @@ def test_table_unknown_format_is_a_usage_error():
     assert result.exit_code == 2
 
 
-def test_table_of_a_model_based_design_is_bad_input():
-    result = invoke("table", CRM)
-    assert_bad_input(result, "method crm) has no decision table")
+def test_table_of_crm_shows_skeleton_and_indifference_intervals():
+    result = invoke("table", CRM, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [row["level"] for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[2]["skeleton"] == pytest.approx(0.3)
+    # Lee & Cheung skeleton with halfwidth 0.05: every inner interval is target ± 0.05.
+    for row in rows[1:-1]:
+        assert row["indifference_low"] == pytest.approx(0.25, abs=1e-9)
+        assert row["indifference_high"] == pytest.approx(0.35, abs=1e-9)
+    assert rows[0]["indifference_high"] is None and rows[-1]["indifference_low"] is None
+
+
+def test_recommend_crm_json_has_posterior_summaries(tmp_path):
+    out = tmp_path / "rec.json"
+    result = invoke("recommend", CRM, "--outcomes", "1NNN 2NNT", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["next_level"] == 2
+    assert data["beta_mean"] == pytest.approx(-0.0174, abs=1e-3)
+    assert data["beta_var"] > 0
+    for level in data["levels"]:
+        assert 0 <= level["p_lower"] <= level["p_est"] <= level["p_upper"] <= 1
+        assert 0 <= level["p_overdose"] <= 1
+    assert any("safety" in text for text in data["rule_states"])
 
 
 def test_table_missing_file(tmp_path):

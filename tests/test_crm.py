@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from scipy import integrate
 from scipy.special import xlog1py, xlogy
 
-from factories import crm_design, reference, scenario
+from factories import assert_pct_agrees, crm_design, reference, scenario
 from theradose.engine import recommend, run_trials, simulate
+from theradose.exact import exact_operating_characteristics
 from theradose.methods.crm import (
     Crm,
     EmpiricModel,
@@ -62,8 +63,9 @@ def _state(levels, dlts, n_levels):
 def test_posterior_matches_dfcrm(ref):
     crm = _crm_for(ref["call"])
     summary = crm.level_summary(_state(ref["level"], ref["tox"], crm.n_levels))
-    assert summary["beta_mean"][0, 0] == pytest.approx(ref["posterior_mean_beta"], abs=1e-6)
-    assert summary["beta_var"][0, 0] == pytest.approx(ref["posterior_var_beta"], abs=1e-6)
+    beta = crm.model_summary(_state(ref["level"], ref["tox"], crm.n_levels))
+    assert beta["beta_mean"][0] == pytest.approx(ref["posterior_mean_beta"], abs=1e-6)
+    assert beta["beta_var"][0] == pytest.approx(ref["posterior_var_beta"], abs=1e-6)
     np.testing.assert_allclose(summary["p_est"][0], ref["ptox"], rtol=0, atol=1e-6)
     state = _state(ref["level"], ref["tox"], crm.n_levels)
     assert crm.select_mtd(state)[0] + 1 == ref["recommended_dose"]
@@ -101,7 +103,7 @@ def test_quadrature_matches_adaptive_integration(n, frac, logistic):
     state.n[0], state.y[0] = n, y
     summary = crm.level_summary(state)
     mean, overdose = _dense_posterior(crm, n, y)
-    assert summary["beta_mean"][0, 0] == pytest.approx(mean, abs=1e-6)
+    assert crm.model_summary(state)["beta_mean"][0] == pytest.approx(mean, abs=1e-6)
     np.testing.assert_allclose(summary["p_overdose"][0], overdose, rtol=0, atol=1e-6)
     assert np.all(summary["p_lower"] <= summary["p_est"] + 1e-12)
     assert np.all(summary["p_est"] <= summary["p_upper"] + 1e-12)
@@ -123,6 +125,31 @@ def test_credible_interval_is_the_posterior_quantile():
     norm = integrate.quad(density, -10, 10, epsabs=0, epsrel=1e-10, limit=200)[0]
     below = integrate.quad(density, -10, post_beta_at_upper, epsabs=0, epsrel=1e-10, limit=200)[0]
     assert below / norm == pytest.approx(0.05, abs=1e-6)
+
+
+@pytest.mark.parametrize("ref", CRMSIM, ids=lambda r: f"{r['scenario']}-seed{r['call']['seed']}")
+def test_exact_enumeration_agrees_with_crmsim(ref):
+    """dfcrm's 10,000 simulated trials against our exact enumeration: only crmsim's error counts."""
+    call = ref["call"]
+    design = crm_design(skeleton=call["prior"], target=call["target"], max_patients=call["n"])
+    exact = exact_operating_characteristics(design, scenario(*ref["p_true"]))
+    assert exact["total_prob"] == pytest.approx(1.0, abs=1e-12)
+    assert_pct_agrees(ref["selpercent"], call["nsim"], exact["selection_pct"], ref["scenario"])
+    n_se = call["n"] / 2 / np.sqrt(call["nsim"])  # a per-level count's SD is at most n/2
+    assert np.all(np.abs(np.array(ref["npatients"]) - exact["patients_mean"]) <= 4 * n_se)
+
+
+@pytest.mark.slow
+def test_simulation_agrees_with_exact():
+    design = crm_design(max_patients=24, safety_cutoff=0.85, max_at_dose=9)
+    scen = scenario(0.15, 0.25, 0.35, 0.5, 0.6, 0.7)
+    exact = exact_operating_characteristics(design, scen)
+    sim = simulate([design], [scen], 30_000, seed=23)[0][0]
+    oc = OperatingCharacteristics.from_simulations(sim)
+    assert_pct_agrees(oc.values["selection_pct"], sim.n_trials, exact["selection_pct"])
+    assert_pct_agrees(oc.values["no_selection_pct"], sim.n_trials, exact["no_selection_pct"])
+    se = np.array(oc.se["patients_mean"])
+    assert np.all(np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"]) <= 4 * se)
 
 
 @pytest.mark.slow

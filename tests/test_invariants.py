@@ -38,8 +38,12 @@ def cases(draw):
     p_true = tuple(sorted(draw(st.lists(_probability, min_size=n_levels, max_size=n_levels))))
     if draw(st.booleans()):
         cap = draw(st.one_of(st.none(), st.integers(1, 6 * n_levels)))
-        options = {"method": "3+3", "n_levels": n_levels, "deescalate": draw(st.booleans()),
-                   "max_patients": cap}
+        options = {
+            "method": "3+3",
+            "n_levels": n_levels,
+            "deescalate": draw(st.booleans()),
+            "max_patients": cap,
+        }
     else:
         target = draw(st.floats(0.1, 0.5))
         options = {
@@ -139,9 +143,16 @@ def test_trials_respect_invariants(case, seed):
 def test_boin_without_dlts_reaches_the_top(case, seed):
     options, p_true = case
     if options["method"] != "boin":
-        options = {"method": "boin", "target": 0.3, "n_levels": len(p_true), "cohort_size": 3,
-                   "max_patients": 30, "start_level": 0, "max_at_dose": 100,
-                   "extra_safe": False}
+        options = {
+            "method": "boin",
+            "target": 0.3,
+            "n_levels": len(p_true),
+            "cohort_size": 3,
+            "max_patients": 30,
+            "start_level": 0,
+            "max_at_dose": 100,
+            "extra_safe": False,
+        }
     n_levels, cohort = options["n_levels"], options["cohort_size"]
     needed = cohort * (n_levels - 1 - options["start_level"]) + 1
     options["max_patients"] = max(options["max_patients"], needed)
@@ -179,8 +190,15 @@ DESIGNS = (
     three_plus_three_design(3),
     three_plus_three_design(3, deescalate=False, max_patients=7),
     boin_design(target=0.25, n_levels=3, max_patients=12, cohort_size=3),
-    boin_design(target=0.3, n_levels=3, max_patients=5, cohort_size=1, start_level=2,
-                max_at_dose=4, extra_safe=True),
+    boin_design(
+        target=0.3,
+        n_levels=3,
+        max_patients=5,
+        cohort_size=1,
+        start_level=2,
+        max_at_dose=4,
+        extra_safe=True,
+    ),
 )
 EXTREME_SCENARIOS = (
     scenario(0.0, 0.0, 0.0, name="none toxic"),

@@ -113,7 +113,9 @@ def test_json_exact_values_when_computed(study, study_without_exact):
         # 600 trials: simulated and exact selection agree within 5 Monte Carlo SEs (+ 0.5 %
         # for levels that are almost never chosen, whose SE is near zero).
         for sim, se, ex in zip(
-            result["selection_pct"], result["se"]["selection_pct"], exact["selection_pct"],
+            result["selection_pct"],
+            result["se"]["selection_pct"],
+            exact["selection_pct"],
             strict=True,
         ):
             assert abs(sim - ex) <= 5 * se + 0.5

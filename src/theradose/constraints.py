@@ -13,6 +13,8 @@ from theradose.state import TrialState
 class NoSkip:
     """Never assign a level more than one above the highest level tried so far."""
 
+    count_based = True
+
     def allowed(self, state: TrialState) -> np.ndarray:
         tried = state.n > 0
         highest = np.where(
@@ -30,6 +32,7 @@ class EscalationStep:
     ``restrict``; Cheung 2011, §3.4)."""
 
     max_step: int = 1
+    count_based = True
 
     def allowed(self, state: TrialState) -> np.ndarray:
         cap = np.maximum(state.level, 0) + self.max_step
@@ -45,6 +48,7 @@ class Coherence:
     (coherence in escalation, Cheung 2005, *Biometrika* 92:863–873)."""
 
     target: float
+    count_based = True
 
     def allowed(self, state: TrialState) -> np.ndarray:
         toxic = state.last_cohort_y >= self.target * np.maximum(state.last_cohort_n, 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -207,6 +207,8 @@ class Recommendation:
     y: tuple[int, ...]  # [level]
     level_summary: dict[str, np.ndarray]  # name → [level] estimates of the method
     deviations: tuple[str, ...]  # cohorts given another level than the design said
+    model_summary: dict[str, float] = field(default_factory=dict)  # e.g. posterior of β
+    rule_states: tuple[str, ...] = ()  # where each stopping rule stands, in words
 
     @property
     def stop(self) -> bool:
@@ -248,6 +250,12 @@ def recommend(design: Design, cohorts: Sequence[tuple[int, Sequence[bool]]]) -> 
         decide(design, state)
     mtd = int(select_mtd(design, state)[0]) if cohorts else NO_LEVEL
     summary = {k: np.asarray(v)[0] for k, v in design.method.level_summary(state).items()}
+    model_summary = {}
+    if cohorts and hasattr(design.method, "model_summary"):
+        model_summary = {k: float(v[0]) for k, v in design.method.model_summary(state).items()}
+    rule_states = tuple(
+        rule.state_text(state, 0) for rule in design.stopping if hasattr(rule, "state_text")
+    )
     stopped = not state.active[0]
     return Recommendation(
         next_level=None if stopped else int(state.next_level[0]),
@@ -257,4 +265,6 @@ def recommend(design: Design, cohorts: Sequence[tuple[int, Sequence[bool]]]) -> 
         y=tuple(int(v) for v in state.y[0]),
         level_summary=summary,
         deviations=tuple(deviations),
+        model_summary=model_summary,
+        rule_states=rule_states,
     )

@@ -1,6 +1,7 @@
 """Exact operating characteristics by enumerating every trial pathway.
 
-For designs whose decisions depend only on the counts (n, y) per level — 3+3, BOIN — a trial is a
+For designs whose decisions depend only on the counts (n, y) per level, the current level and the
+last cohort — 3+3, BOIN, CRM — a trial is a
 Markov chain on those counts: after each cohort of size c at level d, the number of DLTs is
 Binomial(c, p_d). Starting from the empty trial, every cohort branches into its c + 1 outcomes;
 pathways that reach the same state are merged (their probabilities added), so the work grows with
@@ -19,8 +20,14 @@ from theradose.engine import decide, select_mtd
 from theradose.scenario import Scenario
 from theradose.state import NO_LEVEL, TrialState
 
-COUNT_BASED_METHODS = ("3+3", "boin")
 _MAX_STATES = 5_000_000
+
+
+def is_count_based(design: Design) -> bool:
+    """True when every part of the design decides on the counts alone (``count_based = True`` on
+    the method, each constraint and each stopping rule), which exact enumeration needs."""
+    parts = (design.method, *design.constraints, *design.stopping)
+    return all(getattr(part, "count_based", False) for part in parts)
 
 
 def exact_operating_characteristics(design: Design, scenario: Scenario) -> dict:
@@ -32,10 +39,10 @@ def exact_operating_characteristics(design: Design, scenario: Scenario) -> dict:
         ``selection_pct`` [level], ``no_selection_pct``, ``patients_mean`` [level], ``dlt_mean``
         [level], ``n_mean``, ``dlt_total_mean`` — the keys of the simulated summary.
     """
-    if design.method_key not in COUNT_BASED_METHODS:
+    if not is_count_based(design):
         raise ValueError(
-            f"exact enumeration needs count-based rules ({', '.join(COUNT_BASED_METHODS)}); "
-            f"design {design.name!r} uses {design.method_key!r}"
+            f"exact enumeration needs rules that decide on the counts alone; design "
+            f"{design.name!r} ({design.method_key}) has a part that needs per-patient data"
         )
     p = np.asarray(scenario.dlt_prob, dtype=float)
     n_levels = design.n_levels

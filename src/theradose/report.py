@@ -51,6 +51,8 @@ ESTIMATE_LABELS = {
     "eliminated": "eliminated",
     "dlt_rate": "DLT rate",
     "too_toxic": "too toxic",
+    "p_lower": "90% CrI from",
+    "p_upper": "to",
 }
 
 BOIN_COLUMNS = {
@@ -60,6 +62,14 @@ BOIN_COLUMNS = {
     "eliminate_if_dlt_ge": "eliminate if DLTs ≥",
 }
 THREE_PLUS_THREE_COLUMNS = {"dlts": "DLTs at the current level", "decision": "decision"}
+CRM_COLUMNS = {
+    "level": "level",
+    "skeleton": "skeleton",
+    "indifference_low": "indifference interval from",
+    "indifference_high": "to",
+    "prior_mean": "prior mean DLT rate",
+    "prior_p_overdose": "prior P(DLT rate > target)",
+}
 
 # Short column headers for the stop reasons (keys: StopReason names in lower case, as in JSON).
 STOP_HEADERS = {
@@ -550,7 +560,8 @@ def decision_rows(design: Design) -> tuple[dict[str, str], list[dict[str, Any]]]
     """The design's decision table as (column labels by key, rows with None where no rule).
 
     BOIN: :meth:`~theradose.methods.Boin.decision_rows` up to the design's maximum sample size;
-    3+3: :meth:`~theradose.methods.ThreePlusThree.rule_rows`.
+    3+3: :meth:`~theradose.methods.ThreePlusThree.rule_rows`; CRM: the skeleton with its
+    indifference intervals and prior summaries (:meth:`~theradose.methods.crm.Crm.skeleton_rows`).
 
     Raises
     ------
@@ -562,6 +573,8 @@ def decision_rows(design: Design) -> tuple[dict[str, str], list[dict[str, Any]]]
         return BOIN_COLUMNS, method.decision_rows()
     if hasattr(method, "rule_rows"):
         return THREE_PLUS_THREE_COLUMNS, method.rule_rows()
+    if hasattr(method, "skeleton_rows"):
+        return CRM_COLUMNS, method.skeleton_rows()
     raise NoDecisionTable(
         f"design {design.name!r} (method {design.method_key}) has no decision table: its "
         "decisions come from a model fitted to all the data (decision tables: 3+3, boin)"
@@ -569,7 +582,11 @@ def decision_rows(design: Design) -> tuple[dict[str, str], list[dict[str, Any]]]
 
 
 def _cell(value: Any) -> str:
-    return NONE if value is None else str(value)
+    if value is None:
+        return NONE
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def decision_table_markdown(design: Design) -> str:
@@ -658,6 +675,8 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
             "mtd_activity": None if rec.mtd is None else activity(design, rec.mtd),
             "levels": levels,
             "deviations": list(rec.deviations),
+            "rule_states": list(rec.rule_states),
+            **rec.model_summary,
             "outcomes": format_outcomes(result.cohorts),
             "version": result.version,
             "design": design.name,
@@ -699,6 +718,11 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
     lines.append(Text(f"Current MTD estimate: {level_text(design, rec.mtd)}."))
     for deviation in rec.deviations:
         lines.append(Text(f"Deviation: {deviation}.", style="yellow"))
+    if rec.model_summary:
+        shown = ", ".join(f"{name} = {value:.4f}" for name, value in rec.model_summary.items())
+        lines.append(Text(f"Posterior: {shown}."))
+    for rule_state in rec.rule_states:
+        lines.append(Text(f"Rule: {rule_state}.", style="dim"))
 
     table = Table(title_justify="left")
     table.add_column("level", justify="right")

@@ -19,12 +19,16 @@ class MaxPatients:
 
     n: int
     reason = StopReason.MAX_PATIENTS
+    count_based = True
 
     def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
         return state.n_enrolled >= self.n
 
     def describe(self) -> str:
         return f"Stop when {self.n} patients have been treated."
+
+    def state_text(self, state: TrialState, trial: int) -> str:
+        return f"maximum sample size: {state.n_enrolled[trial]} of {self.n} patients treated"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class MaxAtDose:
     n: int
     only_when_staying: bool = False
     reason = StopReason.MAX_AT_DOSE
+    count_based = True
 
     def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
         n_next = np.take_along_axis(state.n, next_level[:, None], axis=1)[:, 0]
@@ -54,6 +59,10 @@ class MaxAtDose:
         )
         return f"Stop when {self.n} patients have been treated at {where}."
 
+    def state_text(self, state: TrialState, trial: int) -> str:
+        most = int(state.n[trial].max())
+        return f"patients at one level: at most {most} so far (stop at {self.n})"
+
 
 @dataclass(frozen=True)
 class SafetyStop:
@@ -66,12 +75,21 @@ class SafetyStop:
     cutoff: float
     min_n: int = 3
     reason = StopReason.SAFETY
+    count_based = True
 
     def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
         eligible = state.active & (state.n_enrolled >= self.min_n)
         if not eligible.any():
             return eligible
         return eligible & (self.method.prob_above_target(state, 0) > self.cutoff)
+
+    def state_text(self, state: TrialState, trial: int) -> str:
+        one = state.take(np.array([trial]))
+        prob = float(self.method.prob_above_target(one, 0)[0])
+        return (
+            f"safety: P(DLT probability at level 1 > target) = {prob:.3f} "
+            f"(stop above {self.cutoff:g} after at least {self.min_n} patients)"
+        )
 
     def describe(self) -> str:
         return (

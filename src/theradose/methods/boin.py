@@ -70,6 +70,7 @@ class Boin:
     extra_safe: bool = False
     extra_safe_offset: float = 0.05
     key = "boin"
+    count_based = True
     escalate_le: np.ndarray = field(init=False, repr=False)  # [n] escalate if y ≤ this
     deescalate_ge: np.ndarray = field(init=False, repr=False)  # [n] de-escalate if y ≥ this
     eliminate_ge: np.ndarray = field(init=False, repr=False)  # [n] eliminate if y ≥ this

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.special import expit, logit
 
 from theradose.posterior import n_nodes_for, posterior, posterior_cdf, unique_states
@@ -33,6 +34,7 @@ ESTIMATES = ("plugin", "posterior_mean")
 # Skeleton values closer than this to 0 or 1 make the model degenerate (a level that can never,
 # or always, be toxic); a Lee–Cheung halfwidth too wide for the number of levels produces them.
 SKELETON_MARGIN = 1e-6
+BETA_LIMIT = 10.0
 
 
 def _log1mexp(log_p: np.ndarray) -> np.ndarray:
@@ -164,6 +166,7 @@ class Crm:
     estimate: str = "plugin"
     start_up: str = "none"
     key = "crm"
+    count_based = True
     n_nodes: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -206,8 +209,56 @@ class Crm:
         upper = np.full(n.shape[0], self.model.beta_at(self.target)[level])
         return posterior_cdf(self.model, self.prior_sd, n, y, post, upper, self.n_nodes)[index]
 
+    def model_summary(self, state: TrialState) -> dict[str, np.ndarray]:
+        """Posterior mean and variance of β, [trial] each."""
+        _, _, index, post = self._posterior(state)
+        return {"beta_mean": post.beta_mean[index], "beta_var": post.beta_var[index]}
+
+    def indifference_intervals(self) -> list[tuple[float | None, float | None]]:
+        """Per level, the true DLT probabilities at which the model picks it (Cheung & Chappell
+        2002, *Biometrics* 58:671–674): the range of p_d over the β where level d's estimate is
+        closest to the target. None where the range is open (level 1 above, the top below)."""
+        switch = []
+        for d in range(self.n_levels - 1):
+
+            def gap(beta, d=d):
+                p = self.model.p(np.array(beta))
+                return p[d] + p[d + 1] - 2 * self.target
+
+            lo, hi = -BETA_LIMIT, BETA_LIMIT
+            switch.append(brentq(gap, lo, hi, xtol=1e-14) if gap(lo) * gap(hi) < 0 else None)
+        intervals = []
+        for d in range(self.n_levels):
+            below = switch[d - 1] if d > 0 else None  # β where level d - 1 hands over to d
+            above = switch[d] if d < self.n_levels - 1 else None
+            p_low = None if above is None else float(self.model.p(np.array(above))[d])
+            p_high = None if below is None else float(self.model.p(np.array(below))[d])
+            intervals.append((p_low, p_high))
+        return intervals
+
+    def skeleton_rows(self) -> list[dict[str, float | int | None]]:
+        """The model before any data: per level the skeleton, the indifference interval, the prior
+        mean DLT probability and the prior P(DLT probability > target)."""
+        empty = TrialState.start(1, self.n_levels, 0)
+        _, _, _, post = self._posterior(empty)
+        prior_mean = post.weights @ self.model.p(post.nodes)
+        overdose = self.level_summary(empty)["p_overdose"][0]
+        rows = []
+        for d, (low, high) in enumerate(self.indifference_intervals()):
+            rows.append(
+                {
+                    "level": d + 1,
+                    "skeleton": self.model.skeleton[d],
+                    "indifference_low": low,
+                    "indifference_high": high,
+                    "prior_mean": float(prior_mean[0, d]),
+                    "prior_p_overdose": float(overdose[d]),
+                }
+            )
+        return rows
+
     def level_summary(self, state: TrialState) -> dict[str, np.ndarray]:
-        """Posterior summaries per level: estimate, 90% credible interval, P(overdose), β."""
+        """Posterior summaries per level: estimate, 90% credible interval, P(overdose)."""
         n, y, index, post = self._posterior(state)
         tail = (1 - CREDIBLE_LEVEL) / 2
         beta_lo = _posterior_quantile(self, n, y, post, tail)
@@ -229,8 +280,6 @@ class Crm:
             "p_lower": self.model.p(beta_hi),
             "p_upper": self.model.p(beta_lo),
             "p_overdose": overdose,
-            "beta_mean": np.repeat(post.beta_mean[:, None], self.n_levels, axis=1),
-            "beta_var": np.repeat(post.beta_var[:, None], self.n_levels, axis=1),
         }
         return {k: v[index] for k, v in summary.items()}
 

@@ -35,6 +35,7 @@ class ThreePlusThree:
     n_levels: int
     deescalate: bool = True
     key = "3+3"
+    count_based = True
 
     def lowest_too_toxic(self, state: TrialState) -> np.ndarray:
         """Lowest level with ≥ 2 DLTs, or ``n_levels`` when none, [trial]."""
