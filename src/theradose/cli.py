@@ -219,3 +219,59 @@ def validate(
                 typer.echo(f"error: {message}", err=True)
     if failed:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def calibrate(
+    design: Annotated[Path, typer.Argument(help="CRM design file (TOML).", show_default=False)],
+    scenarios: Annotated[
+        Path, typer.Option("--scenarios", "-s", help="Scenario file (TOML, [[scenario]] tables).")
+    ],
+    halfwidth: Annotated[
+        str,
+        typer.Option(help="Halfwidths to try: start:stop:step (stop included) or a list a,b,c."),
+    ] = "0.02:0.20:0.01",
+    prior_mtd: Annotated[
+        str | None,
+        typer.Option(
+            "--prior-mtd", help="Prior MTD guesses to try (1-based, comma-separated); default: "
+            "the design's own."
+        ),
+    ] = None,
+    trials: Annotated[
+        int, typer.Option("--trials", "-n", min=1, help="Trials per candidate × scenario.")
+    ] = 2_000,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated patients.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the calibration as JSON.")
+    ] = None,
+) -> None:
+    """Calibrate a CRM skeleton: PCS of every Lee–Cheung candidate on the same patients."""
+    from theradose.calibration import CalibrationError, calibrate_skeleton, parse_grid
+    from theradose.study import load_inputs
+
+    with _bad_input_exits():
+        try:
+            grid = parse_grid(halfwidth)
+            mtds = None
+            if prior_mtd:
+                try:
+                    mtds = [int(v) for v in prior_mtd.split(",")]
+                except ValueError:
+                    raise CalibrationError(
+                        f"--prior-mtd {prior_mtd!r}: expected levels such as 2,3,4"
+                    ) from None
+            (loaded,), scenario_list, _ = load_inputs([design], scenarios)
+            with _progress(trials) as progress:
+                result = calibrate_skeleton(
+                    loaded, scenario_list, grid, mtds, n_trials=trials, seed=seed,
+                    workers=workers, progress=progress,
+                )
+        except CalibrationError as error:
+            _fail([str(error)])
+        from theradose import report
+
+        _console().print(report.calibration_rich(result))
+        if json_path is not None:
+            report.write_calibration_json(result, json_path)

@@ -753,3 +753,81 @@ def print_recommendation(result: RecommendationResult, console: Console | None =
     from rich.console import Console
 
     (console or Console()).print(recommendation_rich(result))
+
+
+# ---------------------------------------------------------------------------------------------
+# (e): CRM skeleton calibration
+
+
+def calibration_to_dict(result) -> dict:
+    """A :class:`~theradose.calibration.CalibrationResult` as JSON-ready data."""
+    best = result.best
+    return json_ready(
+        {
+            "version": __version__,
+            "design": result.design.name,
+            "design_path": result.design.path,
+            "source": result.design.source,
+            "seed": result.seed,
+            "n_trials": result.n_trials,
+            "scenarios": [{"name": s.name, "dlt_prob": list(s.dlt_prob)} for s in result.scenarios],
+            "candidates": [
+                {
+                    "halfwidth": c.halfwidth,
+                    "prior_mtd": c.prior_mtd,
+                    "skeleton": list(c.skeleton),
+                    "pcs": list(c.pcs),
+                    "pcs_se": list(c.pcs_se),
+                    "mean_pcs": c.mean_pcs,
+                    "worst_pcs": c.worst_pcs,
+                    "best": c is best,
+                }
+                for c in result.candidates
+            ],
+            "skipped": list(result.skipped),
+        }
+    )
+
+
+def write_calibration_json(result, path: str | os.PathLike[str]) -> None:
+    write_atomic(path, to_json(calibration_to_dict(result)))
+
+
+def calibration_rich(result) -> RenderableType:
+    """Average and worst-case PCS per candidate skeleton, best marked, PCS per scenario."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    best = result.best
+    table = Table(title_justify="left")
+    for label in ("halfwidth", "prior MTD", "mean PCS %", "worst PCS %"):
+        table.add_column(label, justify="right")
+    for scenario in result.scenarios:
+        table.add_column(f"PCS % {scenario.name}", justify="right")
+    table.add_column("skeleton")
+    for c in result.candidates:
+        style = "bold green" if c is best else None
+        cells = [f"{c.halfwidth:g}", str(c.prior_mtd), f"{c.mean_pcs:.1f}", f"{c.worst_pcs:.1f}"]
+        cells += [f"{p:.1f} ±{se:.1f}" for p, se in zip(c.pcs, c.pcs_se, strict=True)]
+        cells.append(", ".join(f"{v:.3g}" for v in c.skeleton))
+        table.add_row(*cells, style=style)
+    lines = [
+        Text(f"Skeleton calibration: {result.design.name} (Lee & Cheung 2009)", style="bold"),
+        table,
+        Text(
+            f"Best: halfwidth {best.halfwidth:g}, prior MTD {best.prior_mtd} "
+            f"(mean PCS {best.mean_pcs:.1f}%, worst {best.worst_pcs:.1f}%).",
+            style="bold",
+        ),
+    ]
+    lines += [Text(f"skipped: {reason}", style="yellow") for reason in result.skipped]
+    lines.append(
+        Text(
+            f"theradose {__version__}: {result.n_trials} trials per candidate and scenario, "
+            f"seed {result.seed}, the same patients for every candidate; ± is the Monte Carlo "
+            "standard error.",
+            style="dim",
+        )
+    )
+    return Group(*lines)
