@@ -9,6 +9,7 @@ against dense quadrature in the tests).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -92,54 +93,40 @@ def log_integrand(
     return y @ log_p.T + (n - y) @ log_1mp.T - 0.5 * (nodes / prior_sd) ** 2
 
 
-def posterior(
-    model, prior_sd: float, n: np.ndarray, y: np.ndarray, n_nodes: int
-) -> QuadraturePosterior:
-    """The posterior of β for each row of ``n``, ``y`` [state, level]."""
+LogIntegrand = Callable[[np.ndarray], np.ndarray]  # nodes [node] → [state, node]
+
+
+def posterior(log_f: LogIntegrand, n_nodes: int) -> QuadraturePosterior:
+    """The posterior of β for each state, from its unnormalised log density on given nodes."""
     nodes, q = gauss_legendre(n_nodes)
-    log_f = log_integrand(model, prior_sd, n, y, nodes)
-    shift = log_f.max(axis=1)
-    f = q * np.exp(log_f - shift[:, None])
+    values = log_f(nodes)
+    shift = values.max(axis=1)
+    f = q * np.exp(values - shift[:, None])
     norm = f.sum(axis=1)
     return QuadraturePosterior(nodes=nodes, weights=f / norm[:, None], log_shift=shift, norm=norm)
 
 
-_CDF_BLOCK = 512  # states per block: bounds the [state, node, level] temporaries
+def cdf_below(log_f: LogIntegrand, post: QuadraturePosterior, upper: float, n_nodes: int):
+    """P(β ≤ upper | data) for each state, by a Gauss–Legendre rule on [−10, upper].
 
-
-def posterior_cdf(
-    model,
-    prior_sd: float,
-    n: np.ndarray,
-    y: np.ndarray,
-    post: QuadraturePosterior,
-    upper: np.ndarray,
-    n_nodes: int,
-) -> np.ndarray:
-    """P(β ≤ upper[state] | data), by a Gauss–Legendre rule on [−10, upper] for each state.
-
-    Exact to quadrature accuracy at any threshold, unlike a step sum over the shared nodes.
+    Exact to quadrature accuracy at any threshold, unlike a step sum over the shared nodes; one
+    threshold for all states keeps the likelihood a matrix product.
     """
-    upper = np.clip(np.asarray(upper, dtype=float), -BETA_RANGE, BETA_RANGE)
-    if upper.size and np.all(upper == upper[0]):
-        # One threshold for all states: shared nodes, and the likelihood is a matrix product.
-        nodes, q = gauss_legendre(n_nodes, -BETA_RANGE, float(upper[0]))
-        log_f = log_integrand(model, prior_sd, n, y, nodes)
-        integral = (q * np.exp(log_f - post.log_shift[:, None])).sum(axis=1)
-        return np.clip(integral / post.norm, 0.0, 1.0)
-    x, w = _legendre(n_nodes)
-    cdf = np.empty(n.shape[0])
-    for start in range(0, n.shape[0], _CDF_BLOCK):
-        block = slice(start, start + _CDF_BLOCK)
-        half = (upper[block] + BETA_RANGE) / 2  # [state]
-        nodes = -BETA_RANGE + half[:, None] * (x + 1)  # [state, node]
-        log_p, log_1mp = model.log_p(nodes)  # [state, node, level]
-        nb, yb = n[block].astype(float), y[block].astype(float)
-        log_f = (
-            np.einsum("sl,skl->sk", yb, log_p)
-            + np.einsum("sl,skl->sk", nb - yb, log_1mp)
-            - 0.5 * (nodes / prior_sd) ** 2
-        )
-        integral = (half[:, None] * w * np.exp(log_f - post.log_shift[block, None])).sum(axis=1)
-        cdf[block] = integral / post.norm[block]
-    return np.clip(cdf, 0.0, 1.0)
+    upper = float(np.clip(upper, -BETA_RANGE, BETA_RANGE))
+    nodes, q = gauss_legendre(n_nodes, -BETA_RANGE, upper)
+    integral = (q * np.exp(log_f(nodes) - post.log_shift[:, None])).sum(axis=1)
+    return np.clip(integral / post.norm, 0.0, 1.0)
+
+
+def quantile(
+    log_f_one: LogIntegrand, post_one: QuadraturePosterior, prob: float, n_nodes: int
+) -> float:
+    """The ``prob`` quantile of ONE state's posterior of β, by bisection on :func:`cdf_below`."""
+    lo, hi = -BETA_RANGE, BETA_RANGE
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if cdf_below(log_f_one, post_one, mid, n_nodes)[0] < prob:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

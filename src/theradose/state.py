@@ -68,6 +68,8 @@ class TrialState:
     )
     patient_dlt_time: np.ndarray | None = None  # [trial, patient] months after arrival; NaN if none
     patient_activity: np.ndarray | None = None  # [trial, patient] activity given (dose units)
+    patient_while_pending: np.ndarray | None = None  # [trial, patient] enrolled with others pending
+    time: np.ndarray | None = None  # [trial] months since the trial started (decision time)
 
     @classmethod
     def start(
@@ -86,6 +88,7 @@ class TrialState:
                 "patient_arrival": np.full(shape, np.nan),
                 "patient_dlt_time": np.full(shape, np.nan),
                 "patient_activity": np.full(shape, np.nan),
+                "patient_while_pending": np.zeros(shape, dtype=bool),
             }
         return cls(
             n=np.zeros((n_trials, n_levels), dtype=np.int32),
@@ -97,6 +100,7 @@ class TrialState:
             stop_reason=np.zeros(n_trials, dtype=np.int8),
             last_cohort_n=np.zeros(n_trials, dtype=np.int32),
             last_cohort_y=np.zeros(n_trials, dtype=np.int32),
+            time=np.zeros(n_trials),
             **per_patient,
         )
 
@@ -121,6 +125,26 @@ class TrialState:
         self.n_enrolled[trials] += size
         self.last_cohort_n[trials] = size
         self.last_cohort_y[trials] = n_dlt
+
+    def followup(self, window: float) -> np.ndarray:
+        """Follow-up of each enrolled patient at the trial's current time, as a fraction of the
+        DLT window in [0, 1] (0 for places not yet enrolled), [trial, patient]."""
+        elapsed = self.time[:, None] - self.patient_arrival
+        fraction = np.clip(np.nan_to_num(elapsed / window, nan=0.0), 0.0, 1.0)
+        return np.where(self.patient_level >= 0, fraction, 0.0)
+
+    def observed_dlt(self, window: float) -> np.ndarray:
+        """DLTs that have occurred by the trial's current time, [trial, patient]."""
+        onset_time = self.patient_arrival + self.patient_dlt_time
+        return self.patient_dlt & (onset_time <= self.time[:, None])
+
+    def pending(self, window: float) -> np.ndarray:
+        """Enrolled patients still in follow-up without a DLT so far, [trial, patient]."""
+        return (
+            (self.patient_level >= 0)
+            & (self.followup(window) < 1.0)
+            & ~self.observed_dlt(window)
+        )
 
     def take(self, trials: np.ndarray) -> TrialState:
         """A new state holding only ``trials`` (copies)."""

@@ -23,7 +23,15 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit, logit
 
-from theradose.posterior import n_nodes_for, posterior, posterior_cdf, unique_states
+from theradose.posterior import (
+    QuadraturePosterior,
+    cdf_below,
+    log_integrand,
+    n_nodes_for,
+    posterior,
+    quantile,
+    unique_states,
+)
 from theradose.scenario import closest_to_target
 from theradose.state import TrialState
 
@@ -176,13 +184,23 @@ class Crm:
     def prior_sd(self) -> float:
         return float(np.sqrt(self.prior_var))
 
-    def _posterior(self, state: TrialState):
+    def _data(self, state: TrialState):
+        """What the likelihood needs, one row per distinct state, and each trial's row."""
         n, y, index = unique_states(state.n, state.y)
-        return n, y, index, posterior(self.model, self.prior_sd, n, y, self.n_nodes)
+        return (n, y), index
+
+    def _log_f(self, data, nodes: np.ndarray) -> np.ndarray:
+        """Unnormalised log posterior of β on ``nodes`` for each row of ``data``: [row, node]."""
+        n, y = data
+        return log_integrand(self.model, self.prior_sd, n, y, nodes)
+
+    def _posterior(self, state: TrialState):
+        data, index = self._data(state)
+        return data, index, posterior(lambda nodes: self._log_f(data, nodes), self.n_nodes)
 
     def estimates(self, state: TrialState) -> np.ndarray:
         """Estimated DLT probability of each level, [trial, level]."""
-        _, _, index, post = self._posterior(state)
+        _, index, post = self._posterior(state)
         if self.estimate == "plugin":
             p = self.model.p(post.beta_mean)
         else:
@@ -205,13 +223,13 @@ class Crm:
 
     def prob_above_target(self, state: TrialState, level: int) -> np.ndarray:
         """P(p_level > target | data) for each trial, [trial]."""
-        n, y, index, post = self._posterior(state)
-        upper = np.full(n.shape[0], self.model.beta_at(self.target)[level])
-        return posterior_cdf(self.model, self.prior_sd, n, y, post, upper, self.n_nodes)[index]
+        data, index, post = self._posterior(state)
+        upper = self.model.beta_at(self.target)[level]
+        return cdf_below(lambda x: self._log_f(data, x), post, upper, self.n_nodes)[index]
 
     def model_summary(self, state: TrialState) -> dict[str, np.ndarray]:
         """Posterior mean and variance of β, [trial] each."""
-        _, _, index, post = self._posterior(state)
+        _, index, post = self._posterior(state)
         return {"beta_mean": post.beta_mean[index], "beta_var": post.beta_var[index]}
 
     def indifference_intervals(self) -> list[tuple[float | None, float | None]]:
@@ -240,7 +258,7 @@ class Crm:
         """The model before any data: per level the skeleton, the indifference interval, the prior
         mean DLT probability and the prior P(DLT probability > target)."""
         empty = TrialState.start(1, self.n_levels, 0)
-        _, _, _, post = self._posterior(empty)
+        _, _, post = self._posterior(empty)
         prior_mean = post.weights @ self.model.p(post.nodes)
         overdose = self.level_summary(empty)["p_overdose"][0]
         rows = []
@@ -258,19 +276,22 @@ class Crm:
         return rows
 
     def level_summary(self, state: TrialState) -> dict[str, np.ndarray]:
-        """Posterior summaries per level: estimate, 90% credible interval, P(overdose)."""
-        n, y, index, post = self._posterior(state)
+        """Posterior summaries per level: estimate, 90% credible interval, P(overdose).
+
+        The interval is the posterior quantile of β mapped through p_d (exact; dfcrm's ``crm``
+        reports a normal approximation instead). Meant for a few trials (``recommend``).
+        """
+        data, index, post = self._posterior(state)
+        log_f = lambda x: self._log_f(data, x)  # noqa: E731
         tail = (1 - CREDIBLE_LEVEL) / 2
-        beta_lo = _posterior_quantile(self, n, y, post, tail)
-        beta_hi = _posterior_quantile(self, n, y, post, 1 - tail)
-        thresholds = self.model.beta_at(self.target)
+        beta_lo, beta_hi = np.empty(post.norm.size), np.empty(post.norm.size)
+        for s in range(post.norm.size):
+            one = _one_state(post, s)
+            log_f_one = lambda x, s=s: log_f(x)[s : s + 1]  # noqa: E731
+            beta_lo[s] = quantile(log_f_one, one, tail, self.n_nodes)
+            beta_hi[s] = quantile(log_f_one, one, 1 - tail, self.n_nodes)
         overdose = np.column_stack(
-            [
-                posterior_cdf(
-                    self.model, self.prior_sd, n, y, post, np.full(n.shape[0], b), self.n_nodes
-                )
-                for b in thresholds
-            ]
+            [cdf_below(log_f, post, b, self.n_nodes) for b in self.model.beta_at(self.target)]
         )
         # p_d decreases in β: the upper β quantile gives the lower p limit.
         summary = {
@@ -284,12 +305,10 @@ class Crm:
         return {k: v[index] for k, v in summary.items()}
 
 
-def _posterior_quantile(crm: Crm, n, y, post, prob: float, iterations: int = 60) -> np.ndarray:
-    """β quantile of each state's posterior by bisection on the quadrature CDF, [state]."""
-    lo = np.full(n.shape[0], -10.0)
-    hi = np.full(n.shape[0], 10.0)
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        below = posterior_cdf(crm.model, crm.prior_sd, n, y, post, mid, crm.n_nodes) < prob
-        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    return (lo + hi) / 2
+def _one_state(post: QuadraturePosterior, s: int) -> QuadraturePosterior:
+    return QuadraturePosterior(
+        nodes=post.nodes,
+        weights=post.weights[s : s + 1],
+        log_shift=post.log_shift[s : s + 1],
+        norm=post.norm[s : s + 1],
+    )
