@@ -222,6 +222,10 @@ def test_operating_characteristics_have_no_nan(n_trials):
 
 
 def _numbers(value) -> list[float]:
+    """Every number in an OC figure; None (a figure that does not apply, e.g. duration without
+    timing) is skipped."""
+    if value is None:
+        return []
     if isinstance(value, dict):
         return [x for v in value.values() for x in _numbers(v)]
     if isinstance(value, list | tuple):

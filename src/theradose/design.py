@@ -33,6 +33,7 @@ class Design:
     dose_unit: str = ""
     constraints: tuple[Any, ...] = ()
     stopping: tuple[Any, ...] = ()
+    timing: Any = None  # theradose.timing.Timing: accrual and DLT window, or None (no time)
     source: dict[str, Any] = field(default_factory=dict, compare=False)
     path: str | None = field(default=None, compare=False)
 

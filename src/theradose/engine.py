@@ -24,9 +24,12 @@ from theradose.design import Design
 from theradose.results import ChunkResult, Simulations
 from theradose.scenario import Scenario, closest_to_target
 from theradose.state import NO_LEVEL, StopReason, TrialState
+from theradose.timing import Onset
 
 CHUNK_TRIALS = 10_000
 TOLERANCE_STREAM = 0
+ARRIVAL_STREAM = 1
+ONSET_STREAM = 2
 
 
 def decide(design: Design, state: TrialState) -> None:
@@ -45,6 +48,7 @@ def decide(design: Design, state: TrialState) -> None:
 
     stopping = state.active & (reason != 0)
     state.stop_reason[stopping] = reason[stopping]
+    state.stopped_at[stopping] = state.time[stopping]
     carry_on = state.active & ~stopping
     state.next_level[carry_on] = next_level[carry_on]
     state.active &= ~stopping
@@ -57,33 +61,148 @@ def select_mtd(design: Design, state: TrialState) -> np.ndarray:
     return np.where(np.isin(state.stop_reason, no_mtd), NO_LEVEL, mtd)
 
 
-def run_trials(design: Design, dlt_prob: np.ndarray, tolerance: np.ndarray) -> TrialState:
-    """Simulate one trial per row of ``tolerance`` [trial, patient] (DLT iff u < p at the level)."""
-    n_trials = tolerance.shape[0]
-    n_max = design.max_patients
-    dlt_prob = np.asarray(dlt_prob, dtype=float)
-    doses = None if design.doses is None else np.asarray(design.doses, dtype=float)
-    state = TrialState.start(n_trials, design.n_levels, design.start_level, n_max)
+@dataclass(frozen=True)
+class VirtualPatients:
+    """The random draws that make a chunk's virtual patients, [trial, patient] each.
+
+    ``tolerance``: DLT at level d iff u < p_d (common random numbers across designs);
+    ``arrival``, ``onset``: U(0, 1) draws turned into accrual gaps and DLT onset times by the
+    design's timing and the scenario's onset model (None when no design needs time).
+    """
+
+    tolerance: np.ndarray
+    arrival: np.ndarray | None = None
+    onset: np.ndarray | None = None
+
+    def head(self, n_patients: int) -> VirtualPatients:
+        """The first ``n_patients`` patients of every trial."""
+        cut = lambda a: None if a is None else a[:, :n_patients]  # noqa: E731
+        return VirtualPatients(cut(self.tolerance), cut(self.arrival), cut(self.onset))
+
+
+def _enrol(
+    design: Design,
+    state: TrialState,
+    rows: np.ndarray,
+    size: np.ndarray,
+    dlt_prob: np.ndarray,
+    patients: VirtualPatients,
+    onset: Onset,
+    arrive_now: bool = False,
+) -> None:
+    """Treat the next ``size[row]`` patients of each trial in ``rows`` at its next level.
+
+    With timing, they arrive one accrual gap after another from the trial's current time (the
+    first of them at that time itself when ``arrive_now``), and the trial's time moves to the
+    last arrival.
+    """
+    n_max = state.patient_level.shape[1]
     in_cohort = np.arange(design.cohort_size)
+    cols = state.n_enrolled[rows, None] + in_cohort[None, :]
+    enrolled = in_cohort[None, :] < size[:, None]
+    cols = np.minimum(cols, n_max - 1)
+    level = state.next_level[rows]
+    dlt = (patients.tolerance[rows[:, None], cols] < dlt_prob[level][:, None]) & enrolled
+    r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
+    lvl = np.broadcast_to(level[:, None], cols.shape)[enrolled]
+    state.patient_level[r, c] = lvl
+    state.patient_dlt[r, c] = dlt[enrolled]
+    if design.doses is not None:
+        state.patient_activity[r, c] = np.asarray(design.doses)[lvl]
+    timing = design.timing
+    if timing is not None:
+        window = timing.dlt_window_months
+        state.patient_while_pending[r, c] = state.pending(window)[r].any(axis=1)
+        gaps = np.where(enrolled, timing.gaps(patients.arrival[rows[:, None], cols]), 0.0)
+        if arrive_now:
+            gaps[:, 0] = 0.0
+        arrival = state.time[rows, None] + np.cumsum(gaps, axis=1)
+        state.patient_arrival[r, c] = arrival[enrolled]
+        onset_months = window * onset.fraction(patients.onset[rows[:, None], cols])
+        state.patient_dlt_time[r, c] = np.where(dlt, onset_months, np.nan)[enrolled]
+        state.time[rows] = arrival.max(axis=1)
+    state.record_cohort(rows, size, dlt.sum(axis=1))
+
+
+def run_trials(
+    design: Design,
+    dlt_prob: np.ndarray,
+    tolerance: np.ndarray | VirtualPatients,
+    onset: Onset | None = None,
+) -> TrialState:
+    """Simulate one trial per row of the patients' draws [trial, patient].
+
+    Without a time-to-event method, each cohort is treated, its DLT window completes (accrual
+    suspended), then the design decides. A time-to-event method (``method.tite``) decides at each
+    new patient's arrival from the data available then, weighting incomplete follow-up.
+    """
+    patients = tolerance if isinstance(tolerance, VirtualPatients) else VirtualPatients(tolerance)
+    onset = Onset() if onset is None else onset
+    if design.timing is not None and patients.arrival is None:
+        raise ValueError(f"design {design.name!r} has [timing]: arrival and onset draws needed")
+    n_trials = patients.tolerance.shape[0]
+    dlt_prob = np.asarray(dlt_prob, dtype=float)
+    state = TrialState.start(n_trials, design.n_levels, design.start_level, design.max_patients)
+    if getattr(design.method, "tite", False):
+        _run_tite(design, state, dlt_prob, patients, onset)
+        return state
+    window = 0.0 if design.timing is None else design.timing.dlt_window_months
     while True:
         rows = np.flatnonzero(state.active)
         if rows.size == 0:
             break
-        size = np.minimum(design.cohort_size, n_max - state.n_enrolled[rows])
-        cols = state.n_enrolled[rows, None] + in_cohort[None, :]
-        enrolled = in_cohort[None, :] < size[:, None]
-        cols = np.minimum(cols, n_max - 1)
-        level = state.next_level[rows]
-        dlt = (tolerance[rows[:, None], cols] < dlt_prob[level][:, None]) & enrolled
-        r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
-        lvl = np.broadcast_to(level[:, None], cols.shape)[enrolled]
-        state.patient_level[r, c] = lvl
-        state.patient_dlt[r, c] = dlt[enrolled]
-        if doses is not None:
-            state.patient_activity[r, c] = doses[lvl]
-        state.record_cohort(rows, size, dlt.sum(axis=1))
+        size = np.minimum(design.cohort_size, design.max_patients - state.n_enrolled[rows])
+        _enrol(design, state, rows, size, dlt_prob, patients, onset)
+        state.time[rows] += window  # the cohort's DLT window completes before the decision
         decide(design, state)
     return state
+
+
+def _run_tite(design, state, dlt_prob, patients, onset) -> None:
+    """Patient by patient: decide at each arrival from the follow-up available then."""
+    window = design.timing.dlt_window_months
+    one = np.ones(state.n_trials, dtype=np.int32)
+    _enrol(design, state, np.arange(state.n_trials), one, dlt_prob, patients, onset)
+    while True:
+        rows = np.flatnonzero(state.active)
+        if rows.size == 0:
+            break
+        if np.all(state.n_enrolled[rows] >= design.max_patients):
+            state.stop_reason[rows] = StopReason.MAX_PATIENTS
+            state.stopped_at[rows] = state.time[rows]
+            state.active[rows] = False
+            break
+        # The next patient arrives one gap later; decide with the data available then.
+        state.time[rows] += design.timing.gaps(patients.arrival[rows, state.n_enrolled[rows]])
+        decide(design, state)
+        suspended = _suspended(design, state)
+        while suspended.any():
+            # Accrual waits until the next pending patient has a DLT or completes the window.
+            state.time[suspended] = _next_event(state, window)[suspended]
+            decide(design, state)
+            suspended = _suspended(design, state)
+        rows = np.flatnonzero(state.active)
+        _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, arrive_now=True)
+    # Everyone's follow-up completes: the final selection uses complete data.
+    state.time[:] = np.nanmax(state.patient_arrival, axis=1) + window
+
+
+def _suspended(design: Design, state: TrialState) -> np.ndarray:
+    suspend = getattr(design.method, "suspend", None)
+    if suspend is None:
+        return np.zeros(state.n_trials, dtype=bool)
+    waiting = np.isfinite(_next_event(state, design.timing.dlt_window_months))
+    return state.active & suspend(state) & waiting
+
+
+def _next_event(state: TrialState, window: float) -> np.ndarray:
+    """The next time a pending patient's outcome becomes known (DLT onset or window end)."""
+    pending = state.pending(window)
+    onset = state.patient_arrival + state.patient_dlt_time
+    end = state.patient_arrival + window
+    event = np.where(state.patient_dlt & (onset < end), onset, end)
+    event = np.where(pending & (event > state.time[:, None]), event, np.inf)
+    return event.min(axis=1)
 
 
 def benchmark_selection(tolerance: np.ndarray, dlt_prob: np.ndarray, target: float) -> np.ndarray:
@@ -94,21 +213,57 @@ def benchmark_selection(tolerance: np.ndarray, dlt_prob: np.ndarray, target: flo
     return closest_to_target(rate, target)
 
 
-def chunk_tolerance(seed: int, chunk: int, n_trials: int, n_patients: int) -> np.ndarray:
-    """Latent tolerances u ~ U(0, 1) of chunk ``chunk``, [trial, patient]."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(chunk, TOLERANCE_STREAM)))
+def _uniforms(seed: int, chunk: int, stream: int, n_trials: int, n_patients: int) -> np.ndarray:
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(chunk, stream)))
     return rng.random((n_patients, n_trials)).T
 
 
-def run_chunk(design: Design, scenario: Scenario, tolerance: np.ndarray) -> ChunkResult:
-    u = tolerance[:, : design.max_patients]
-    state = run_trials(design, np.asarray(scenario.dlt_prob), u)
+def chunk_tolerance(seed: int, chunk: int, n_trials: int, n_patients: int) -> np.ndarray:
+    """Latent tolerances u ~ U(0, 1) of chunk ``chunk``, [trial, patient]."""
+    return _uniforms(seed, chunk, TOLERANCE_STREAM, n_trials, n_patients)
+
+
+def chunk_patients(
+    seed: int, chunk: int, n_trials: int, n_patients: int, timed: bool
+) -> VirtualPatients:
+    """The virtual patients of chunk ``chunk``; arrival and onset draws only when ``timed``.
+
+    Each kind of draw has its own stream, so adding one never changes another.
+    """
+    if not timed:
+        return VirtualPatients(chunk_tolerance(seed, chunk, n_trials, n_patients))
+    return VirtualPatients(
+        chunk_tolerance(seed, chunk, n_trials, n_patients),
+        _uniforms(seed, chunk, ARRIVAL_STREAM, n_trials, n_patients),
+        _uniforms(seed, chunk, ONSET_STREAM, n_trials, n_patients),
+    )
+
+
+def run_chunk(
+    design: Design, scenario: Scenario, patients: VirtualPatients | np.ndarray
+) -> ChunkResult:
+    if not isinstance(patients, VirtualPatients):
+        patients = VirtualPatients(patients)
+    patients = patients.head(design.max_patients)
+    state = run_trials(design, np.asarray(scenario.dlt_prob), patients, scenario.onset)
+    timing = {}
+    if design.timing is not None:
+        window = design.timing.dlt_window_months
+        enrolled = state.patient_level >= 0
+        onset_time = state.patient_arrival + state.patient_dlt_time
+        late = state.patient_dlt & (onset_time > state.stopped_at[:, None])
+        timing = {
+            "duration": np.nanmax(state.patient_arrival, axis=1) + window,
+            "while_pending": state.patient_while_pending.sum(1) / np.maximum(enrolled.sum(1), 1),
+            "dlt_after_last_decision": late.sum(axis=1),
+        }
     return ChunkResult(
         n=state.n,
         y=state.y,
         mtd=select_mtd(design, state),
         stop_reason=state.stop_reason,
-        benchmark_mtd=benchmark_selection(u, scenario.dlt_prob, design.target),
+        benchmark_mtd=benchmark_selection(patients.tolerance, scenario.dlt_prob, design.target),
+        **timing,
     )
 
 
@@ -127,13 +282,14 @@ class _ChunkJob:
 
     def __call__(self) -> list[list[Simulations]]:
         n_patients = max(d.max_patients for d in self.designs)
-        tolerance = chunk_tolerance(self.seed, self.chunk, self.n_trials, n_patients)
+        timed = any(d.timing is not None for d in self.designs)
+        patients = chunk_patients(self.seed, self.chunk, self.n_trials, n_patients, timed)
         out = []
         for design in self.designs:
             row = []
             for scenario in self.scenarios:
                 sim = empty_simulations(design, scenario)
-                sim.add(run_chunk(design, scenario, tolerance))
+                sim.add(run_chunk(design, scenario, patients))
                 row.append(sim)
             out.append(row)
         return out

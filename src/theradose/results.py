@@ -25,6 +25,9 @@ class ChunkResult:
     mtd: np.ndarray  # [trial] selected level, NO_LEVEL for none
     stop_reason: np.ndarray  # [trial]
     benchmark_mtd: np.ndarray  # [trial] complete-information selection
+    duration: np.ndarray | None = None  # [trial] months, when the design has timing
+    while_pending: np.ndarray | None = None  # [trial] fraction enrolled while others pending
+    dlt_after_last_decision: np.ndarray | None = None  # [trial]
 
 
 @dataclass
@@ -50,6 +53,11 @@ class Simulations:
     above_mtd_sum: float = 0.0  # per-trial fraction of patients above the true MTD
     above_mtd_sq: float = 0.0
     stop_counts: np.ndarray = field(default=None)  # [StopReason]
+    durations: list = field(default_factory=list)  # float32 arrays, one per chunk (for quantiles)
+    while_pending_sum: float = 0.0
+    while_pending_sq: float = 0.0
+    late_dlt_sum: int = 0
+    late_dlt_sq: int = 0
 
     def __post_init__(self) -> None:
         levels = len(self.dlt_prob)
@@ -90,6 +98,13 @@ class Simulations:
         self.above_mtd_sum += float(above.sum())
         self.above_mtd_sq += float((above * above).sum())
         self.stop_counts += np.bincount(chunk.stop_reason, minlength=len(StopReason))
+        if chunk.duration is not None:
+            self.durations.append(chunk.duration.astype(np.float32))
+            self.while_pending_sum += float(chunk.while_pending.sum())
+            self.while_pending_sq += float((chunk.while_pending**2).sum())
+            late = chunk.dlt_after_last_decision.astype(np.int64)
+            self.late_dlt_sum += int(late.sum())
+            self.late_dlt_sq += int((late * late).sum())
 
     def merge(self, other: Simulations) -> None:
         """Add another batch of the same design and scenario (call in chunk order)."""
@@ -101,9 +116,6 @@ class Simulations:
             "y_sum",
             "y_sq",
             "stop_counts",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in (
             "n_trials",
             "total_n_sum",
             "total_n_sq",
@@ -111,8 +123,17 @@ class Simulations:
             "total_y_sq",
             "above_mtd_sum",
             "above_mtd_sq",
+            "while_pending_sum",
+            "while_pending_sq",
+            "late_dlt_sum",
+            "late_dlt_sq",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.durations.extend(other.durations)
+
+    @property
+    def timed(self) -> bool:
+        return bool(self.durations)
 
 
 def _mean_se(total, total_sq, n: int):
@@ -122,6 +143,15 @@ def _mean_se(total, total_sq, n: int):
         return mean, np.zeros_like(mean)
     var = (np.asarray(total_sq, dtype=float) - n * mean * mean) / (n - 1)
     return mean, np.sqrt(np.maximum(var, 0.0) / n)
+
+
+def _quantile_se(values: np.ndarray, prob: float) -> tuple[float, float]:
+    """A quantile and its Monte Carlo standard error from the order statistics at
+    prob ± sqrt(prob(1 − prob)/n) (the binomial interval for a quantile, halved)."""
+    n = values.size
+    half = np.sqrt(prob * (1 - prob) / n)
+    lo, q, hi = np.quantile(values, [max(prob - half, 0.0), prob, min(prob + half, 1.0)])
+    return float(q), float((hi - lo) / 2)
 
 
 def _pct_se(count, n: int):
@@ -176,6 +206,28 @@ class OperatingCharacteristics:
             "benchmark_selection_pct": bench_se.tolist(),
             "stop_reason_pct": {r.name.lower(): float(stops_se[r]) for r in reasons},
         }
+        timing_keys = (
+            "duration_months_mean",
+            "duration_months_p95",
+            "enrolled_while_pending_pct",
+            "dlt_after_last_decision_mean",
+        )
+        if sim.timed:
+            durations = np.concatenate(sim.durations).astype(float)
+            d_mean, d_se = _mean_se(durations.sum(), (durations**2).sum(), t)
+            p95, p95_se = _quantile_se(durations, 0.95)
+            wp, wp_se = _mean_se(sim.while_pending_sum, sim.while_pending_sq, t)
+            late, late_se = _mean_se(sim.late_dlt_sum, sim.late_dlt_sq, t)
+            for key, value, error in zip(
+                timing_keys,
+                (d_mean, p95, 100 * wp, late),
+                (d_se, p95_se, 100 * wp_se, late_se),
+                strict=True,
+            ):
+                values[key], se[key] = float(value), float(error)
+        else:
+            for key in timing_keys:
+                values[key] = se[key] = None
         return cls(values=values, se=se)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from theradose.state import NO_LEVEL
+from theradose.timing import Onset
 
 # Level 1 more than this above the target means no level is acceptable: the true MTD is none.
 NO_MTD_MARGIN = 0.10
@@ -19,6 +20,7 @@ class Scenario:
 
     name: str
     dlt_prob: tuple[float, ...]
+    onset: Onset = field(default_factory=Onset)  # when DLTs occur within the window
 
     @property
     def n_levels(self) -> int:

@@ -70,6 +70,7 @@ class TrialState:
     patient_activity: np.ndarray | None = None  # [trial, patient] activity given (dose units)
     patient_while_pending: np.ndarray | None = None  # [trial, patient] enrolled with others pending
     time: np.ndarray | None = None  # [trial] months since the trial started (decision time)
+    stopped_at: np.ndarray | None = None  # [trial] time of the decision that ended the trial
 
     @classmethod
     def start(
@@ -101,6 +102,7 @@ class TrialState:
             last_cohort_n=np.zeros(n_trials, dtype=np.int32),
             last_cohort_y=np.zeros(n_trials, dtype=np.int32),
             time=np.zeros(n_trials),
+            stopped_at=np.full(n_trials, np.nan),
             **per_patient,
         )
 
