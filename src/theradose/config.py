@@ -43,8 +43,11 @@ from theradose.methods.crm import (
     lee_cheung_skeleton,
     skeleton_problem,
 )
+from theradose.methods.tite_crm import WEIGHTS as TITE_WEIGHTS
+from theradose.methods.tite_crm import TiteCrm
 from theradose.scenario import Scenario
 from theradose.stopping import MaxAtDose, MaxPatients, SafetyStop
+from theradose.timing import ACCRUALS, DEFAULT_ONSET_SHAPE, ONSETS, Onset, Timing
 
 __all__ = [
     "ConfigError",
@@ -387,6 +390,7 @@ class DesignFields:
     start_level: int | None = None
     cohort_size: int | None = None
     max_patients: int | None = None
+    timing: Timing | None = None
 
 
 @dataclass(frozen=True)
@@ -413,6 +417,7 @@ class MethodSpec:
     fixed_cohort_size: int | None = None
     max_patients_per_level: int | None = None
     model_based: bool = False  # has a posterior: the safety stop of [stopping] applies
+    tite: bool = False  # decides from follow-up times: needs [timing]
 
 
 def _parse_three_plus_three(table: _Table, fields: DesignFields) -> dict[str, Any]:
@@ -572,6 +577,30 @@ def _build_crm(fields: DesignFields, options: dict[str, Any]):
     return method, tuple(constraints), (MaxPatients(fields.max_patients),)
 
 
+def _parse_tite_crm(table: _Table, fields: DesignFields) -> dict[str, Any]:
+    options = _parse_crm(table, fields)
+    weights = table.choice("weights", TITE_WEIGHTS)
+    options["weights"] = weights or ("linear" if "weights" not in table.data else None)
+    options["coherent"] = False  # the last patient's outcome is not known yet
+    return options
+
+
+def _build_tite_crm(fields: DesignFields, options: dict[str, Any]):
+    crm, constraints, stopping = _build_crm(fields, options)
+    method = TiteCrm(
+        crm.n_levels,
+        crm.target,
+        crm.model,
+        crm.max_patients,
+        prior_var=crm.prior_var,
+        estimate=crm.estimate,
+        start_up=crm.start_up,
+        window=fields.timing.dlt_window_months,
+        weights=options["weights"],
+    )
+    return method, constraints, stopping
+
+
 METHODS: dict[str, MethodSpec] = {
     spec.key: spec
     for spec in (
@@ -614,6 +643,25 @@ METHODS: dict[str, MethodSpec] = {
             parse=_parse_crm,
             build=_build_crm,
             model_based=True,
+        ),
+        MethodSpec(
+            key="tite-crm",
+            section="crm",
+            keys=(
+                "model",
+                "skeleton",
+                "prior_var",
+                "intercept",
+                "estimate",
+                "no_skip",
+                "start_up",
+                "weights",
+            ),
+            parse=_parse_tite_crm,
+            build=_build_tite_crm,
+            fixed_cohort_size=1,
+            model_based=True,
+            tite=True,
         ),
     )
 }
@@ -660,7 +708,29 @@ DESIGN_KEYS: tuple[str, ...] = (
     "cohort_size",
     "max_patients",
     "stopping",
+    "timing",
 )
+TIMING_KEYS = ("accrual_per_month", "accrual", "dlt_window_months")
+
+
+def _read_timing(top: _Table, fields: DesignFields, spec: MethodSpec | None) -> None:
+    """The ``[timing]`` section: accrual and the DLT window (required by time-to-event methods)."""
+    if "timing" not in top.data:
+        if spec is not None and spec.tite:
+            top.error(
+                f"missing section [timing] (accrual_per_month, dlt_window_months): "
+                f"method = {_show(spec.key)} decides from follow-up times"
+            )
+        return
+    table = top.section("timing")
+    table.check_keys(TIMING_KEYS)
+    rate = table.number("accrual_per_month", POSITIVE, required="patients per month, > 0")
+    window = table.number("dlt_window_months", POSITIVE, required="months, > 0")
+    accrual = table.choice("accrual", ACCRUALS) or (
+        "poisson" if "accrual" not in table.data else None
+    )
+    if None not in (rate, window, accrual):
+        fields.timing = Timing(rate, window, accrual)
 
 
 def _read_levels(top: _Table, fields: DesignFields) -> None:
@@ -761,10 +831,12 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
     _read_start_level(top, fields)
     _read_sample_size(top, fields, spec)
 
-    for other in METHODS.values():
-        if other.section in data and other is not spec and spec is not None:
+    sections = dict.fromkeys(other.section for other in METHODS.values())
+    for section in sections:
+        if spec is not None and section in data and section != spec.section:
+            owners = " or ".join(_show(k) for k, o in METHODS.items() if o.section == section)
             top.error(
-                f"section [{other.section}] is only for method = {_show(other.key)} "
+                f"section [{section}] is only for method = {owners} "
                 f"(this design has method = {_show(spec.key)})"
             )
     options: dict[str, Any] = {}
@@ -773,6 +845,7 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
         section.check_keys(spec.keys)
         options = spec.parse(section, fields)
     stopping_options = _parse_stopping(top, spec)
+    _read_timing(top, fields, spec)
 
     report.raise_if_any()
     method, constraints, stopping = spec.build(fields, options)
@@ -789,6 +862,7 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
         dose_unit=fields.dose_unit,
         constraints=constraints,
         stopping=stopping,
+        timing=fields.timing,
         source=dict(data),
         path=path,
     )
@@ -809,7 +883,7 @@ def load_design(path: str | os.PathLike[str]) -> Design:
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 
-SCENARIO_KEYS: tuple[str, ...] = ("name", "dlt_prob")
+SCENARIO_KEYS: tuple[str, ...] = ("name", "dlt_prob", "dlt_onset", "onset_shape")
 
 
 def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> list[Scenario]:
@@ -857,8 +931,14 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
             "non-decreasing",
             required="the true DLT probability of each level, non-decreasing, in [0, 1]",
         )
-        if name is not None and dlt_prob is not None:
-            scenarios.append(Scenario(name, dlt_prob))
+        kind = table.choice("dlt_onset", ONSETS) or (
+            "uniform" if "dlt_onset" not in table.data else None
+        )
+        shape = table.number("onset_shape", POSITIVE, default=DEFAULT_ONSET_SHAPE)
+        if "onset_shape" in table.data and kind == "uniform":
+            table.error('onset_shape: only with dlt_onset = "late"')
+        if name is not None and dlt_prob is not None and kind is not None and shape is not None:
+            scenarios.append(Scenario(name, dlt_prob, Onset(kind, shape)))
     report.raise_if_any()
     return scenarios
 

@@ -105,14 +105,16 @@ def _enrol(
     dlt = (patients.tolerance[rows[:, None], cols] < dlt_prob[level][:, None]) & enrolled
     r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
     lvl = np.broadcast_to(level[:, None], cols.shape)[enrolled]
+    timing = design.timing
+    if timing is not None:
+        # Judged at the decision that admits the cohort, before it joins the records.
+        state.patient_while_pending[r, c] = state.pending(timing.dlt_window_months)[r].any(axis=1)
     state.patient_level[r, c] = lvl
     state.patient_dlt[r, c] = dlt[enrolled]
     if design.doses is not None:
         state.patient_activity[r, c] = np.asarray(design.doses)[lvl]
-    timing = design.timing
     if timing is not None:
         window = timing.dlt_window_months
-        state.patient_while_pending[r, c] = state.pending(window)[r].any(axis=1)
         gaps = np.where(enrolled, timing.gaps(patients.arrival[rows[:, None], cols]), 0.0)
         if arrive_now:
             gaps[:, 0] = 0.0

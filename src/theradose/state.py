@@ -142,11 +142,9 @@ class TrialState:
 
     def pending(self, window: float) -> np.ndarray:
         """Enrolled patients still in follow-up without a DLT so far, [trial, patient]."""
-        return (
-            (self.patient_level >= 0)
-            & (self.followup(window) < 1.0)
-            & ~self.observed_dlt(window)
-        )
+        # Times, not fractions: a window that closes exactly now must count as complete.
+        open_window = self.time[:, None] < self.patient_arrival + window
+        return (self.patient_level >= 0) & open_window & ~self.observed_dlt(window)
 
     def take(self, trials: np.ndarray) -> TrialState:
         """A new state holding only ``trials`` (copies)."""
