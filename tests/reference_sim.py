@@ -11,6 +11,10 @@ Patient ``k`` (0-based, in enrolment order) has a DLT iff ``u[k] < p_true[level 
   *Stat Med* 13:1799–1806.
 - BOIN: Liu, S. & Yuan, Y. (2015). *J R Stat Soc C* 64:507–523. doi:10.1111/rssc.12089, with
   the conventions of the BOIN R package 2.7.2 (``get.boundary``, ``get.oc``, ``select.mtd``).
+- CRM: O'Quigley, J., Pepe, M. & Fisher, L. (1990). *Biometrics* 46:33–48. doi:10.2307/2531628,
+  with the conventions of the dfcrm R package 0.2-2.1 (``crm``, ``crmsim``) and Cheung, Y. K.
+  (2011), *Dose Finding by the Continual Reassessment Method*, Chapman & Hall/CRC. Posterior
+  integrals by adaptive quadrature (``scipy.integrate.quad``), not the engine's fixed rule.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 
+from scipy.integrate import quad
 from scipy.stats import beta
 
 NONE = -1  # no level selected
@@ -32,7 +37,8 @@ class RefStop(Enum):
     TOO_TOXIC = "too_toxic"  # lowest level too toxic / eliminated: no MTD
     RULE_COMPLETE = "rule_complete"  # the 3+3 rule ended the trial
     MAX_PATIENTS = "max_patients"
-    MAX_AT_DOSE = "max_at_dose"  # BOIN n.earlystop
+    MAX_AT_DOSE = "max_at_dose"  # BOIN n.earlystop; CRM: enough patients at the next level
+    SAFETY = "safety"  # CRM: P(p_1 > target | data) above the cutoff: no MTD
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,12 @@ class RefTrial:
     # BOIN only: after a trial that ran to max_patients, whether the final data eliminate
     # level 1 (get.oc does not check elimination after the last cohort; select.mtd does).
     lowest_eliminated_at_end: bool = False
+    # CRM only: the smallest margin by which a decision was taken — the gap between the closest
+    # and the next closest estimate to the target (over every proposal the model made and the
+    # final selection), and |P(p_1 > target | data) − cutoff| over every safety check. Below
+    # ~1e-9 the decision is an exact tie up to rounding, and another implementation may differ.
+    tie_gap: float = math.inf
+    cutoff_gap: float = math.inf
 
 
 class _Trial:
@@ -74,7 +86,14 @@ class _Trial:
             self.n[level] += 1
             self.y[level] += int(dlt)
 
-    def result(self, mtd: int, stop: RefStop, eliminated_at_end: bool = False) -> RefTrial:
+    def result(
+        self,
+        mtd: int,
+        stop: RefStop,
+        eliminated_at_end: bool = False,
+        tie_gap: float = math.inf,
+        cutoff_gap: float = math.inf,
+    ) -> RefTrial:
         return RefTrial(
             n=tuple(self.n),
             y=tuple(self.y),
@@ -83,6 +102,8 @@ class _Trial:
             mtd=mtd,
             stop=stop,
             lowest_eliminated_at_end=eliminated_at_end,
+            tie_gap=tie_gap,
+            cutoff_gap=cutoff_gap,
         )
 
 
@@ -287,6 +308,234 @@ def boin(
             next_level = d
         if next_level == d and n[d] >= max_at_dose:
             return final(RefStop.MAX_AT_DOSE)
+        d = next_level
+
+
+# --------------------------------------------------------------------------------------- CRM
+
+CRM_INTERCEPT = 3.0  # dfcrm's intcpt of the logistic model
+CRM_PRIOR_VAR = 1.34  # dfcrm's default prior variance of β
+BETA_BOUND = 10.0  # dfcrm integrates the posterior of β over [−10, 10]
+QUAD_OPTIONS = {"epsabs": 1e-13, "epsrel": 1e-12, "limit": 500}
+
+
+def _log_expit(eta: float) -> float:
+    """log(1 / (1 + e^−η)), finite for every finite η."""
+    return -math.log1p(math.exp(-eta)) if eta >= 0 else eta - math.log1p(math.exp(eta))
+
+
+def crm_scaled_doses(
+    model: str, skeleton: Sequence[float], intercept: float = CRM_INTERCEPT
+) -> list[float]:
+    """Each level's scaled dose: log s_d (empiric) or x_d = logit(s_d) − a0 (logistic)."""
+    if model == "empiric":
+        return [math.log(s) for s in skeleton]
+    if model == "logistic":
+        return [math.log(s / (1 - s)) - intercept for s in skeleton]
+    raise ValueError(f"unknown CRM model {model!r}")
+
+
+def _log_p(model: str, x: float, beta: float, intercept: float) -> tuple[float, float]:
+    """(log p, log(1 − p)) of a level with scaled dose ``x`` at β.
+
+    Empiric: log p = exp(β)·log s, log(1 − p) = log(−expm1(log p)); logistic: log expit(±η),
+    η = a0 + exp(β)·x. Both stay finite where p itself under- or overflows, so 0·log 0 never
+    arises (the role of xlogy in dfcrm-like code).
+    """
+    if model == "empiric":
+        log_p = math.exp(beta) * x  # < 0 and finite: s in (0, 1), |β| ≤ 10
+        return log_p, math.log(-math.expm1(log_p))
+    eta = intercept + math.exp(beta) * x
+    return _log_expit(eta), _log_expit(-eta)
+
+
+def crm_p(
+    model: str, skeleton: Sequence[float], beta: float, intercept: float = CRM_INTERCEPT
+) -> list[float]:
+    """DLT probability of each level at β: empiric s_d^exp(β); logistic
+    expit(a0 + exp(β)·x_d) with x_d = logit(s_d) − a0, so that p_d(0) = s_d in both."""
+    return [
+        math.exp(_log_p(model, x, beta, intercept)[0])
+        for x in crm_scaled_doses(model, skeleton, intercept)
+    ]
+
+
+@dataclass(frozen=True)
+class CrmFit:
+    """What the CRM needs from the posterior of β after some data."""
+
+    beta_mean: float
+    p_plugin: tuple[float, ...]  # [level] p_d at the posterior mean of β (dfcrm)
+    p_mean: tuple[float, ...] | None  # [level] posterior mean of p_d (when asked for)
+    prob_lowest_above: float  # P(p_1 > target | data)
+
+
+@cache
+def crm_fit(
+    model: str,
+    skeleton: tuple[float, ...],
+    target: float,
+    n: tuple[int, ...],
+    y: tuple[int, ...],
+    prior_var: float = CRM_PRIOR_VAR,
+    intercept: float = CRM_INTERCEPT,
+    posterior_mean: bool = False,
+) -> CrmFit:
+    """The posterior of β ~ N(0, prior_var) given y DLTs in n patients per level.
+
+    Every integral is ∫ g(β) L(β) φ(β) dβ over [−10, 10] by adaptive Gauss–Kronrod quadrature
+    (``scipy.integrate.quad``), the integrand scaled by its maximum on a grid of step 0.05 and
+    split at that point, so that a narrow posterior is never stepped over.
+    """
+    scaled = crm_scaled_doses(model, skeleton, intercept)
+    treated = [(x, n_d, y_d) for x, n_d, y_d in zip(scaled, n, y, strict=True) if n_d]
+
+    def log_f(b: float) -> float:
+        total = -b * b / (2 * prior_var)
+        for x, n_d, y_d in treated:
+            log_p, log_q = _log_p(model, x, b, intercept)
+            total += (y_d * log_p if y_d else 0.0) + ((n_d - y_d) * log_q if n_d > y_d else 0.0)
+        return total
+
+    grid = [-BETA_BOUND + 0.05 * i for i in range(401)]
+    values = [log_f(b) for b in grid]
+    shift = max(values)
+    mode = grid[values.index(shift)]
+
+    def integral(g, upper: float = BETA_BOUND) -> float:
+        upper = min(upper, BETA_BOUND)
+        if upper <= -BETA_BOUND:
+            return 0.0
+        points = [mode] if -BETA_BOUND < mode < upper else None
+        value, _ = quad(
+            lambda b: g(b) * math.exp(log_f(b) - shift),
+            -BETA_BOUND,
+            upper,
+            points=points,
+            **QUAD_OPTIONS,
+        )
+        return value
+
+    norm = integral(lambda b: 1.0)
+    beta_mean = integral(lambda b: b) / norm
+    p_mean = None
+    if posterior_mean:
+        p_mean = tuple(
+            integral(lambda b, x=x: math.exp(_log_p(model, x, b, intercept)[0])) / norm
+            for x in scaled
+        )
+    # p_1 decreases in β: p_1 > target iff β < the β at which p_1 = target.
+    if model == "empiric":
+        threshold = math.log(math.log(target) / scaled[0])
+    else:
+        threshold = math.log((math.log(target / (1 - target)) - intercept) / scaled[0])
+    return CrmFit(
+        beta_mean=beta_mean,
+        p_plugin=tuple(crm_p(model, skeleton, beta_mean, intercept)),
+        p_mean=p_mean,
+        prob_lowest_above=integral(lambda b: 1.0, threshold) / norm,
+    )
+
+
+def closest_level(p: Sequence[float], target: float) -> tuple[int, float]:
+    """The level whose estimate is closest to ``target`` (the lowest on an exact tie), and the
+    gap to the next closest level's distance (inf with one level)."""
+    distance = [abs(v - target) for v in p]
+    best = distance.index(min(distance))
+    others = [v for i, v in enumerate(distance) if i != best]
+    return best, (min(others) - distance[best]) if others else math.inf
+
+
+def crm(
+    u: Sequence[float],
+    p_true: Sequence[float],
+    skeleton: Sequence[float],
+    target: float,
+    cohort_size: int,
+    max_patients: int,
+    model: str = "empiric",
+    prior_var: float = CRM_PRIOR_VAR,
+    intercept: float = CRM_INTERCEPT,
+    estimate: str = "plugin",
+    start_up: str = "none",
+    no_skip: bool = True,
+    coherent: bool = True,
+    safety_cutoff: float | None = None,
+    safety_min_n: int = 3,
+    max_at_dose: int | None = None,
+    start_level: int = 0,
+) -> RefTrial:
+    """One CRM trial (O'Quigley, Pepe & Fisher 1990; dfcrm's ``crm``/``crmsim``).
+
+    After each cohort at level d (cohorts of ``cohort_size``, the last truncated to
+    ``max_patients``), with the posterior of β from all the data so far:
+
+    1. safety (when ``safety_cutoff`` is set): ≥ ``safety_min_n`` patients and
+       P(p_1 > target | data) > cutoff → stop, no MTD;
+    2. ``max_patients`` reached → stop;
+    3. proposal = the level whose estimate (``"plugin"``: p_d at the posterior mean of β;
+       ``"posterior_mean"``: the posterior mean of p_d) is closest to the target; with
+       ``start_up = "cohorts"``, d + 1 (at most the top) until the first DLT of the trial;
+    4. next = min(proposal, d + 1 if ``no_skip``, d if ``coherent`` and the last cohort's DLT
+       fraction ≥ target);
+    5. ``max_at_dose`` set and n_next ≥ max_at_dose → stop.
+
+    The MTD (unless stopped for safety) is the level whose estimate from all the data is closest
+    to the target, with no restriction.
+    """
+    skeleton = tuple(float(s) for s in skeleton)
+    top = len(p_true) - 1
+    trial = _Trial(u, p_true)
+    n, y = trial.n, trial.y
+    tie_gap = cutoff_gap = math.inf
+
+    def fit() -> CrmFit:
+        return crm_fit(
+            model,
+            skeleton,
+            target,
+            tuple(n),
+            tuple(y),
+            prior_var,
+            intercept,
+            estimate == "posterior_mean",
+        )
+
+    def estimates(f: CrmFit) -> tuple[float, ...]:
+        return f.p_mean if estimate == "posterior_mean" else f.p_plugin
+
+    def end(stop: RefStop, f: CrmFit) -> RefTrial:
+        nonlocal tie_gap
+        mtd = NONE
+        if stop is not RefStop.SAFETY:
+            mtd, gap = closest_level(estimates(f), target)
+            tie_gap = min(tie_gap, gap)
+        return trial.result(mtd, stop, tie_gap=tie_gap, cutoff_gap=cutoff_gap)
+
+    d = start_level
+    while True:
+        size = min(cohort_size, max_patients - trial.enrolled)
+        trial.treat(d, size)
+        cohort_dlts = sum(trial.dlts[-size:])
+        f = fit()
+        if safety_cutoff is not None and trial.enrolled >= safety_min_n:
+            cutoff_gap = min(cutoff_gap, abs(f.prob_lowest_above - safety_cutoff))
+            if f.prob_lowest_above > safety_cutoff:
+                return end(RefStop.SAFETY, f)
+        if trial.enrolled >= max_patients:
+            return end(RefStop.MAX_PATIENTS, f)
+        if start_up == "cohorts" and sum(y) == 0:
+            proposal = min(d + 1, top)
+        else:
+            proposal, gap = closest_level(estimates(f), target)
+            tie_gap = min(tie_gap, gap)
+        next_level = proposal
+        if no_skip:
+            next_level = min(next_level, d + 1)
+        if coherent and cohort_dlts / size >= target:
+            next_level = min(next_level, d)
+        if max_at_dose is not None and n[next_level] >= max_at_dose:
+            return end(RefStop.MAX_AT_DOSE, f)
         d = next_level
 
 

@@ -43,6 +43,7 @@ from theradose.methods.crm import (
     lee_cheung_skeleton,
     skeleton_problem,
 )
+from theradose.methods.tite_boin import TiteBoin
 from theradose.methods.tite_crm import WEIGHTS as TITE_WEIGHTS
 from theradose.methods.tite_crm import TiteCrm
 from theradose.scenario import Scenario
@@ -585,6 +586,33 @@ def _parse_tite_crm(table: _Table, fields: DesignFields) -> dict[str, Any]:
     return options
 
 
+def _parse_tite_boin(table: _Table, fields: DesignFields) -> dict[str, Any]:
+    options = _parse_boin(table, fields)
+    options["max_pending_fraction"] = table.number(
+        "max_pending_fraction", Interval(0.0, 1.0, high_closed=True), default=0.5
+    )
+    options["min_complete"] = table.integer("min_complete", 0, default=1)
+    return options
+
+
+def _build_tite_boin(fields: DesignFields, options: dict[str, Any]):
+    boin, constraints, stopping = _build_boin(fields, options)
+    method = TiteBoin(
+        boin.n_levels,
+        boin.target,
+        boin.max_patients,
+        p_saf=boin.p_saf,
+        p_tox=boin.p_tox,
+        elimination_cutoff=boin.elimination_cutoff,
+        extra_safe=boin.extra_safe,
+        extra_safe_offset=boin.extra_safe_offset,
+        window=fields.timing.dlt_window_months,
+        max_pending_fraction=options["max_pending_fraction"],
+        min_complete=options["min_complete"],
+    )
+    return method, constraints, stopping
+
+
 def _build_tite_crm(fields: DesignFields, options: dict[str, Any]):
     crm, constraints, stopping = _build_crm(fields, options)
     method = TiteCrm(
@@ -643,6 +671,23 @@ METHODS: dict[str, MethodSpec] = {
             parse=_parse_crm,
             build=_build_crm,
             model_based=True,
+        ),
+        MethodSpec(
+            key="tite-boin",
+            section="boin",
+            keys=(
+                "p_saf",
+                "p_tox",
+                "elimination_cutoff",
+                "extra_safe",
+                "extra_safe_offset",
+                "max_at_dose",
+                "max_pending_fraction",
+                "min_complete",
+            ),
+            parse=_parse_tite_boin,
+            build=_build_tite_boin,
+            tite=True,
         ),
         MethodSpec(
             key="tite-crm",

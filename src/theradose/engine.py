@@ -43,7 +43,10 @@ def decide(design: Design, state: TrialState) -> None:
     reason = np.zeros(state.n_trials, dtype=np.int8)
     reason[~has_level] = StopReason.TOO_TOXIC
     reason = np.where(reason == 0, method_stop, reason)
-    for rule in design.stopping:
+    # A rule that ends the trial with no MTD (safety) outranks one that ends it normally, so the
+    # outcome never depends on the order rules are listed in (e.g. safety on the last cohort).
+    rules = sorted(design.stopping, key=lambda rule: rule.reason.selects_mtd)
+    for rule in rules:
         reason[(reason == 0) & rule.fires(state, next_level)] = rule.reason
 
     stopping = state.active & (reason != 0)
@@ -161,7 +164,8 @@ def run_trials(
 
 
 def _run_tite(design, state, dlt_prob, patients, onset) -> None:
-    """Patient by patient: decide at each arrival from the follow-up available then."""
+    """Patient by patient: at the arrival that opens each cohort, decide from the follow-up
+    available then; the cohort's other patients join the same level as they arrive."""
     window = design.timing.dlt_window_months
     one = np.ones(state.n_trials, dtype=np.int32)
     _enrol(design, state, np.arange(state.n_trials), one, dlt_prob, patients, onset)
@@ -176,6 +180,9 @@ def _run_tite(design, state, dlt_prob, patients, onset) -> None:
             break
         # The next patient arrives one gap later; decide with the data available then.
         state.time[rows] += design.timing.gaps(patients.arrival[rows, state.n_enrolled[rows]])
+        if state.n_enrolled[rows[0]] % design.cohort_size:
+            _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, arrive_now=True)
+            continue
         decide(design, state)
         suspended = _suspended(design, state)
         while suspended.any():

@@ -62,6 +62,13 @@ BOIN_COLUMNS = {
     "eliminate_if_dlt_ge": "eliminate if DLTs ≥",
 }
 THREE_PLUS_THREE_COLUMNS = {"dlts": "DLTs at the current level", "decision": "decision"}
+TITE_BOIN_COLUMNS = {
+    "n": "patients at the level",
+    "dlt": "DLTs observed",
+    "pending": "pending",
+    "decision": "decision",
+    "stft_cutoff": "STFT cut-off",
+}
 CRM_COLUMNS = {
     "level": "level",
     "skeleton": "skeleton",
@@ -569,6 +576,9 @@ def decision_rows(design: Design) -> tuple[dict[str, str], list[dict[str, Any]]]
         For a method without a decision table (model-based designs such as CRM).
     """
     method = design.method
+    if hasattr(method, "tite_decision_rows"):
+        sizes = range(design.cohort_size, design.max_patients + 1, design.cohort_size)
+        return TITE_BOIN_COLUMNS, method.tite_decision_rows(sizes)
     if hasattr(method, "decision_rows"):
         return BOIN_COLUMNS, method.decision_rows()
     if hasattr(method, "rule_rows"):

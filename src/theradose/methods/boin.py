@@ -103,10 +103,15 @@ class Boin:
     def _table_at(self, table: np.ndarray, n: np.ndarray) -> np.ndarray:
         return table[np.minimum(n, self.max_patients)]
 
+    def counts(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
+        """(patients, DLTs) per level that decisions may use, [trial, level] each."""
+        return state.n, state.y
+
     def eliminated(self, state: TrialState) -> np.ndarray:
         """Levels eliminated by the safety rule (the lowest qualifying one and all above),
         [trial, level]."""
-        hit = state.y >= self._table_at(self.eliminate_ge, state.n)
+        n, y = self.counts(state)
+        hit = y >= self._table_at(self.eliminate_ge, n)
         return np.logical_or.accumulate(hit, axis=1)
 
     def allowed(self, state: TrialState) -> np.ndarray:

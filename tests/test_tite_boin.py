@@ -1,0 +1,118 @@
+"""TITE-BOIN (Yuan et al. 2018): the decision table, and consistency with BOIN."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from factories import boin_design
+from theradose.cli import app
+from theradose.config import design_from_dict
+from theradose.engine import VirtualPatients, run_trials, select_mtd, simulate
+from theradose.methods.tite_boin import TiteBoin
+from theradose.results import OperatingCharacteristics
+from theradose.scenario import Scenario
+from theradose.timing import Onset
+
+
+def tite_boin(**timing):
+    source = {
+        "method": "tite-boin",
+        "target": 0.3,
+        "levels": 6,
+        "cohort_size": 3,
+        "max_patients": 30,
+        "timing": {"accrual_per_month": 2.0, "dlt_window_months": 3.0, **timing},
+    }
+    return design_from_dict(source, "tite_boin.toml")
+
+
+def _row(rows, n, y, m):
+    return next(r for r in rows if (r["n"], r["dlt"], r["pending"]) == (n, y, m))
+
+
+def test_table_reproduces_the_paper_table_1():
+    """Yuan et al. (2018), Table 1, target 0.2: the STFT cut-offs quoted in the paper."""
+    rows = TiteBoin(6, 0.2, 30).tite_decision_rows([3, 6, 9, 12])
+    assert _row(rows, 9, 1, 3)["decision"] == "E if STFT ≥ 0.77, else S"
+    assert _row(rows, 9, 1, 4)["decision"] == "E if STFT ≥ 2.15, else S"
+    for pending, cutoff in zip([1, 2, 3, 4], [0.52, 1.59, 2.66, 3.73], strict=True):
+        row = _row(rows, 9, 2, pending)
+        assert row["decision"] == f"D if STFT ≤ {cutoff:.2f}, else S"
+        assert row["stft_cutoff"] == pytest.approx(cutoff, abs=0.005)
+    assert _row(rows, 9, 1, 5)["decision"] == "SUS"  # more than half pending
+    assert _row(rows, 3, 0, 2)["decision"] == "SUS"
+    assert _row(rows, 3, 2, 0)["decision"] == "DE"
+    assert _row(rows, 9, 0, 0)["decision"] == "E"
+
+
+def test_the_cut_offs_are_where_the_imputed_rate_meets_the_boundaries():
+    method = TiteBoin(6, 0.2, 30)
+    lambda_e, lambda_d = method.lambdas
+    for row in method.tite_decision_rows([6, 9, 12, 15]):
+        cut = row["stft_cutoff"]
+        if cut is None:
+            continue
+        n, y, m = row["n"], row["dlt"], row["pending"]
+        boundary = lambda_e if row["decision"].startswith("E") else lambda_d
+        assert method.imputed_rate(n, y, m, cut) == pytest.approx(boundary, abs=1e-3)
+
+
+def _patients(n_trials, n_patients, seed):
+    rng = np.random.default_rng(seed)
+    return VirtualPatients(*(rng.random((n_trials, n_patients)) for _ in range(3)))
+
+
+def test_with_nobody_pending_tite_boin_is_boin():
+    tite = tite_boin(accrual_per_month=0.001, accrual="fixed")
+    boin = boin_design(max_patients=30)
+    patients = _patients(400, 30, seed=5)
+    p = np.array([0.05, 0.1, 0.2, 0.3, 0.5, 0.7])
+    a, b = run_trials(tite, p, patients), run_trials(boin, p, patients.tolerance)
+    np.testing.assert_array_equal(a.patient_level, b.patient_level)
+    np.testing.assert_array_equal(select_mtd(tite, a), select_mtd(boin, b))
+    assert not a.patient_while_pending.any()
+
+
+def test_fast_accrual_shortens_the_trial_at_a_price_in_pending_patients():
+    scenarios = [Scenario("late", (0.05, 0.1, 0.2, 0.3, 0.5, 0.7), Onset("late", 3.0))]
+    plain = design_from_dict(
+        {
+            "method": "boin",
+            "target": 0.3,
+            "levels": 6,
+            "max_patients": 30,
+            "timing": {"accrual_per_month": 2.0, "dlt_window_months": 3.0},
+        },
+        "boin.toml",
+    )
+    tite = tite_boin()
+    sims = simulate([plain, tite], scenarios, 1000, seed=2)
+    boin_oc, tite_oc = (OperatingCharacteristics.from_simulations(row[0]) for row in sims)
+    assert tite_oc.values["duration_months_mean"] < 0.8 * boin_oc.values["duration_months_mean"]
+    assert boin_oc.values["enrolled_while_pending_pct"] == 0
+    assert tite_oc.values["enrolled_while_pending_pct"] > 20
+    assert tite_oc.values["pcs"] > 35
+
+
+def test_table_command_json(tmp_path):
+    path = tmp_path / "tb.toml"
+    path.write_text(
+        'method = "tite-boin"\ntarget = 0.2\nlevels = 5\nmax_patients = 12\n'
+        "[timing]\naccrual_per_month = 2\ndlt_window_months = 3\n"
+    )
+    result = CliRunner().invoke(app, ["table", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert set(rows[0]) == {"n", "dlt", "pending", "decision", "stft_cutoff"}
+    assert {r["n"] for r in rows} == {3, 6, 9, 12}
+
+
+def test_example_designs_load():
+    designs = Path(__file__).resolve().parents[1] / "designs"
+    from theradose.config import load_design
+
+    assert load_design(designs / "tite_boin.toml").method_key == "tite-boin"
+    assert load_design(designs / "tite_crm.toml").method_key == "tite-crm"
