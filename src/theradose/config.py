@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from theradose.constraints import Coherence, EscalationStep
+from theradose.constraints import Coherence, EscalationStep, OrganDoseLimits
 from theradose.design import Design
 from theradose.methods import Boin, ThreePlusThree
 from theradose.methods.crm import (
@@ -754,7 +754,74 @@ DESIGN_KEYS: tuple[str, ...] = (
     "max_patients",
     "stopping",
     "timing",
+    "dosimetry",
 )
+DOSIMETRY_KEYS = ("cycles", "measurement_cv", "patient_cap", "cap_rule", "correlation", "organ")
+ORGAN_KEYS = (
+    "name",
+    "gy_per_gbq_median",
+    "gy_per_gbq_cv",
+    "prior_strength",
+    "limit_gy",
+    "limit_bed_gy",
+    "alpha_beta_gy",
+    "repair_half_time_h",
+    "effective_half_time_h",
+    "max_exceed_prob",
+)
+TRUTH_ORGAN_KEYS = (
+    "gy_per_gbq_median",
+    "gy_per_gbq_cv",
+    "alpha_beta_gy",
+    "repair_half_time_h",
+    "effective_half_time_h",
+)
+TOXICITY_KEYS = ("model", "background_prob")
+NTCP_KEYS = ("td50_gy", "m", "gamma50")
+
+
+def _build_record(table: _Table, factory, values: dict[str, Any]):
+    """``factory(**values)`` from theradose.dosimetry, its problems reported in this table."""
+    from theradose.dosimetry import DosimetryError
+
+    try:
+        return factory(**values)
+    except DosimetryError as error:
+        for message in error.messages:
+            table.error(message)
+    except TypeError as error:  # a value of the wrong type where the record compares numbers
+        table.error(str(error))
+    return None
+
+
+def _read_dosimetry(top: _Table, fields: DesignFields) -> Any:
+    """The ``[dosimetry]`` section: cycles, measurement error, capping and organ limits."""
+    from theradose.dosimetry import Dosimetry, OrganModel
+
+    if "dosimetry" not in top.data:
+        return None
+    table = top.section("dosimetry")
+    table.check_keys(DOSIMETRY_KEYS)
+    organs_data = table.data.get("organ", [])
+    if not isinstance(organs_data, list) or not all(isinstance(o, Mapping) for o in organs_data):
+        table.type_error("organ", organs_data, "an array of tables ([[dosimetry.organ]])")
+        organs_data = []
+    organs, ok = [], True
+    for index, entry in enumerate(organs_data, start=1):
+        label = f" ({_show(entry['name'])})" if isinstance(entry.get("name"), str) else ""
+        sub = _Table(table.report, entry, f"{table.where}organ[{index}]{label} ")
+        sub.check_keys(ORGAN_KEYS)
+        organ = _build_record(sub, OrganModel, dict(entry))
+        ok &= organ is not None
+        organs.append(organ)
+    if organs and fields.doses is None:
+        top.error("[dosimetry] organ limits need the activity of each level: give 'doses'")
+        ok = False
+    values = {k: v for k, v in table.data.items() if k != "organ"}
+    if not ok:
+        return None
+    return _build_record(table, Dosimetry, {"organs": tuple(organs), **values})
+
 TIMING_KEYS = ("accrual_per_month", "accrual", "dlt_window_months")
 
 
@@ -891,9 +958,12 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
         options = spec.parse(section, fields)
     stopping_options = _parse_stopping(top, spec)
     _read_timing(top, fields, spec)
+    dosimetry = _read_dosimetry(top, fields)
 
     report.raise_if_any()
     method, constraints, stopping = spec.build(fields, options)
+    if dosimetry is not None and dosimetry.organs:
+        constraints = constraints + (OrganDoseLimits(dosimetry, fields.doses),)
     stopping = stopping + _stopping_rules(method, stopping_options)
     return Design(
         name=fields.name,
@@ -908,6 +978,7 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
         constraints=constraints,
         stopping=stopping,
         timing=fields.timing,
+        dosimetry=dosimetry,
         source=dict(data),
         path=path,
     )
@@ -928,7 +999,54 @@ def load_design(path: str | os.PathLike[str]) -> Design:
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 
-SCENARIO_KEYS: tuple[str, ...] = ("name", "dlt_prob", "dlt_onset", "onset_shape")
+SCENARIO_KEYS: tuple[str, ...] = (
+    "name",
+    "dlt_prob",
+    "dlt_onset",
+    "onset_shape",
+    "organ",
+    "toxicity",
+    "correlation",
+)
+
+
+def _read_organ_truth(table: _Table) -> Any:
+    """``[scenario.organ.<name>]`` and ``[scenario.toxicity]`` → DosimetryTruth (or None)."""
+    from theradose.dosimetry import DosimetryTruth, OrganNtcp, OrganTruth, Toxicity
+
+    data = table.data
+    if "organ" not in data and "toxicity" not in data:
+        return None
+    organs = []
+    section = table.section("organ")
+    for name in section.data:
+        sub = section.section(name)
+        sub.check_keys(TRUTH_ORGAN_KEYS)
+        organs.append(_build_record(sub, OrganTruth, {"name": name, **sub.data}))
+    toxicity = None
+    if "toxicity" in data:
+        tox = table.section("toxicity")
+        ntcps = []
+        for key, value in tox.data.items():
+            if key in TOXICITY_KEYS:
+                continue
+            if not isinstance(value, Mapping):
+                guess = _suggest(key, TOXICITY_KEYS)
+                hint = f"did you mean '{guess}'?" if guess else "allowed: model, background_prob"
+                tox.error(f"unknown key '{key}' ({hint}; an organ's NTCP is a [toxicity.<organ>])")
+                continue
+            sub = tox.section(key)
+            sub.check_keys(NTCP_KEYS)
+            ntcps.append(_build_record(sub, OrganNtcp, {"name": key, **sub.data}))
+        scalars = {k: tox.data[k] for k in TOXICITY_KEYS if k in tox.data}
+        if None not in ntcps:
+            toxicity = _build_record(tox, Toxicity, {**scalars, "organs": tuple(ntcps)})
+    if None in organs or ("toxicity" in data and toxicity is None):
+        return None
+    values = {"organs": tuple(organs), "toxicity": toxicity}
+    if "correlation" in data:
+        values["correlation"] = data["correlation"]
+    return _build_record(table, DosimetryTruth, values)
 
 
 def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> list[Scenario]:
@@ -970,12 +1088,22 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
             )
         elif name is not None:
             first_index[name] = index
+        truth = _read_organ_truth(table)
+        ntcp = truth is not None and truth.toxicity is not None and truth.toxicity.uses_ntcp
         dlt_prob = table.numbers(
             "dlt_prob",
             CLOSED_UNIT,
             "non-decreasing",
-            required="the true DLT probability of each level, non-decreasing, in [0, 1]",
+            required=""
+            if ntcp
+            else "the true DLT probability of each level, non-decreasing, in [0, 1]",
         )
+        if ntcp and dlt_prob is not None:
+            table.error(
+                'dlt_prob: not with [toxicity] model = "ntcp" (DLTs come from organ doses)'
+            )
+        if ntcp:
+            dlt_prob = ()
         kind = table.choice("dlt_onset", ONSETS) or (
             "uniform" if "dlt_onset" not in table.data else None
         )
@@ -983,7 +1111,7 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
         if "onset_shape" in table.data and kind == "uniform":
             table.error('onset_shape: only with dlt_onset = "late"')
         if name is not None and dlt_prob is not None and kind is not None and shape is not None:
-            scenarios.append(Scenario(name, dlt_prob, Onset(kind, shape)))
+            scenarios.append(Scenario(name, dlt_prob, Onset(kind, shape), truth))
     report.raise_if_any()
     return scenarios
 
@@ -1013,7 +1141,12 @@ def check_scenarios_fit(
     report = _Report(os.fspath(path))
     where = f" ({design.path})" if design.path else ""
     for index, scenario in enumerate(scenarios, start=1):
-        if scenario.n_levels != design.n_levels:
+        if scenario.uses_ntcp and design.doses is None:
+            report.add(
+                f"scenario[{index}] ({_show(scenario.name)}): DLTs come from organ doses, but "
+                f"design {_show(design.name)}{where} gives no activity per level ('doses')"
+            )
+        if scenario.n_levels is not None and scenario.n_levels != design.n_levels:
             report.add(
                 f"scenario[{index}] ({_show(scenario.name)}) dlt_prob: has {scenario.n_levels} "
                 f"values, but design {_show(design.name)}{where} has {design.n_levels} levels"

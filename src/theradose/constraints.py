@@ -59,3 +59,48 @@ class Coherence:
         return (
             f"Never escalate right after a cohort whose DLT fraction is at least {self.target:g}."
         )
+
+
+@dataclass(frozen=True)
+class OrganDoseLimits:
+    """Levels at which a new patient's cumulative organ dose stays within the limits.
+
+    Each organ's population of log Gy/GBq is learnt from the dosimetry measured in the patients
+    treated so far (conjugate normal–scaled-inverse-χ², see
+    :func:`theradose.dosimetry.update_posterior`);
+    a level is admissible while the posterior-predictive probability that a new patient's
+    cumulative absorbed dose (or BED) over the planned cycles passes the limit is at most the
+    organ's ``max_exceed_prob``, for every organ (Menda et al., *JNM* 2018;59:1692; Bodei et al.,
+    *EJNMMI* 2008;35:1847 for the limits).
+    """
+
+    dosimetry: object  # theradose.dosimetry.Dosimetry
+    activities: tuple[float, ...]  # per level, per cycle (planned)
+    count_based = False
+    organ_limits = True  # the engine records when each level is first ruled out
+
+    def exceedance(self, state: TrialState) -> np.ndarray:
+        """P(a new patient passes each organ's limit) per level, [trial, level, organ]."""
+        from theradose.dosimetry import exceedance_prob
+
+        return exceedance_prob(self._posterior(state), self.dosimetry, np.asarray(self.activities))
+
+    def allowed(self, state: TrialState) -> np.ndarray:
+        from theradose.dosimetry import admissible_levels
+
+        return admissible_levels(
+            self._posterior(state), self.dosimetry, np.asarray(self.activities)
+        )
+
+    def _posterior(self, state: TrialState):
+        from theradose.dosimetry import DosimetryStats, update_posterior
+
+        measured = state.patient_measured_gy_per_gbq
+        if measured is None:  # counts only (no patients' dosimetry): the prior
+            stats = DosimetryStats.empty(state.n_trials, len(self.dosimetry.organs))
+        else:
+            stats = DosimetryStats.from_measured(measured, state.patient_level >= 0)
+        return update_posterior(self.dosimetry, stats)
+
+    def describe(self) -> str:
+        return self.dosimetry.describe()

@@ -34,6 +34,7 @@ class Design:
     constraints: tuple[Any, ...] = ()
     stopping: tuple[Any, ...] = ()
     timing: Any = None  # theradose.timing.Timing: accrual and DLT window, or None (no time)
+    dosimetry: Any = None  # theradose.dosimetry.Dosimetry: cycles, organ limits, capping
     source: dict[str, Any] = field(default_factory=dict, compare=False)
     path: str | None = field(default=None, compare=False)
 

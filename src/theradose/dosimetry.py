@@ -526,8 +526,9 @@ class Dosimetry:
         if self.cap_rule not in CAP_RULES:
             allowed = ", ".join(_show(r) for r in CAP_RULES)
             out.append(f"cap_rule = {_show(self.cap_rule)}: must be one of {allowed}")
-        if not self.organs:
-            out.append("organ: give at least one [[dosimetry.organ]]")
+        if self.patient_cap and not self.organs:
+            out.append("patient_cap = true: needs at least one [[dosimetry.organ]] with a limit")
+        # No organs is allowed: cycles alone (for dosimetry-driven scenarios) without limits.
         if not all(isinstance(o, OrganModel) for o in self.organs):
             out.append("organ: each must be an OrganModel")
             return out

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from theradose.design import Design
 from theradose.results import ChunkResult, Simulations
-from theradose.scenario import Scenario, closest_to_target
+from theradose.scenario import DesignTruth, Scenario, closest_to_target, truth_for
 from theradose.state import NO_LEVEL, StopReason, TrialState
 from theradose.timing import Onset
 
@@ -30,18 +30,32 @@ CHUNK_TRIALS = 10_000
 TOLERANCE_STREAM = 0
 ARRIVAL_STREAM = 1
 ONSET_STREAM = 2
+DOSIMETRY_STREAM = 3
 
 
 def decide(design: Design, state: TrialState) -> None:
     """Choose each active trial's next level, or stop it; updates ``state`` in place."""
     levels = np.arange(state.n_levels)
     proposal, method_stop = design.method.propose(state)
-    at_or_below = design.allowed(state) & (levels[None, :] <= proposal[:, None])
+    below = levels[None, :] <= proposal[:, None]
+    method_allows = design.method.allowed(state) & below
+    at_or_below = method_allows.copy()
+    for constraint in design.constraints:
+        allowed = constraint.allowed(state)
+        if getattr(constraint, "organ_limits", False) and state.ruled_out_at is not None:
+            first = ~allowed & (state.ruled_out_at < 0) & state.active[:, None]
+            state.ruled_out_at[first] = np.broadcast_to(state.n_enrolled[:, None], first.shape)[
+                first
+            ]
+        at_or_below &= allowed
     has_level = at_or_below.any(axis=1)
     next_level = np.where(has_level, state.n_levels - 1 - at_or_below[:, ::-1].argmax(axis=1), 0)
 
     reason = np.zeros(state.n_trials, dtype=np.int8)
-    reason[~has_level] = StopReason.TOO_TOXIC
+    # Nothing allowed: the method's own rules (too toxic) or only the organ-dose constraints.
+    reason[~has_level] = np.where(
+        method_allows.any(axis=1), StopReason.NO_ADMISSIBLE, StopReason.TOO_TOXIC
+    )[~has_level]
     reason = np.where(reason == 0, method_stop, reason)
     # A rule that ends the trial with no MTD (safety) outranks one that ends it normally, so the
     # outcome never depends on the order rules are listed in (e.g. safety on the last cohort).
@@ -70,17 +84,63 @@ class VirtualPatients:
 
     ``tolerance``: DLT at level d iff u < p_d (common random numbers across designs);
     ``arrival``, ``onset``: U(0, 1) draws turned into accrual gaps and DLT onset times by the
-    design's timing and the scenario's onset model (None when no design needs time).
+    design's timing and the scenario's onset model (None when no design needs time);
+    ``dosimetry_seed``: the stream of the patients' organ Gy/GBq; ``organs`` (the scenario's
+    DosimetryTruth), ``true_gy_per_gbq`` [trial, patient, organ] and ``measured_gy_per_gbq``
+    [trial, patient, design organ]: the patients' dosimetry for one design and scenario.
     """
 
     tolerance: np.ndarray
     arrival: np.ndarray | None = None
     onset: np.ndarray | None = None
+    dosimetry_seed: np.random.SeedSequence | None = None
+    organs: object = None
+    true_gy_per_gbq: np.ndarray | None = None
+    measured_gy_per_gbq: np.ndarray | None = None
 
     def head(self, n_patients: int) -> VirtualPatients:
         """The first ``n_patients`` patients of every trial."""
         cut = lambda a: None if a is None else a[:, :n_patients]  # noqa: E731
-        return VirtualPatients(cut(self.tolerance), cut(self.arrival), cut(self.onset))
+        return replace(
+            self,
+            tolerance=cut(self.tolerance),
+            arrival=cut(self.arrival),
+            onset=cut(self.onset),
+            true_gy_per_gbq=cut(self.true_gy_per_gbq),
+            measured_gy_per_gbq=cut(self.measured_gy_per_gbq),
+        )
+
+    def with_dosimetry(self, design: Design, scenario: Scenario) -> VirtualPatients:
+        """These patients' organ Gy/GBq for ``design`` under ``scenario`` (common random numbers:
+        the same draws whatever the design's measurement error)."""
+        from theradose.dosimetry import sample_patients
+        from theradose.scenario import organ_truth
+
+        truth = organ_truth(scenario, design)
+        if truth is None:
+            return self
+        dosimetry = design.dosimetry
+        cv = 0.0 if dosimetry is None else dosimetry.measurement_cv
+        n_trials, n_patients = self.tolerance.shape
+        seed = self.dosimetry_seed or np.random.SeedSequence(0)
+        rng = np.random.default_rng(seed)
+        sampled = sample_patients(
+            rng,
+            truth.organs,
+            n_trials,
+            n_patients,
+            measurement_cv=cv,
+            correlation=truth.correlation,
+        )
+        measured = None
+        if dosimetry is not None and dosimetry.organs:
+            measured = sampled.measured_gy_per_gbq[..., truth.index(dosimetry.names)]
+        return replace(
+            self,
+            organs=truth,
+            true_gy_per_gbq=sampled.true_gy_per_gbq,
+            measured_gy_per_gbq=measured,
+        )
 
 
 def _enrol(
@@ -105,7 +165,10 @@ def _enrol(
     enrolled = in_cohort[None, :] < size[:, None]
     cols = np.minimum(cols, n_max - 1)
     level = state.next_level[rows]
-    dlt = (patients.tolerance[rows[:, None], cols] < dlt_prob[level][:, None]) & enrolled
+    p_dlt = dlt_prob[level][:, None]
+    if design.dosimetry is not None or patients.organs is not None:
+        p_dlt = _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, p_dlt)
+    dlt = (patients.tolerance[rows[:, None], cols] < p_dlt) & enrolled
     r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
     lvl = np.broadcast_to(level[:, None], cols.shape)[enrolled]
     timing = design.timing
@@ -129,6 +192,49 @@ def _enrol(
     state.record_cohort(rows, size, dlt.sum(axis=1))
 
 
+def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, p_dlt):
+    """Give the cohort its cycles (capped from each patient's measured Gy/GBq when the design
+    says so), record the dosimetry, and return each patient's DLT probability: from their own
+    organ doses (NTCP) in a dosimetry-driven scenario, else the level's."""
+    from theradose.dosimetry import cap_activities, passes_limit, patient_dlt_prob, true_cumulative
+
+    dosimetry = design.dosimetry
+    cycles = 1 if dosimetry is None else dosimetry.cycles
+    planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
+    capped = np.zeros(cols.shape, dtype=bool)
+    measured = None
+    if patients.measured_gy_per_gbq is not None:
+        measured = patients.measured_gy_per_gbq[rows[:, None], cols]  # [row, slot, organ]
+    if dosimetry is not None and dosimetry.capping and measured is not None:
+        schedule = cap_activities(planned, measured, dosimetry)
+        activities, capped = schedule.activities, schedule.capped
+    else:
+        activities = np.repeat(planned[..., None], cycles, axis=-1)
+    r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
+    state.patient_total_activity[r, c] = activities.sum(axis=-1)[enrolled]
+    state.patient_capped[r, c] = capped[enrolled]
+    if measured is not None:
+        state.patient_measured_gy_per_gbq[r, c] = measured[enrolled]
+        truth = patients.organs
+        true_g = patients.true_gy_per_gbq[rows[:, None], cols][..., truth.index(dosimetry.names)]
+        organs = [truth.organs[i] for i in truth.index(dosimetry.names)]
+        for j, (model, organ) in enumerate(zip(dosimetry.organs, organs, strict=True)):
+            state.patient_cumulative[r, c, j] = true_cumulative(
+                model, organ, activities, true_g[..., j]
+            )[enrolled]
+            state.patient_exceeds[r, c, j] = passes_limit(model, organ, activities, true_g[..., j])[
+                enrolled
+            ]
+    if (
+        patients.organs is not None
+        and patients.organs.toxicity is not None
+        and (patients.organs.toxicity.uses_ntcp)
+    ):
+        true_all = patients.true_gy_per_gbq[rows[:, None], cols]
+        return patient_dlt_prob(true_all, activities, patients.organs)
+    return p_dlt
+
+
 def run_trials(
     design: Design,
     dlt_prob: np.ndarray,
@@ -148,6 +254,10 @@ def run_trials(
     n_trials = patients.tolerance.shape[0]
     dlt_prob = np.asarray(dlt_prob, dtype=float)
     state = TrialState.start(n_trials, design.n_levels, design.start_level, design.max_patients)
+    if design.dosimetry is not None or patients.organs is not None:
+        n_organs = 0 if design.dosimetry is None else len(design.dosimetry.organs)
+        state.with_dosimetry(n_organs)
+        _admit_start(design, state)
     if getattr(design.method, "tite", False):
         _run_tite(design, state, dlt_prob, patients, onset)
         return state
@@ -163,12 +273,29 @@ def run_trials(
     return state
 
 
+def _admit_start(design: Design, state: TrialState) -> None:
+    """Start at the highest level at or below the start level that the organ-dose limits admit
+    under the prior; stop with no MTD when none is admissible."""
+    levels = np.arange(state.n_levels)
+    allowed = levels[None, :] <= state.next_level[:, None]
+    for constraint in design.constraints:
+        if getattr(constraint, "organ_limits", False):
+            allowed &= constraint.allowed(state)
+    none = ~allowed.any(axis=1)
+    state.next_level = np.where(none, 0, state.n_levels - 1 - allowed[:, ::-1].argmax(axis=1))
+    state.next_level = state.next_level.astype(np.int32)
+    state.stop_reason[none] = StopReason.NO_ADMISSIBLE
+    state.stopped_at[none] = 0.0
+    state.active &= ~none
+
+
 def _run_tite(design, state, dlt_prob, patients, onset) -> None:
     """Patient by patient: at the arrival that opens each cohort, decide from the follow-up
     available then; the cohort's other patients join the same level as they arrive."""
     window = design.timing.dlt_window_months
     one = np.ones(state.n_trials, dtype=np.int32)
-    _enrol(design, state, np.arange(state.n_trials), one, dlt_prob, patients, onset)
+    rows = np.flatnonzero(state.active)
+    _enrol(design, state, rows, one[rows], dlt_prob, patients, onset)
     while True:
         rows = np.flatnonzero(state.active)
         if rows.size == 0:
@@ -193,7 +320,11 @@ def _run_tite(design, state, dlt_prob, patients, onset) -> None:
         rows = np.flatnonzero(state.active)
         _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, arrive_now=True)
     # Everyone's follow-up completes: the final selection uses complete data.
-    state.time[:] = np.nanmax(state.patient_arrival, axis=1) + window
+    with np.errstate(all="ignore"):
+        last = np.nanmax(
+            np.where(np.isnan(state.patient_arrival), -np.inf, state.patient_arrival), 1
+        )
+    state.time[:] = np.where(np.isfinite(last), last + window, 0.0)
 
 
 def _suspended(design: Design, state: TrialState) -> np.ndarray:
@@ -237,42 +368,62 @@ def chunk_patients(
 ) -> VirtualPatients:
     """The virtual patients of chunk ``chunk``; arrival and onset draws only when ``timed``.
 
-    Each kind of draw has its own stream, so adding one never changes another.
+    Each kind of draw has its own stream, so adding one never changes another; organ Gy/GBq are
+    drawn from their stream when a design or scenario needs them (``with_dosimetry``).
     """
+    dosimetry_seed = np.random.SeedSequence(seed, spawn_key=(chunk, DOSIMETRY_STREAM))
+    tolerance = chunk_tolerance(seed, chunk, n_trials, n_patients)
     if not timed:
-        return VirtualPatients(chunk_tolerance(seed, chunk, n_trials, n_patients))
+        return VirtualPatients(tolerance, dosimetry_seed=dosimetry_seed)
     return VirtualPatients(
-        chunk_tolerance(seed, chunk, n_trials, n_patients),
+        tolerance,
         _uniforms(seed, chunk, ARRIVAL_STREAM, n_trials, n_patients),
         _uniforms(seed, chunk, ONSET_STREAM, n_trials, n_patients),
+        dosimetry_seed=dosimetry_seed,
     )
 
 
 def run_chunk(
-    design: Design, scenario: Scenario, patients: VirtualPatients | np.ndarray
+    design: Design,
+    scenario: Scenario,
+    patients: VirtualPatients | np.ndarray,
+    truth: DesignTruth | None = None,
 ) -> ChunkResult:
+    """Simulate a chunk of trials of ``design`` under ``scenario`` and keep what the operating
+    characteristics need; ``truth``: :func:`theradose.scenario.truth_for` (computed if None)."""
     if not isinstance(patients, VirtualPatients):
         patients = VirtualPatients(patients)
-    patients = patients.head(design.max_patients)
-    state = run_trials(design, np.asarray(scenario.dlt_prob), patients, scenario.onset)
-    timing = {}
+    truth = truth_for(scenario, design) if truth is None else truth
+    patients = patients.head(design.max_patients).with_dosimetry(design, scenario)
+    state = run_trials(design, truth.dlt_prob, patients, scenario.onset)
+    enrolled = state.patient_level >= 0
+    extra = {}
     if design.timing is not None:
         window = design.timing.dlt_window_months
-        enrolled = state.patient_level >= 0
         onset_time = state.patient_arrival + state.patient_dlt_time
         late = state.patient_dlt & (onset_time > state.stopped_at[:, None])
-        timing = {
-            "duration": np.nanmax(state.patient_arrival, axis=1) + window,
-            "while_pending": state.patient_while_pending.sum(1) / np.maximum(enrolled.sum(1), 1),
-            "dlt_after_last_decision": late.sum(axis=1),
-        }
+        with np.errstate(all="ignore"):
+            last = np.nanmax(np.where(enrolled, state.patient_arrival, -np.inf), axis=1)
+        extra.update(
+            duration=np.where(np.isfinite(last), last + window, 0.0),
+            while_pending=state.patient_while_pending.sum(1) / np.maximum(enrolled.sum(1), 1),
+            dlt_after_last_decision=late.sum(axis=1),
+        )
+    if state.patient_total_activity is not None:
+        extra.update(
+            total_activity=np.where(enrolled, state.patient_total_activity, 0.0),
+            capped=state.patient_capped & enrolled,
+            cumulative=np.where(enrolled[..., None], state.patient_cumulative, np.nan),
+            exceeds=state.patient_exceeds & enrolled[..., None],
+            ruled_out_at=state.ruled_out_at,
+        )
     return ChunkResult(
         n=state.n,
         y=state.y,
         mtd=select_mtd(design, state),
         stop_reason=state.stop_reason,
-        benchmark_mtd=benchmark_selection(patients.tolerance, scenario.dlt_prob, design.target),
-        **timing,
+        benchmark_mtd=benchmark_selection(patients.tolerance, truth.dlt_prob, design.target),
+        **extra,
     )
 
 
@@ -288,17 +439,18 @@ class _ChunkJob:
     seed: int
     chunk: int
     n_trials: int
+    truths: tuple[tuple[DesignTruth, ...], ...]  # [design][scenario], computed once per run
 
     def __call__(self) -> list[list[Simulations]]:
         n_patients = max(d.max_patients for d in self.designs)
         timed = any(d.timing is not None for d in self.designs)
         patients = chunk_patients(self.seed, self.chunk, self.n_trials, n_patients, timed)
         out = []
-        for design in self.designs:
+        for design, truths in zip(self.designs, self.truths, strict=True):
             row = []
-            for scenario in self.scenarios:
-                sim = empty_simulations(design, scenario)
-                sim.add(run_chunk(design, scenario, patients))
+            for scenario, truth in zip(self.scenarios, truths, strict=True):
+                sim = empty_simulations(design, scenario, truth)
+                sim.add(run_chunk(design, scenario, patients, truth))
                 row.append(sim)
             out.append(row)
         return out
@@ -308,13 +460,21 @@ def _run_job(job: _ChunkJob) -> list[list[Simulations]]:
     return job()
 
 
-def empty_simulations(design: Design, scenario: Scenario) -> Simulations:
+def empty_simulations(
+    design: Design, scenario: Scenario, truth: DesignTruth | None = None
+) -> Simulations:
+    truth = truth_for(scenario, design) if truth is None else truth
+    organs = () if design.dosimetry is None else design.dosimetry.names
+    limits = () if design.dosimetry is None else tuple(o.limit for o in design.dosimetry.organs)
     return Simulations(
         design=design.name,
         scenario=scenario.name,
         target=design.target,
-        dlt_prob=tuple(scenario.dlt_prob),
-        true_mtd=scenario.true_mtd(design.target),
+        dlt_prob=tuple(float(p) for p in truth.dlt_prob),
+        true_mtd=truth.true_mtd,
+        optimum=truth.optimum,
+        organs=organs,
+        organ_limits=limits,
     )
 
 
@@ -333,16 +493,25 @@ def simulate(
     """
     for design in designs:
         for scenario in scenarios:
-            if scenario.n_levels != design.n_levels:
+            if scenario.n_levels is not None and scenario.n_levels != design.n_levels:
                 raise ValueError(
                     f"scenario {scenario.name!r} has {scenario.n_levels} levels, "
                     f"design {design.name!r} has {design.n_levels}"
                 )
+            if scenario.uses_ntcp and design.doses is None:
+                raise ValueError(
+                    f"scenario {scenario.name!r} derives DLTs from organ doses: design "
+                    f"{design.name!r} must give the activity of each level (doses)"
+                )
+    truths = tuple(tuple(truth_for(s, d) for s in scenarios) for d in designs)
     jobs = [
-        _ChunkJob(tuple(designs), tuple(scenarios), seed, i, size)
+        _ChunkJob(tuple(designs), tuple(scenarios), seed, i, size, truths)
         for i, size in enumerate(chunk_sizes(n_trials))
     ]
-    totals = [[empty_simulations(d, s) for s in scenarios] for d in designs]
+    totals = [
+        [empty_simulations(d, s, t) for s, t in zip(scenarios, row, strict=True)]
+        for d, row in zip(designs, truths, strict=True)
+    ]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = pool.map(_run_job, jobs)
@@ -374,10 +543,15 @@ class Recommendation:
     deviations: tuple[str, ...]  # cohorts given another level than the design said
     model_summary: dict[str, float] = field(default_factory=dict)  # e.g. posterior of β
     rule_states: tuple[str, ...] = ()  # where each stopping rule stands, in words
+    warnings: tuple[str, ...] = ()  # the decision rests on doubtful ground (pending patients)
+    notes: tuple[str, ...] = ()  # how the data were read, in words
+    suspended: bool = False  # accrual waits for more follow-up (next_level is None)
+    review_in: float | None = None  # months until a pending patient's window closes, if suspended
+    pending: tuple[bool, ...] = ()  # [patient] still in the DLT window without a DLT (when known)
 
     @property
     def stop(self) -> bool:
-        return self.next_level is None
+        return self.stop_reason is not None
 
 
 def recommend(design: Design, cohorts: Sequence[tuple[int, Sequence[bool]]]) -> Recommendation:
@@ -406,6 +580,11 @@ def recommend(design: Design, cohorts: Sequence[tuple[int, Sequence[bool]]]) -> 
         size = len(dlts)
         state.patient_level[0, k : k + size] = level
         state.patient_dlt[0, k : k + size] = np.asarray(dlts, dtype=bool)
+        if design.timing is not None:
+            # An outcome string carries no times: every window has closed (complete follow-up),
+            # so time-to-event designs see every DLT.
+            state.patient_arrival[0, k : k + size] = -design.timing.dlt_window_months
+            state.patient_dlt_time[0, k : k + size] = np.where(dlts, 0.0, np.nan)
         if design.doses is not None:
             state.patient_activity[0, k : k + size] = design.doses[level]
         state.next_level[0] = level

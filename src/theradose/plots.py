@@ -91,7 +91,8 @@ def _selection_panel(ax: Axes, study: StudyResult, j: int, legend: bool) -> None
     import numpy as np
 
     scenario = study.scenarios[j]
-    n_levels = scenario.n_levels
+    truth = study.simulations[0][j].dlt_prob  # the first design's truth, for the axis labels
+    n_levels = len(truth)
     n_designs = len(study.designs)
     x = np.arange(n_levels + 1)  # levels, then "none"
     width = 0.8 / n_designs
@@ -117,7 +118,7 @@ def _selection_panel(ax: Axes, study: StudyResult, j: int, legend: bool) -> None
                 zorder=3,
                 label="exact" if i == 0 else None,
             )
-    labels = [f"{level + 1}\n{p:g}" for level, p in enumerate(scenario.dlt_prob)] + ["none"]
+    labels = [f"{level + 1}\n{p:.3g}" for level, p in enumerate(truth)] + ["none"]
     ax.set_xticks(x, labels)
     ax.set_xlabel("level (true DLT probability); shaded: true MTD")
     ax.set_ylabel("selected as MTD (%)")

@@ -8,7 +8,8 @@ Levels are 1-based in everything written here.
 File contracts (other tools read them; keys may be added, never removed or renamed):
 
 - simulation JSON: :func:`study_to_dict`;
-- simulation CSV: :func:`study_csv_rows` (one row per design × scenario × level, plus "none");
+- simulation CSV: :func:`study_csv_rows` (one row per design × scenario × level, plus "none";
+  figures of a whole design × scenario, such as the trial duration, repeated on each of its rows);
 - BOIN decision table JSON: the list of :meth:`theradose.methods.Boin.decision_rows`;
 - recommendation JSON: :func:`recommendation_to_dict`.
 
@@ -86,6 +87,15 @@ STOP_HEADERS = {
     "max_at_dose": "stop: max at level",
     "safety": "stop: safety",
 }
+
+# Trial-duration figures of designs with [timing] (keys of OperatingCharacteristics, None for
+# designs without it): key, column header, digits shown.
+TIMING_FIGURES = (
+    ("duration_months_mean", "duration, months", 1),
+    ("duration_months_p95", "p95 duration, months", 1),
+    ("enrolled_while_pending_pct", "% enrolled while others pending", 1),
+    ("dlt_after_last_decision_mean", "DLTs after last decision", 2),
+)
 
 
 class NoDecisionTable(ValueError):
@@ -229,6 +239,8 @@ def _result_entry(design, scenario, sim, oc, exact) -> dict:
         "scenario": scenario.name,
         "target": design.target,
         "true_mtd": true_mtd_label(sim.true_mtd),
+        "true_dlt_prob": list(sim.dlt_prob),
+        "constrained_optimum": true_mtd_label(sim.optimum),
         "n_trials": sim.n_trials,
         **oc.values,
         "se": oc.se,
@@ -249,8 +261,10 @@ def study_to_dict(study: StudyResult) -> dict:
         scenario with ``true_mtd`` (1-based or None), the operating characteristics
         (``selection_pct``, ``no_selection_pct``, ``patients_mean``, ``dlt_mean``, ``n_mean``,
         ``dlt_total_mean``, ``pcs``, ``benchmark_selection_pct``, ...; per-level lists in level
-        order), their Monte Carlo standard errors under ``se`` and, when computed, the exact
-        values under ``exact``.
+        order), the trial-duration figures (``duration_months_mean``, ``duration_months_p95``,
+        ``enrolled_while_pending_pct``, ``dlt_after_last_decision_mean``; null for a design
+        without [timing]), their Monte Carlo standard errors under ``se`` and, when computed, the
+        exact values under ``exact``.
     """
     return json_ready(
         {
@@ -302,13 +316,39 @@ CSV_EXTRA_COLUMNS = (
 )
 
 
+# Trial-duration figures, per design × scenario: CSV column → (OperatingCharacteristics key, SE?).
+CSV_TIMING_COLUMNS = {
+    "duration_months_mean": ("duration_months_mean", False),
+    "duration_months_se": ("duration_months_mean", True),
+    "duration_months_p95": ("duration_months_p95", False),
+    "duration_months_p95_se": ("duration_months_p95", True),
+    "enrolled_while_pending_pct": ("enrolled_while_pending_pct", False),
+    "enrolled_while_pending_se": ("enrolled_while_pending_pct", True),
+    "dlt_after_last_decision_mean": ("dlt_after_last_decision_mean", False),
+    "dlt_after_last_decision_se": ("dlt_after_last_decision_mean", True),
+}
+
+
 def study_csv_columns(study: StudyResult) -> tuple[str, ...]:
-    """The CSV columns: the contract's, the exact ones when any exact value exists, then extras."""
-    return CSV_COLUMNS + (CSV_EXACT_COLUMNS if study.has_exact else ()) + CSV_EXTRA_COLUMNS
+    """The CSV columns: the contract's, the exact ones when any exact value exists, then extras,
+    then the trial-duration ones when any design has [timing]."""
+    timed = bool(_timing_figures([oc for row in study.oc for oc in row]))
+    return (
+        CSV_COLUMNS
+        + (CSV_EXACT_COLUMNS if study.has_exact else ())
+        + CSV_EXTRA_COLUMNS
+        + (tuple(CSV_TIMING_COLUMNS) if timed else ())
+    )
 
 
 def study_csv_rows(study: StudyResult) -> list[dict]:
-    """One row per design × scenario × level (1-based), then a "none" row for no selection."""
+    """One row per design × scenario × level (1-based), then a "none" row for no selection.
+
+    Figures of the whole design × scenario (target, n_trials, seed and the trial-duration
+    columns of :data:`CSV_TIMING_COLUMNS`) are repeated on each of its rows, so that the rows of
+    one level, or the "none" rows, form a table with one row per design × scenario; the
+    trial-duration fields are empty for designs without [timing].
+    """
     rows = []
     for design, scenario, sim, oc, exact in study.cells():
         values, se = oc.values, oc.se
@@ -320,6 +360,8 @@ def study_csv_rows(study: StudyResult) -> list[dict]:
             "seed": study.seed,
             "theradose_version": study.version,
         }
+        for column, (key, is_se) in CSV_TIMING_COLUMNS.items():
+            common[column] = (se if is_se else values).get(key)
         for level in range(design.n_levels):
             row = {
                 **common,
@@ -333,7 +375,7 @@ def study_csv_rows(study: StudyResult) -> list[dict]:
                 "dlt_se": se["dlt_mean"][level],
                 "benchmark_selection_pct": values["benchmark_selection_pct"][level],
                 "benchmark_selection_se": se["benchmark_selection_pct"][level],
-                "true_dlt_prob": scenario.dlt_prob[level],
+                "true_dlt_prob": sim.dlt_prob[level],
                 "is_true_mtd": sim.true_mtd == level,
             }
             if exact is not None:
@@ -389,8 +431,10 @@ def oc_tables(study: StudyResult) -> list[RenderableType]:
     computed, the complete-information benchmark's selection %, mean patients and mean DLTs
     (each with its exact value when computed). The true MTD's column is marked "(MTD)", or the
     "none" column "(correct)" when no level is acceptable.
-    Summary: PCS, mean sample size, mean DLTs, % of patients treated above the true MTD, and why
-    the trials stopped.
+    Summary: PCS, mean sample size, mean DLTs, % of patients treated above the true MTD, why
+    the trials stopped and, when some design has [timing], the trial duration (mean, 95th
+    percentile), the % of patients enrolled while others were pending and the mean number of
+    DLTs that occur after the last decision ("—" for designs without [timing]).
     """
     from rich.console import Group
     from rich.text import Text
@@ -426,7 +470,11 @@ def _scenario_title(study: StudyResult, j: int) -> str:
         truth = level_text(study.designs[0], true_mtd)
     else:
         truth = f"level {true_mtd + 1}"
-    probs = ", ".join(f"{p:g}" for p in scenario.dlt_prob)
+    truths = _shared([tuple(np.round(sim.dlt_prob, 3)) for _, sim, _, _ in _column(study, j)])
+    if truths is None:
+        probs = "depends on the design's schedule (organ doses; see JSON true_dlt_prob)"
+    else:
+        probs = ", ".join(f"{p:g}" for p in truths)
     title = f"Scenario {scenario.name}: true DLT probability {probs}"
     if target is not None:
         title += f"; target {target:g}"
@@ -465,14 +513,13 @@ def _level_rows(values: Mapping, se: Mapping, exact: Mapping | None) -> list[tup
 def _per_level_table(study: StudyResult, j: int) -> Table:
     from rich.table import Table
 
-    scenario = study.scenarios[j]
     column = _column(study, j)
     true_mtd = _shared([sim.true_mtd for _, sim, _, _ in column])
     doses = _shared([d.doses for d in study.designs])
     table = Table()
     table.add_column("design")
     table.add_column("")
-    for level in range(scenario.n_levels):
+    for level in range(study.designs[0].n_levels):
         header = f"{level + 1}"
         if doses is not None:
             header += f"\n{activity_text(study.designs[0], level)}"
@@ -508,6 +555,9 @@ def _summary_table(study: StudyResult, j: int) -> Table:
         table.add_column(header, justify="right")
     for key in reasons:
         table.add_column(f"{STOP_HEADERS.get(key, 'stop: ' + labels[key])} %", justify="right")
+    timing = _timing_figures([oc for _, _, oc, _ in column])
+    for _, header, _ in timing:
+        table.add_column(header, justify="right")
     for design, sim, oc, exact in column:
         values, se = oc.values, oc.se
         table.add_row(
@@ -518,6 +568,10 @@ def _summary_table(study: StudyResult, j: int) -> Table:
             _pm(values["dlt_total_mean"], se["dlt_total_mean"], 2),
             _pm(values["overdose_patients_pct"], se["overdose_patients_pct"], 1),
             *(f"{values['stop_reason_pct'][key]:.1f}" for key in reasons),
+            *(
+                NONE if values.get(key) is None else _pm(values[key], se[key], digits)
+                for key, _, digits in timing
+            ),
         )
         if exact is not None:
             table.add_row(
@@ -528,8 +582,17 @@ def _summary_table(study: StudyResult, j: int) -> Table:
                 f"{exact.get('dlt_total_mean', sum(exact['dlt_mean'])):.2f}",
                 "",
                 *("" for _ in reasons),
+                *("" for _ in timing),
             )
     return table
+
+
+def _timing_figures(ocs: Sequence[Any]) -> tuple[tuple[str, str, int], ...]:
+    """(key, column header, digits) of the trial-duration figures, or none when no design of
+    ``ocs`` has [timing] (their values are None then)."""
+    if all(oc.values.get(TIMING_FIGURES[0][0]) is None for oc in ocs):
+        return ()
+    return TIMING_FIGURES
 
 
 def study_footer(study: StudyResult) -> list[str]:

@@ -28,6 +28,11 @@ class ChunkResult:
     duration: np.ndarray | None = None  # [trial] months, when the design has timing
     while_pending: np.ndarray | None = None  # [trial] fraction enrolled while others pending
     dlt_after_last_decision: np.ndarray | None = None  # [trial]
+    total_activity: np.ndarray | None = None  # [trial, patient] over all cycles (0: not treated)
+    capped: np.ndarray | None = None  # [trial, patient]
+    cumulative: np.ndarray | None = None  # [trial, patient, organ] true dose/BED (NaN: none)
+    exceeds: np.ndarray | None = None  # [trial, patient, organ]
+    ruled_out_at: np.ndarray | None = None  # [trial, level] patients when ruled out, -1 never
 
 
 @dataclass
@@ -39,6 +44,9 @@ class Simulations:
     target: float
     dlt_prob: tuple[float, ...]
     true_mtd: int
+    optimum: int = NO_LEVEL  # the constrained optimum (the true MTD without organ limits)
+    organs: tuple[str, ...] = ()  # the design's organs with limits
+    organ_limits: tuple[float, ...] = ()  # Gy (absorbed dose or BED)
     n_trials: int = 0
     selected: np.ndarray = field(default=None)  # [1 + level] counts; index 0 = no MTD
     benchmark_selected: np.ndarray = field(default=None)  # [level] counts
@@ -58,6 +66,7 @@ class Simulations:
     while_pending_sq: float = 0.0
     late_dlt_sum: int = 0
     late_dlt_sq: int = 0
+    dosimetry: dict = field(default_factory=dict)  # name → summed array (see add_dosimetry)
 
     def __post_init__(self) -> None:
         levels = len(self.dlt_prob)
@@ -98,6 +107,8 @@ class Simulations:
         self.above_mtd_sum += float(above.sum())
         self.above_mtd_sq += float((above * above).sum())
         self.stop_counts += np.bincount(chunk.stop_reason, minlength=len(StopReason))
+        if chunk.total_activity is not None:
+            self._add_dosimetry(chunk)
         if chunk.duration is not None:
             self.durations.append(chunk.duration.astype(np.float32))
             self.while_pending_sum += float(chunk.while_pending.sum())
@@ -130,10 +141,54 @@ class Simulations:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.durations.extend(other.durations)
+        for name, values in other.dosimetry.items():
+            self._accumulate(name, values)
 
     @property
     def timed(self) -> bool:
         return bool(self.durations)
+
+    def _add_dosimetry(self, chunk: ChunkResult) -> None:
+        """Per-trial fractions and means (summed, with squares, for their Monte Carlo errors),
+        a histogram of every patient's true cumulative organ dose (for percentiles in bounded
+        memory), and when each level was first ruled out."""
+        treated = chunk.total_activity > 0
+        n_treated = np.maximum(treated.sum(axis=1), 1)
+        per_trial = {
+            "capped": chunk.capped.sum(axis=1) / n_treated,
+            "activity": chunk.total_activity.sum(axis=1) / n_treated,
+        }
+        if self.organs:
+            per_trial["exceed"] = chunk.exceeds.sum(axis=1) / n_treated[:, None]
+            per_trial["cumulative"] = (
+                np.nan_to_num(np.nansum(chunk.cumulative, axis=1)) / (n_treated[:, None])
+            )
+        for name, values in per_trial.items():
+            self._accumulate(f"{name}_sum", values.sum(axis=0))
+            self._accumulate(f"{name}_sq", (values**2).sum(axis=0))
+        for j, limit in enumerate(self.organ_limits):
+            values = chunk.cumulative[..., j]
+            values = values[np.isfinite(values)]
+            counts, _ = np.histogram(values, bins=_HIST_BINS, range=(0.0, _HIST_SPAN * limit))
+            counts[-1] += int((values >= _HIST_SPAN * limit).sum())
+            self._accumulate(f"hist_{j}", counts)
+        ruled = chunk.ruled_out_at >= 0
+        self._accumulate("ruled_out", ruled.sum(axis=0))
+        self._accumulate("ruled_out_n", np.where(ruled, chunk.ruled_out_at, 0).sum(axis=0))
+
+    def _accumulate(self, name: str, values) -> None:
+        values = np.asarray(values)
+        self.dosimetry[name] = self.dosimetry[name] + values if name in self.dosimetry else values
+
+
+_HIST_BINS = 4000
+_HIST_SPAN = 4.0  # histogram of cumulative organ dose up to 4 × the limit (the rest: last bin)
+
+
+def _hist_quantile(counts: np.ndarray, limit: float, prob: float) -> float:
+    cdf = np.cumsum(counts) / max(counts.sum(), 1)
+    index = int(np.searchsorted(cdf, prob))
+    return float((index + 0.5) * _HIST_SPAN * limit / _HIST_BINS)
 
 
 def _mean_se(total, total_sq, n: int):
@@ -206,6 +261,9 @@ class OperatingCharacteristics:
             "benchmark_selection_pct": bench_se.tolist(),
             "stop_reason_pct": {r.name.lower(): float(stops_se[r]) for r in reasons},
         }
+        values["pcs_constrained"] = float(sel[sim.optimum + 1])
+        se["pcs_constrained"] = float(sel_se[sim.optimum + 1])
+        _dosimetry_figures(sim, values, se)
         timing_keys = (
             "duration_months_mean",
             "duration_months_p95",
@@ -229,6 +287,49 @@ class OperatingCharacteristics:
             for key in timing_keys:
                 values[key] = se[key] = None
         return cls(values=values, se=se)
+
+
+def _dosimetry_figures(sim: Simulations, values: dict, se: dict) -> None:
+    """Organ-dose figures: % of patients past each organ limit, mean and 95th percentile of the
+    true cumulative dose (or BED), % of patients capped, mean activity given, and per level the
+    % of trials in which the constraint ruled it out and the mean patients treated by then."""
+    keys = (
+        "organ_exceed_pct",
+        "organ_cumulative_mean",
+        "organ_cumulative_p95",
+        "capped_pct",
+        "activity_mean",
+        "ruled_out_pct",
+        "ruled_out_after_n_mean",
+    )
+    d, t = sim.dosimetry, sim.n_trials
+    if not d:
+        for key in keys:
+            values[key] = se[key] = None
+        return
+    capped, capped_se = _mean_se(d["capped_sum"], d["capped_sq"], t)
+    activity, activity_se = _mean_se(d["activity_sum"], d["activity_sq"], t)
+    values["capped_pct"], se["capped_pct"] = float(100 * capped), float(100 * capped_se)
+    values["activity_mean"], se["activity_mean"] = float(activity), float(activity_se)
+    for key in ("organ_exceed_pct", "organ_cumulative_mean", "organ_cumulative_p95"):
+        values[key], se[key] = {}, {}
+    if sim.organs:
+        exceed, exceed_se = _mean_se(d["exceed_sum"], d["exceed_sq"], t)
+        cumulative, cumulative_se = _mean_se(d["cumulative_sum"], d["cumulative_sq"], t)
+        for j, (organ, limit) in enumerate(zip(sim.organs, sim.organ_limits, strict=True)):
+            values["organ_exceed_pct"][organ] = float(100 * exceed[j])
+            se["organ_exceed_pct"][organ] = float(100 * exceed_se[j])
+            values["organ_cumulative_mean"][organ] = float(cumulative[j])
+            se["organ_cumulative_mean"][organ] = float(cumulative_se[j])
+            values["organ_cumulative_p95"][organ] = _hist_quantile(d[f"hist_{j}"], limit, 0.95)
+            se["organ_cumulative_p95"][organ] = None
+    ruled = d["ruled_out"]
+    pct, pct_se = _pct_se(ruled, t)
+    values["ruled_out_pct"], se["ruled_out_pct"] = pct.tolist(), pct_se.tolist()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        after = np.where(ruled > 0, d["ruled_out_n"] / np.maximum(ruled, 1), np.nan)
+    values["ruled_out_after_n_mean"] = [None if np.isnan(v) else float(v) for v in after]
+    se["ruled_out_after_n_mean"] = None
 
 
 def true_mtd_label(true_mtd: int) -> int | None:

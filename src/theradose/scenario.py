@@ -19,12 +19,21 @@ class Scenario:
     """True DLT probability of each level (non-decreasing, in [0, 1])."""
 
     name: str
-    dlt_prob: tuple[float, ...]
+    dlt_prob: tuple[float, ...]  # empty when DLTs come from organ doses (NTCP)
     onset: Onset = field(default_factory=Onset)  # when DLTs occur within the window
+    truth: object = None  # theradose.dosimetry.DosimetryTruth: the patients' organ Gy/GBq
 
     @property
-    def n_levels(self) -> int:
-        return len(self.dlt_prob)
+    def n_levels(self) -> int | None:
+        """Levels the truth is given for; None when DLT probabilities follow from the design's
+        activities through NTCP."""
+        return None if self.uses_ntcp else len(self.dlt_prob)
+
+    @property
+    def uses_ntcp(self) -> bool:
+        return self.truth is not None and self.truth.toxicity is not None and (
+            self.truth.toxicity.uses_ntcp
+        )
 
     def true_mtd(self, target: float) -> int:
         """The level whose true DLT probability is closest to ``target`` (the lower on a tie);
@@ -42,3 +51,84 @@ def true_mtd(dlt_prob: np.ndarray, target: float) -> int:
 def closest_to_target(p: np.ndarray, target: float) -> np.ndarray:
     """Index of the level closest to ``target`` along the last axis (the lower one on a tie)."""
     return np.argmin(np.round(np.abs(p - target) / _TIE), axis=-1)
+
+
+@dataclass(frozen=True)
+class DesignTruth:
+    """What a scenario means for one design: each level's true DLT probability under the design's
+    schedule (cycles, capping), each level's true probability that a patient passes each organ
+    limit of the design (planned schedule), and the levels that follow from them.
+
+    Attributes
+    ----------
+    dlt_prob : [level]
+    exceed_prob : [level, organ] in the design's organ order, or None without organ limits
+    true_mtd : closest to the target (NO_LEVEL when level 1 is above target + 0.1)
+    admissible : bool [level], true exceedance ≤ the organ's max_exceed_prob for every organ
+    optimum : the constrained optimum: closest to the target among admissible levels
+    """
+
+    dlt_prob: np.ndarray
+    exceed_prob: np.ndarray | None
+    true_mtd: int
+    admissible: np.ndarray
+    optimum: int
+
+    @property
+    def highest_admissible(self) -> int:
+        return int(np.flatnonzero(self.admissible)[-1]) if self.admissible.any() else NO_LEVEL
+
+
+def organ_truth(scenario: Scenario, design) -> object | None:
+    """The scenario's patients as a DosimetryTruth covering the design's organs: organs the
+    scenario does not describe behave as the design's prior expects (its median and CV)."""
+    from theradose.dosimetry import DosimetryTruth, OrganTruth
+
+    dosimetry = design.dosimetry
+    organs = list(scenario.truth.organs) if scenario.truth is not None else []
+    names = {o.name for o in organs}
+    for model in () if dosimetry is None else dosimetry.organs:
+        if model.name not in names:
+            organs.append(
+                OrganTruth(
+                    name=model.name,
+                    gy_per_gbq_median=model.gy_per_gbq_median,
+                    gy_per_gbq_cv=model.gy_per_gbq_cv,
+                    alpha_beta_gy=model.alpha_beta_gy,
+                    repair_half_time_h=model.repair_half_time_h,
+                    effective_half_time_h=model.effective_half_time_h,
+                )
+            )
+    if not organs:
+        return None
+    if scenario.truth is not None and len(organs) == len(scenario.truth.organs):
+        return scenario.truth
+    toxicity = None if scenario.truth is None else scenario.truth.toxicity
+    return DosimetryTruth(organs=tuple(organs), toxicity=toxicity)
+
+
+def truth_for(scenario: Scenario, design) -> DesignTruth:
+    """Each level's truth for ``design`` (see :class:`DesignTruth`)."""
+    from theradose.dosimetry import Dosimetry, level_truths
+
+    dosimetry = design.dosimetry or Dosimetry(organs=(), cycles=1)
+    truth = organ_truth(scenario, design)
+    doses = None if design.doses is None else np.asarray(design.doses, dtype=float)
+    if scenario.uses_ntcp:
+        dlt_prob = np.asarray(level_truths(truth, dosimetry, doses).dlt_prob, dtype=float)
+    else:
+        dlt_prob = np.asarray(scenario.dlt_prob, dtype=float)
+    exceed = None
+    admissible = np.ones(dlt_prob.size, dtype=bool)
+    if dosimetry.organs:
+        planned = level_truths(truth, dosimetry, doses, patient_cap=False)
+        exceed = np.asarray(planned.exceed_prob)
+        limits = np.array([o.max_exceed_prob for o in dosimetry.organs])
+        admissible = (exceed <= limits).all(axis=1)
+    mtd = true_mtd(dlt_prob, design.target)
+    optimum = NO_LEVEL
+    if mtd != NO_LEVEL and admissible.any():
+        candidates = np.where(admissible, np.abs(dlt_prob - design.target), np.inf)
+        optimum = int(closest_to_target(np.where(admissible, dlt_prob, np.inf), design.target))
+        optimum = optimum if np.isfinite(candidates[optimum]) else NO_LEVEL
+    return DesignTruth(dlt_prob, exceed, mtd, admissible, optimum)

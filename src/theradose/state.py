@@ -23,6 +23,7 @@ class StopReason(IntEnum):
     RULE_COMPLETE = 3  # the design's own rule ended the trial (3+3)
     MAX_AT_DOSE = 4
     SAFETY = 5  # the model says the lowest level is too toxic: no MTD
+    NO_ADMISSIBLE = 6  # no level meets the organ-dose constraints: no MTD
 
     @property
     def label(self) -> str:
@@ -31,7 +32,7 @@ class StopReason(IntEnum):
     @property
     def selects_mtd(self) -> bool:
         """False when stopping this way means that no level is selected."""
-        return self not in (StopReason.TOO_TOXIC, StopReason.SAFETY)
+        return self not in (StopReason.TOO_TOXIC, StopReason.SAFETY, StopReason.NO_ADMISSIBLE)
 
 
 _STOP_LABELS = {
@@ -41,6 +42,7 @@ _STOP_LABELS = {
     StopReason.RULE_COMPLETE: "design rule complete",
     StopReason.MAX_AT_DOSE: "maximum patients at the assigned level",
     StopReason.SAFETY: "lowest level too toxic by the model (safety stop)",
+    StopReason.NO_ADMISSIBLE: "no level meets the organ-dose constraints",
 }
 
 
@@ -69,6 +71,13 @@ class TrialState:
     patient_dlt_time: np.ndarray | None = None  # [trial, patient] months after arrival; NaN if none
     patient_activity: np.ndarray | None = None  # [trial, patient] activity given (dose units)
     patient_while_pending: np.ndarray | None = None  # [trial, patient] enrolled with others pending
+    patient_measured_gy_per_gbq: np.ndarray | None = None  # [trial, patient, organ] (design's)
+    patient_total_activity: np.ndarray | None = None  # [trial, patient] over all cycles, capped
+    patient_capped: np.ndarray | None = None  # [trial, patient] later cycles reduced
+    patient_cumulative: np.ndarray | None = None  # [trial, patient, organ] true dose or BED
+    patient_exceeds: np.ndarray | None = None  # [trial, patient, organ] true value > limit
+    ruled_out_at: np.ndarray | None = None  # [trial, level] patients enrolled when first
+    # ruled out by the organ-dose constraint (-1: never)
     time: np.ndarray | None = None  # [trial] months since the trial started (decision time)
     stopped_at: np.ndarray | None = None  # [trial] time of the decision that ended the trial
 
@@ -127,6 +136,17 @@ class TrialState:
         self.n_enrolled[trials] += size
         self.last_cohort_n[trials] = size
         self.last_cohort_y[trials] = n_dlt
+
+    def with_dosimetry(self, n_organs: int) -> TrialState:
+        """Add the per-patient dosimetry records (NaN until a patient is treated)."""
+        shape = self.patient_level.shape
+        self.patient_measured_gy_per_gbq = np.full(shape + (n_organs,), np.nan)
+        self.patient_total_activity = np.full(shape, np.nan)
+        self.patient_capped = np.zeros(shape, dtype=bool)
+        self.patient_cumulative = np.full(shape + (n_organs,), np.nan)
+        self.patient_exceeds = np.zeros(shape + (n_organs,), dtype=bool)
+        self.ruled_out_at = np.full((self.n_trials, self.n_levels), -1, dtype=np.int32)
+        return self
 
     def followup(self, window: float) -> np.ndarray:
         """Follow-up of each enrolled patient at the trial's current time, as a fraction of the
