@@ -1,0 +1,195 @@
+"""Organ-dose constraints in the engine, dosimetry-driven scenarios and their design files."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theradose.config import ConfigError, design_from_dict, load_design, load_scenarios
+from theradose.constraints import OrganDoseLimits
+from theradose.dosimetry import Dosimetry, OrganModel
+from theradose.engine import VirtualPatients, chunk_patients, run_trials, select_mtd, simulate
+from theradose.results import OperatingCharacteristics
+from theradose.scenario import Scenario, truth_for
+from theradose.state import StopReason
+
+DESIGNS = Path(__file__).resolve().parents[1] / "designs"
+DOSES = [3.7, 5.55, 7.4, 9.25, 11.1]
+
+
+def boin_with(organs=(), **dosimetry):
+    source = {
+        "method": "boin", "target": 0.25, "doses": DOSES, "max_patients": 24,
+        "dosimetry": {"cycles": 4, **dosimetry, "organ": list(organs)},
+    }
+    return design_from_dict(source, "d.toml")
+
+
+KIDNEY = {
+    "name": "kidney", "gy_per_gbq_median": 0.43, "gy_per_gbq_cv": 0.37, "limit_gy": 23.0,
+    "max_exceed_prob": 0.10,
+}
+
+
+def _patients(design, scenario, n_trials=400, seed=1):
+    return chunk_patients(seed, 0, n_trials, design.max_patients, False).with_dosimetry(
+        design, scenario
+    )
+
+
+def test_a_very_loose_limit_changes_nothing():
+    """Same patients, same results: a limit no patient can reach is no constraint at all."""
+    scen = load_scenarios(DESIGNS / "dosimetry_scenarios.toml")[0]
+    free = boin_with()
+    loose = boin_with([{**KIDNEY, "limit_gy": 1e6}], measurement_cv=0.15)
+    truth = truth_for(scen, free)
+    a = run_trials(free, truth.dlt_prob, _patients(free, scen))
+    b = run_trials(loose, truth.dlt_prob, _patients(loose, scen))
+    np.testing.assert_array_equal(a.patient_level, b.patient_level)
+    np.testing.assert_array_equal(a.patient_dlt, b.patient_dlt)
+    np.testing.assert_array_equal(select_mtd(free, a), select_mtd(loose, b))
+    assert not b.patient_capped.any() and (b.ruled_out_at < 0).all()
+
+
+def test_no_level_admissible_stops_before_anyone_is_treated():
+    design = boin_with([{**KIDNEY, "limit_gy": 1.0}])
+    scen = Scenario("S", (0.05, 0.1, 0.2, 0.3, 0.5))
+    state = run_trials(design, np.array(scen.dlt_prob), _patients(design, scen, 50))
+    assert (state.stop_reason == StopReason.NO_ADMISSIBLE).all()
+    assert (state.n_enrolled == 0).all() and (select_mtd(design, state) == -1).all()
+
+
+def test_start_moves_down_to_the_highest_admissible_level():
+    design = replace(boin_with([KIDNEY]), start_level=4)
+    constraint = next(c for c in design.constraints if isinstance(c, OrganDoseLimits))
+    scen = Scenario("S", (0.05, 0.1, 0.2, 0.3, 0.5))
+    state = run_trials(design, np.array(scen.dlt_prob), _patients(design, scen, 20))
+    prior_ok = constraint.allowed(replace(state, patient_measured_gy_per_gbq=None))[0]
+    assert 0 < np.flatnonzero(prior_ok)[-1] < 4
+    assert (state.patient_level[:, 0] == np.flatnonzero(prior_ok)[-1]).all()
+
+
+def test_never_treat_at_an_inadmissible_level():
+    design = boin_with([KIDNEY], measurement_cv=0.15)
+    scen = load_scenarios(DESIGNS / "dosimetry_scenarios.toml")[1]
+    truth = truth_for(scen, design)
+    state = run_trials(design, truth.dlt_prob, _patients(design, scen, 300))
+    constraint = design.constraints[-1]
+    for k in range(3, design.max_patients, 3):
+        before = state.take(np.arange(state.n_trials))
+        before.patient_level[:, k:] = -1
+        allowed = constraint.allowed(before)
+        given = state.patient_level[:, k]
+        treated = given >= 0
+        assert allowed[np.flatnonzero(treated), given[treated]].all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    limit=st.floats(8.0, 40.0),
+    cv=st.floats(0.0, 0.3),
+    rule=st.sampled_from(["reduce", "cycles"]),
+    bed=st.booleans(),
+)
+def test_capping_keeps_every_estimated_cumulative_dose_within_the_limit(limit, cv, rule, bed):
+    organ = dict(KIDNEY, max_exceed_prob=0.9)
+    if bed:
+        del organ["limit_gy"]
+        organ.update(
+            limit_bed_gy=limit, alpha_beta_gy=2.6, repair_half_time_h=2.8,
+            effective_half_time_h=40.0,
+        )
+    else:
+        organ["limit_gy"] = limit
+    design = boin_with([organ], measurement_cv=cv, patient_cap=True, cap_rule=rule)
+    scen = Scenario("S", (0.0, 0.0, 0.0, 0.0, 0.0))  # escalate to the top
+    state = run_trials(design, np.array(scen.dlt_prob), _patients(design, scen, 60))
+    treated = state.patient_level >= 0
+    model = design.dosimetry.organs[0]
+    g = state.patient_measured_gy_per_gbq[..., 0]
+    first = np.asarray(DOSES)[np.maximum(state.patient_level, 0)]
+    later = (state.patient_total_activity - first) / 3  # the same activity each later cycle
+    schedule = np.stack([first] + [later] * 3, axis=-1)
+    estimated = model.cumulative(schedule, g) if rule == "reduce" else None
+    if rule == "reduce":
+        cycle_one = model.cumulative(first[..., None], g)
+        bound = np.maximum(model.limit, cycle_one) * (1 + 1e-9)
+        assert np.all(estimated[treated] <= bound[treated])
+    assert np.all(state.patient_total_activity[treated] <= 4 * first[treated] * (1 + 1e-12))
+    assert np.all(state.patient_total_activity[treated] >= first[treated] * (1 - 1e-12))
+
+
+def test_simulated_exceedance_matches_the_true_probability():
+    """A one-level design: every patient gets the same schedule, so the % of patients past the
+    kidney limit must agree with the level's true exceedance probability."""
+    source = {
+        "method": "boin", "target": 0.25, "doses": [9.25], "max_patients": 12,
+        "dosimetry": {"cycles": 4, "organ": [dict(KIDNEY, max_exceed_prob=0.99)]},
+    }
+    design = design_from_dict(source, "one.toml")
+    scen = Scenario("S", (0.0,))
+    truth = truth_for(scen, design)
+    sim = simulate([design], [scen], 4000, seed=5)[0][0]
+    oc = OperatingCharacteristics.from_simulations(sim)
+    p = truth.exceed_prob[0, 0]
+    # 12 patients per trial, all on the same schedule: Bernoulli(p) each, independent
+    se = np.sqrt(p * (1 - p) / (12 * 4000))
+    assert oc.values["n_mean"] == 12
+    assert abs(oc.values["organ_exceed_pct"]["kidney"] / 100 - p) < 4 * se
+
+
+def test_constrained_optimum_and_new_figures_are_reported():
+    designs = [load_design(DESIGNS / n) for n in ("boin_psma.toml", "boin_psma_dosimetry.toml")]
+    scenarios = load_scenarios(DESIGNS / "dosimetry_scenarios.toml")
+    sims = simulate(designs, scenarios, 300, seed=2)
+    free, limited = (OperatingCharacteristics.from_simulations(row[1]) for row in sims)
+    assert free.values["organ_exceed_pct"] == {}
+    assert set(limited.values["organ_exceed_pct"]) == {"kidney", "red_marrow", "parotid"}
+    assert limited.values["capped_pct"] > 0
+    assert limited.values["activity_mean"] < free.values["activity_mean"]
+    assert sims[1][1].optimum <= sims[1][1].true_mtd
+    assert limited.values["pcs_constrained"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("organ", "message"),
+    [
+        ({"gy_per_gbq_median": -0.4}, "gy_per_gbq_median = -0.4"),
+        ({"gy_per_gbq_cv": 0}, "gy_per_gbq_cv = 0"),
+        ({"limit_gy": None, "limit_bed_gy": 40.0}, "alpha_beta_gy"),
+        ({"limit_gy": "23"}, "limit_gy"),
+        ({"limt_gy": 1}, "unknown key 'limt_gy' (did you mean 'limit_gy'?)"),
+    ],
+)
+def test_bad_organ_settings(organ, message):
+    values = {k: v for k, v in {**KIDNEY, **organ}.items() if v is not None}
+    with pytest.raises(ConfigError) as caught:
+        boin_with([values])
+    text = str(caught.value)
+    assert message in text and "[dosimetry] organ[1]" in text, text
+
+
+def test_unknown_organ_in_a_scenario(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[[scenario]]\nname = "x"\n[scenario.organ.kidney]\ngy_per_gbq_median = 0.5\n'
+        'gy_per_gbq_cv = 0.3\n[scenario.toxicity]\nmodel = "ntcp"\n'
+        "[scenario.toxicity.liver]\ntd50_gy = 30\nm = 0.1\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_scenarios(path)
+    assert "toxicity.liver: no [scenario.organ.liver]" in str(caught.value)
+
+
+def test_example_files_load():
+    for name in ("boin_psma_dosimetry.toml", "crm_dotatate_bed.toml", "boin_psma.toml"):
+        design = load_design(DESIGNS / name)
+        assert isinstance(design.dosimetry, Dosimetry)
+    bed = load_design(DESIGNS / "crm_dotatate_bed.toml").dosimetry.organs[0]
+    assert isinstance(bed, OrganModel) and bed.limit_is_bed
+    scenarios = load_scenarios(DESIGNS / "dosimetry_scenarios.toml")
+    assert all(s.uses_ntcp for s in scenarios)
+    assert isinstance(_patients(load_design(DESIGNS / name), scenarios[0], 2), VirtualPatients)
