@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from theradose.config import load_design, load_scenarios
-from theradose.engine import simulate
+from theradose.engine import chunk_patients, chunk_sizes, run_chunk
+from theradose.scenario import truth_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,22 +32,30 @@ def main() -> None:
     )
     parser.add_argument("--scenarios", default=str(ROOT / "designs" / "scenarios.toml"))
     parser.add_argument("--scenario", default="S1", help="scenario name to run")
-    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
     scenarios = [s for s in load_scenarios(args.scenarios) if s.name == args.scenario]
+    scenario = scenarios[0]
     for path in args.designs:
         design = load_design(path)
-        simulate([design], scenarios, 2_000, seed=0)  # warm-up: imports, table construction
         start = time.perf_counter()
-        sims = simulate([design], scenarios, args.trials, seed=1, workers=args.workers)
-        elapsed = time.perf_counter() - start
-        sim = sims[0][0]
+        truth = truth_for(scenario, design)  # once per run, not per trial
+        truth_seconds = time.perf_counter() - start
+        timed = design.timing is not None
+        run_chunk(design, scenario, chunk_patients(0, 0, 1_000, design.max_patients, timed), truth)
+        engine_seconds = 0.0
+        n_done = 0
+        for chunk, size in enumerate(chunk_sizes(args.trials)):
+            patients = chunk_patients(1, chunk, size, design.max_patients, timed)
+            start = time.perf_counter()
+            run_chunk(design, scenario, patients, truth)
+            engine_seconds += time.perf_counter() - start
+            n_done += size
         print(
-            f"{design.name:<28} {scenarios[0].name:<4} {design.n_levels} levels, "
-            f"{design.max_patients} patients: {args.trials:>10,} trials in {elapsed:7.2f} s = "
-            f"{args.trials / elapsed:>10,.0f} trials/s ({args.workers} worker(s); "
-            f"mean n {sim.total_n_sum / sim.n_trials:.1f})"
+            f"{design.name:<40} {scenario.name:<14} {design.n_levels} levels, "
+            f"{design.max_patients} patients: {n_done:>9,} trials in {engine_seconds:6.2f} s "
+            f"of engine time = {n_done / engine_seconds:>9,.0f} trials/s "
+            f"(truths {truth_seconds:.2f} s, once)"
         )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {peak_mib:,.0f} MiB")

@@ -43,6 +43,31 @@ class EscalationStep:
 
 
 @dataclass(frozen=True)
+class MaxIncrement:
+    """Never give an activity above (1 + ``factor``) × the highest activity given so far
+    (relative increments: Neuenschwander, Branson & Gsponer 2008, *Stat Med* 27:2420–2439; crmPack
+    ``IncrementsRelative``). Before anyone is treated, every level is allowed."""
+
+    doses: tuple[float, ...]
+    factor: float
+    count_based = True
+
+    def allowed(self, state: TrialState) -> np.ndarray:
+        doses = np.asarray(self.doses, dtype=float)
+        tried = state.n > 0
+        highest = np.where(tried, doses[None, :], -np.inf).max(axis=1)
+        cap = np.where(tried.any(axis=1), (1 + self.factor) * highest, np.inf)
+        # A relative tolerance keeps, e.g., 2 × 5 = 10 within the cap despite rounding.
+        return doses[None, :] <= cap[:, None] * (1 + 1e-9)
+
+    def describe(self) -> str:
+        return (
+            f"Never give more than {1 + self.factor:g} × the highest activity given so far "
+            f"(an increment of at most {100 * self.factor:g}%)."
+        )
+
+
+@dataclass(frozen=True)
 class Coherence:
     """No escalation right after a cohort whose DLT fraction is at least the target
     (coherence in escalation, Cheung 2005, *Biometrika* 92:863–873)."""
@@ -96,7 +121,9 @@ class OrganDoseLimits:
         from theradose.dosimetry import DosimetryStats, update_posterior
 
         measured = state.patient_measured_gy_per_gbq
-        if measured is None:  # counts only (no patients' dosimetry): the prior
+        if state.dosimetry_stats is not None:  # kept up to date by the engine as patients join
+            stats = state.dosimetry_stats
+        elif measured is None:  # counts only (no patients' dosimetry): the prior
             stats = DosimetryStats.empty(state.n_trials, len(self.dosimetry.organs))
         else:
             stats = DosimetryStats.from_measured(measured, state.patient_level >= 0)

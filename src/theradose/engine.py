@@ -72,8 +72,20 @@ def decide(design: Design, state: TrialState) -> None:
 
 
 def select_mtd(design: Design, state: TrialState) -> np.ndarray:
-    """The final MTD of each trial, [trial]; none for trials stopped as too toxic."""
-    mtd = design.method.select_mtd(state)
+    """The final MTD of each trial, [trial]; none for trials stopped as too toxic.
+
+    A method with ``mtd_is_next_level`` (BLRM, EWOC's "next_dose") selects the level the
+    decision pipeline would give a next cohort after all the data: its proposal, then the
+    highest level at or below it that the method and every constraint allow.
+    """
+    if getattr(design.method, "mtd_is_next_level", False):
+        levels = np.arange(state.n_levels)
+        proposal, _ = design.method.propose(state)
+        allowed = design.allowed(state) & (levels[None, :] <= proposal[:, None])
+        top = state.n_levels - 1 - allowed[:, ::-1].argmax(axis=1)
+        mtd = np.where(allowed.any(axis=1), top, NO_LEVEL)
+    else:
+        mtd = design.method.select_mtd(state)
     no_mtd = [r.value for r in StopReason if not r.selects_mtd]
     return np.where(np.isin(state.stop_reason, no_mtd), NO_LEVEL, mtd)
 
@@ -196,7 +208,12 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
     """Give the cohort its cycles (capped from each patient's measured Gy/GBq when the design
     says so), record the dosimetry, and return each patient's DLT probability: from their own
     organ doses (NTCP) in a dosimetry-driven scenario, else the level's."""
-    from theradose.dosimetry import cap_activities, passes_limit, patient_dlt_prob, true_cumulative
+    from theradose.dosimetry import (
+        EXACT_LIMIT_RTOL,
+        cap_activities,
+        patient_dlt_prob,
+        true_cumulative,
+    )
 
     dosimetry = design.dosimetry
     cycles = 1 if dosimetry is None else dosimetry.cycles
@@ -215,16 +232,19 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
     state.patient_capped[r, c] = capped[enrolled]
     if measured is not None:
         state.patient_measured_gy_per_gbq[r, c] = measured[enrolled]
+        log_g = np.where(enrolled[..., None], np.log(measured), 0.0)  # [row, slot, organ]
+        stats = state.dosimetry_stats
+        stats.count[rows] += enrolled.sum(axis=1)[:, None]
+        stats.sum_log[rows] += log_g.sum(axis=1)
+        stats.sum_sq_log[rows] += (log_g**2).sum(axis=1)
         truth = patients.organs
         true_g = patients.true_gy_per_gbq[rows[:, None], cols][..., truth.index(dosimetry.names)]
         organs = [truth.organs[i] for i in truth.index(dosimetry.names)]
         for j, (model, organ) in enumerate(zip(dosimetry.organs, organs, strict=True)):
-            state.patient_cumulative[r, c, j] = true_cumulative(
-                model, organ, activities, true_g[..., j]
-            )[enrolled]
-            state.patient_exceeds[r, c, j] = passes_limit(model, organ, activities, true_g[..., j])[
-                enrolled
-            ]
+            cumulative = true_cumulative(model, organ, activities, true_g[..., j])[enrolled]
+            state.patient_cumulative[r, c, j] = cumulative
+            # as passes_limit: a patient capped exactly onto the limit does not pass it
+            state.patient_exceeds[r, c, j] = cumulative > model.limit * (1 + EXACT_LIMIT_RTOL)
     if (
         patients.organs is not None
         and patients.organs.toxicity is not None
@@ -612,3 +632,199 @@ def recommend(design: Design, cohorts: Sequence[tuple[int, Sequence[bool]]]) -> 
         model_summary=model_summary,
         rule_states=rule_states,
     )
+
+
+def patient_cohorts(
+    cohort_size: int, level: np.ndarray, dlt: np.ndarray
+) -> list[tuple[int, tuple[bool, ...]]]:
+    """Patients in enrolment order grouped into cohorts of (0-based level, DLT flags): runs of
+    the same level, at most ``cohort_size`` patients each."""
+    cohorts: list[tuple[int, list[bool]]] = []
+    for lvl, had_dlt in zip(np.asarray(level).tolist(), np.asarray(dlt).tolist(), strict=True):
+        if cohorts and cohorts[-1][0] == lvl and len(cohorts[-1][1]) < cohort_size:
+            cohorts[-1][1].append(bool(had_dlt))
+        else:
+            cohorts.append((int(lvl), [bool(had_dlt)]))
+    return [(lvl, tuple(flags)) for lvl, flags in cohorts]
+
+
+def recommend_from_patients(
+    design: Design,
+    level: np.ndarray,
+    dlt: np.ndarray,
+    followup: np.ndarray,
+    dlt_time: np.ndarray | None = None,
+) -> Recommendation:
+    """The design's next decision for a real trial given patient by patient, as of now.
+
+    Parameters
+    ----------
+    design : Design
+    level : [patient] 0-based levels, in enrolment order
+    dlt : [patient] whether each patient has had a DLT so far
+    followup : [patient] months since each patient's treatment, as of now
+    dlt_time : [patient] months from treatment to the DLT; NaN (or no array) where not known,
+        taken as now
+
+    A time-to-event design (``method.tite``) decides as the engine does at a new patient's
+    arrival: the trial state is built at "now" = time 0, each patient arriving at −follow-up,
+    and :func:`decide` runs on it; then the design's suspension rule may hold accrual
+    (``suspended``, ``next_level`` None). The decision that opened each earlier cohort (the
+    engine's cohorts: ``cohort_size`` patients in enrolment order) is recomputed from the data
+    known at that patient's arrival — in the same batch of trial states — to list deviations.
+    Other designs decide on the counts (:func:`recommend`, cohorts from :func:`patient_cohorts`);
+    when such a design has [timing], patients without a DLT still within the window are
+    counted as having none, with a warning.
+    """
+    from theradose.timing import DAYS_PER_MONTH
+
+    level = np.asarray(level, dtype=np.int64)
+    dlt = np.asarray(dlt, dtype=bool)
+    followup = np.asarray(followup, dtype=float)
+    unknown = np.full(level.shape, np.nan) if dlt_time is None else np.asarray(dlt_time, float)
+    n, size = level.size, design.cohort_size
+    days = lambda months: f"{months * DAYS_PER_MONTH:.4g}"  # noqa: E731
+    tite = getattr(design.method, "tite", False)
+    # The engine's cohorts: blocks of enrolment for time-to-event designs, else cohorts treated.
+    if tite or n == 0:
+        last_cohort = n % size or size
+    else:
+        last_cohort = len(patient_cohorts(size, level, dlt)[-1][1])
+    notes = []
+    if n < design.max_patients and last_cohort < size:
+        notes.append(
+            f"the data end within a cohort of {size}: this is the design's decision on the data "
+            "so far; in simulation the cohort's remaining patients join the same level first"
+        )
+    if not tite:
+        rec = recommend(design, patient_cohorts(size, level, dlt))
+        if design.timing is None:
+            notes.append(
+                "the design has no [timing], so follow-up is not judged: every patient without "
+                "a DLT is taken to have completed the DLT window"
+            )
+            return replace(rec, notes=tuple(notes))
+        window = design.timing.dlt_window_months
+        pending = ~dlt & (followup < window)
+        warnings = ()
+        if pending.any():
+            which = np.flatnonzero(pending)
+            verb = "is" if which.size == 1 else "are"
+            warnings = (
+                f"the design decides on complete follow-up, but {_listed('patient', which + 1)} "
+                f"(followed for {_listed('', [days(f) for f in followup[which]])} days) {verb} "
+                f"still within the {days(window)}-day DLT window without a DLT: counted as "
+                "having no DLT",
+            )
+        pending = tuple(pending.tolist())
+        return replace(rec, notes=tuple(notes), warnings=warnings, pending=pending)
+    if n == 0:
+        return recommend(design, [])
+
+    window = design.timing.dlt_window_months
+    onset = np.where(np.isnan(unknown), followup, unknown)
+    openers = np.arange(size, n, size)  # the patients whose arrival opened a later cohort
+    known = np.append(openers, n)  # patients enrolled at each decision, the last one now
+    state = _patient_states(design, level, dlt, -followup, onset, known)
+    decide(design, state)
+    suspended = _suspended(design, state)
+
+    deviations = []
+    if level[0] != design.start_level:
+        deviations.append(
+            f"patient 1 was treated at level {level[0] + 1}; the design starts at "
+            f"{design.start_level + 1}"
+        )
+    for j in range(1, n):
+        row = j // size - 1  # the decision that opened patient j's cohort
+        if j % size:
+            first = j - j % size
+            if level[j] != level[first]:
+                deviations.append(
+                    f"patient {j + 1} was treated at level {level[j] + 1}; its cohort (from "
+                    f"patient {first + 1}) was at level {level[first] + 1}"
+                )
+        elif not state.active[row]:
+            reason = StopReason(int(state.stop_reason[row])).label
+            deviations.append(f"patient {j + 1} was treated after the design said stop ({reason})")
+        elif suspended[row]:
+            deviations.append(
+                f"patient {j + 1} was treated while the design held accrual for more follow-up"
+            )
+        elif level[j] != state.next_level[row]:
+            deviations.append(
+                f"patient {j + 1} was treated at level {level[j] + 1}; the design said "
+                f"{state.next_level[row] + 1}"
+            )
+    if np.any(np.diff(followup) > 0):
+        j = int(np.flatnonzero(np.diff(followup) > 0)[0]) + 1
+        notes.append(
+            f"follow-up rises down the file (patient {j + 1}: {days(followup[j])} days after "
+            f"patient {j}: {days(followup[j - 1])}); rows are taken to be in enrolment order"
+        )
+    no_day = np.flatnonzero(dlt & np.isnan(unknown))
+    if no_day.size:
+        notes.append(
+            f"no dlt_day for {_listed('patient', no_day + 1)}: the DLT is taken to have occurred "
+            "today (earlier decisions are replayed without it)"
+        )
+
+    now = state.take(np.array([known.size - 1]))
+    stopped, held = not now.active[0], bool(suspended[-1])
+    mtd = int(select_mtd(design, now)[0])
+    model_summary = {}
+    if hasattr(design.method, "model_summary"):
+        model_summary = {k: float(v[0]) for k, v in design.method.model_summary(now).items()}
+    return Recommendation(
+        next_level=None if stopped or held else int(now.next_level[0]),
+        stop_reason=StopReason(int(now.stop_reason[0])) if stopped else None,
+        mtd=None if mtd == NO_LEVEL else mtd,
+        n=tuple(int(v) for v in now.n[0]),
+        y=tuple(int(v) for v in now.y[0]),
+        level_summary={k: np.asarray(v)[0] for k, v in design.method.level_summary(now).items()},
+        deviations=tuple(deviations),
+        model_summary=model_summary,
+        rule_states=tuple(
+            rule.state_text(now, 0) for rule in design.stopping if hasattr(rule, "state_text")
+        ),
+        notes=tuple(notes),
+        suspended=held,
+        review_in=float(_next_event(now, window)[0]) if held else None,
+        pending=tuple(now.pending(window)[0].tolist()),
+    )
+
+
+def _listed(noun: str, items) -> str:
+    """'patient 3', 'patients 3 and 5', 'patients 4, 5 and 6' ('' noun: the items only)."""
+    items = [str(item) for item in items]
+    text = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    if not noun:
+        return text
+    return f"{noun}{'' if len(items) == 1 else 's'} {text}"
+
+
+def _patient_states(design, level, dlt, arrival, onset, known) -> TrialState:
+    """One trial state per decision ``r``: the first ``known[r]`` patients as they stood when
+    patient ``known[r]`` arrived (the last: now, time 0) — follow-up so far, DLTs seen by then."""
+    n = level.size
+    state = TrialState.start(known.size, design.n_levels, design.start_level, n)
+    enrolled = np.arange(n)[None, :] < known[:, None]  # [decision, patient]
+    state.time[:] = np.append(arrival[known[:-1]], 0.0)
+    state.patient_level[:] = np.where(enrolled, level, NO_LEVEL)
+    state.patient_dlt[:] = enrolled & dlt
+    state.patient_arrival[:] = np.where(enrolled, arrival, np.nan)
+    state.patient_dlt_time[:] = np.where(enrolled & dlt, onset, np.nan)
+    if design.doses is not None:
+        state.patient_activity[:] = np.where(enrolled, np.asarray(design.doses)[level], np.nan)
+    seen = state.observed_dlt(design.timing.dlt_window_months) & enrolled
+    at_level = level[None, :, None] == np.arange(design.n_levels)  # [., patient, level]
+    state.n[:] = (enrolled[:, :, None] & at_level).sum(axis=1)
+    state.y[:] = (seen[:, :, None] & at_level).sum(axis=1)
+    last = known - 1
+    state.level[:] = level[last]
+    state.next_level[:] = level[last]
+    state.n_enrolled[:] = known
+    # The engine enrols time-to-event designs one patient at a time.
+    state.last_cohort_n[:] = 1
+    state.last_cohort_y[:] = seen[np.arange(known.size), last]
+    return state

@@ -76,6 +76,7 @@ class TrialState:
     patient_capped: np.ndarray | None = None  # [trial, patient] later cycles reduced
     patient_cumulative: np.ndarray | None = None  # [trial, patient, organ] true dose or BED
     patient_exceeds: np.ndarray | None = None  # [trial, patient, organ] true value > limit
+    dosimetry_stats: object = None  # running DosimetryStats [trial, organ] of measured Gy/GBq
     ruled_out_at: np.ndarray | None = None  # [trial, level] patients enrolled when first
     # ruled out by the organ-dose constraint (-1: never)
     time: np.ndarray | None = None  # [trial] months since the trial started (decision time)
@@ -146,6 +147,9 @@ class TrialState:
         self.patient_cumulative = np.full(shape + (n_organs,), np.nan)
         self.patient_exceeds = np.zeros(shape + (n_organs,), dtype=bool)
         self.ruled_out_at = np.full((self.n_trials, self.n_levels), -1, dtype=np.int32)
+        from theradose.dosimetry import DosimetryStats
+
+        self.dosimetry_stats = DosimetryStats.empty(self.n_trials, n_organs)
         return self
 
     def followup(self, window: float) -> np.ndarray:
@@ -171,5 +175,10 @@ class TrialState:
         fields = {}
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
-            fields[name] = None if value is None else value[trials].copy()
+            if value is None:
+                fields[name] = None
+            elif isinstance(value, np.ndarray):
+                fields[name] = value[trials].copy()
+            else:  # a record of [trial, ...] arrays (the running dosimetry statistics)
+                fields[name] = type(value)(*(a[trials].copy() for a in vars(value).values()))
         return TrialState(**fields)
