@@ -134,3 +134,85 @@ def crm_design(
         constraints=constraints,
         stopping=tuple(stopping),
     )
+
+
+# NBG 2008 (Neuenschwander, Branson & Gsponer, Stat Med 27:2420), section 3: activities, d*, prior.
+NBG_DOSES = (1, 2.5, 5, 10, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200, 250)
+
+
+def blrm_design(
+    doses=NBG_DOSES,
+    reference_dose: float = 250.0,
+    prior_mean=(2.15, 0.52),
+    prior_sd=(0.84, 0.80),
+    prior_corr: float = 0.2,
+    target: float = 0.25,
+    target_interval=(0.16, 0.33),
+    max_overdose_prob: float = 0.25,
+    max_increment: float | None = 1.0,
+    max_patients: int = 36,
+    cohort_size: int = 3,
+    safety_cutoff: float | None = None,
+) -> Design:
+    """A BLRM design; the defaults are NBG 2008's example."""
+    from theradose.constraints import MaxIncrement, NoSkip
+    from theradose.methods.blrm import Blrm
+    from theradose.stopping import SafetyStop
+
+    doses = tuple(float(d) for d in doses)
+    method = Blrm(
+        doses,
+        target,
+        max_patients,
+        reference_dose,
+        tuple(prior_mean),
+        tuple(prior_sd),
+        prior_corr,
+        tuple(target_interval),
+        max_overdose_prob,
+    )
+    constraints = (NoSkip(),)
+    if max_increment is not None:
+        constraints = (MaxIncrement(doses, max_increment), NoSkip())
+    stopping = [MaxPatients(max_patients)]
+    if safety_cutoff is not None:
+        stopping.append(SafetyStop(method, safety_cutoff))
+    return Design(
+        name="BLRM",
+        method=method,
+        target=target,
+        n_levels=len(doses),
+        start_level=0,
+        cohort_size=cohort_size,
+        max_patients=max_patients,
+        doses=doses,
+        constraints=constraints,
+        stopping=tuple(stopping),
+    )
+
+
+def ewoc_design(
+    n_levels: int = 6,
+    target: float = 0.3,
+    max_patients: int = 30,
+    cohort_size: int = 3,
+    **ewoc_options,
+) -> Design:
+    """An EWOC design on level numbers 1..n_levels (the ewoc package's reference runs), with its
+    no-skipping rule (at most one level above the last cohort's)."""
+    from theradose.constraints import EscalationStep
+    from theradose.methods.ewoc import Ewoc
+
+    doses = tuple(float(k) for k in range(1, n_levels + 1))
+    method = Ewoc(doses, target, max_patients, **ewoc_options)
+    return Design(
+        name="EWOC",
+        method=method,
+        target=target,
+        n_levels=n_levels,
+        start_level=0,
+        cohort_size=cohort_size,
+        max_patients=max_patients,
+        constraints=(EscalationStep(1),),
+        stopping=(MaxPatients(max_patients),),
+    )

@@ -354,3 +354,184 @@ def test_validate_reports_every_problem_and_exits_2(tmp_path):
     assert "dlt_prob: must be non-decreasing" in err
     assert f"{missing}: file not found" in err
     assert "Traceback" not in result.output
+
+
+# --- time-to-event designs: simulate with duration figures, recommend from a patient file ----
+
+TITE_CRM = str(DESIGNS / "tite_crm.toml")
+TITE_BOIN = str(DESIGNS / "tite_boin.toml")
+BOIN_TIMED = str(DESIGNS / "boin_timed.toml")
+LATE_ONSET = str(DESIGNS / "late_onset.toml")
+TIMING_KEYS = (
+    "duration_months_mean",
+    "duration_months_p95",
+    "enrolled_while_pending_pct",
+    "dlt_after_last_decision_mean",
+)
+
+
+def test_simulate_time_to_event_designs_reports_duration(tmp_path):
+    result = invoke(
+        "simulate", TITE_CRM, TITE_BOIN, BOIN_TIMED, BOIN, "-s", LATE_ONSET, "-n", "100",
+        "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for word in ("duration", "p95", "enrolled while", "after last"):  # headers wrap in the table
+        assert word in result.stdout
+
+    data = json.loads((tmp_path / "r.json").read_text())
+    by_design = {(r["design"], r["scenario"]): r for r in data["results"]}
+    tite_boin = by_design["TITE-BOIN, target 30%", "S1-late"]
+    waits = by_design["BOIN (waits for complete data)", "S1-late"]
+    untimed = by_design["BOIN, target 30%", "S1-late"]
+    for key in TIMING_KEYS:
+        assert isinstance(tite_boin[key], float) and isinstance(tite_boin["se"][key], float)
+        assert untimed[key] is None and untimed["se"][key] is None
+    assert tite_boin["duration_months_mean"] < waits["duration_months_mean"]
+    assert waits["enrolled_while_pending_pct"] == 0 < tite_boin["enrolled_while_pending_pct"]
+
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert len(rows) == 4 * 3 * 7
+    timing_columns = [
+        "duration_months_mean", "duration_months_se", "duration_months_p95",
+        "duration_months_p95_se", "enrolled_while_pending_pct", "enrolled_while_pending_se",
+        "dlt_after_last_decision_mean", "dlt_after_last_decision_se",
+    ]  # fmt: skip
+    assert list(rows[0])[-8:] == timing_columns
+    cell = [r for r in rows if (r["design"], r["scenario"]) == ("TITE-BOIN, target 30%", "S1-late")]
+    assert len(cell) == 7 and len({r["duration_months_mean"] for r in cell}) == 1
+    assert float(cell[-1]["duration_months_p95"]) == pytest.approx(tite_boin["duration_months_p95"])
+    assert float(cell[0]["enrolled_while_pending_se"]) == pytest.approx(
+        tite_boin["se"]["enrolled_while_pending_pct"]
+    )
+    untimed_rows = [r for r in rows if r["design"] == "BOIN, target 30%"]
+    assert all(r[c] == "" for r in untimed_rows for c in timing_columns)
+
+
+def test_simulate_without_timing_has_no_duration_columns(tmp_path, two_scenarios):
+    out = str(tmp_path / "r.csv")
+    result = invoke("simulate", BOIN, "-s", two_scenarios, "-n", "50", "--csv", out)
+    assert result.exit_code == 0, result.output
+    assert "duration" not in result.stdout
+    assert "duration_months_mean" not in (tmp_path / "r.csv").read_text()
+
+
+# The example of dfcrm 0.2-2.1's ?titecrm: 10 patients of a 180-day window.
+DFCRM_PATIENTS = """level,dlt,followup_days
+3,0,178
+3,0,181
+3,1,168
+4,0,181
+4,1,24
+3,0,181
+2,0,179
+2,0,102
+2,0,42
+3,0,3
+"""
+
+
+@pytest.fixture
+def dfcrm_design(tmp_path) -> str:
+    path = tmp_path / "titecrm.toml"
+    path.write_text(
+        'name = "dfcrm titecrm example"\nmethod = "tite-crm"\ntarget = 0.2\nlevels = 6\n'
+        "cohort_size = 1\nmax_patients = 30\n"
+        "[crm]\nskeleton = [0.05, 0.10, 0.20, 0.35, 0.50, 0.70]\nno_skip = false\n"
+        "[timing]\naccrual_per_month = 1.0\n"
+        f"dlt_window_months = {180 / 30.4375!r}\n"
+    )
+    return str(path)
+
+
+def write(tmp_path, text: str, name: str = "patients.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_recommend_patients_reproduces_the_dfcrm_titecrm_example(tmp_path, dfcrm_design):
+    patients = write(tmp_path, DFCRM_PATIENTS)
+    out = tmp_path / "rec.json"
+    result = invoke("recommend", dfcrm_design, "--patients", patients, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert "Next cohort: level 3." in result.stdout
+    assert f"10 patients from {patients}, 5 still in their DLT window" in result.stdout
+    data = json.loads(out.read_text())
+    assert (data["next_level"], data["mtd"]) == (3, 3)
+    assert not data["stop"] and not data["suspended"]
+    assert data["beta_mean"] == pytest.approx(-0.133, abs=5e-4)
+    assert data["patients_path"] == patients and data["warnings"] == []
+    assert data["patients"][4] == {
+        "patient": 5, "level": 4, "dlt": 1, "followup_days": 24.0, "dlt_day": None,
+        "pending": False,
+    }  # fmt: skip
+    assert [level["pending"] for level in data["levels"]] == [0, 3, 2, 0, 0, 0]
+    assert data["outcomes"] == "3N 3N 3T 4N 4T 3N 2N 2N 2N 3N"  # cohorts of 1
+
+
+def test_recommend_patients_tite_boin_suspends_accrual(tmp_path):
+    patients = write(
+        tmp_path, "level,dlt,followup_days,dlt_day\n1,0,200,\n1,0,190,\n1,0,180,\n"
+        "2,0,20,\n2,1,15,12\n2,0,10,\n",
+    )  # fmt: skip
+    out = tmp_path / "rec.json"
+    result = invoke("recommend", TITE_BOIN, "--patients", patients, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert "Suspend accrual" in result.stdout and "Next cohort" not in result.stdout
+    data = json.loads(out.read_text())
+    assert (data["suspended"], data["next_level"], data["stop"]) == (True, None, False)
+    assert data["review_in_days"] == pytest.approx(3 * 30.4375 - 20)
+    assert data["levels"][1]["pending"] == 2 and data["levels"][1]["dlt"] == 1
+    assert data["deviations"] == [] and data["warnings"] == []
+
+
+def test_recommend_patients_warns_when_a_design_waiting_for_complete_data_has_pending(tmp_path):
+    patients = write(tmp_path, "level,dlt,followup_days\n1,0,200\n1,0,190\n1,0,40\n")
+    out = tmp_path / "rec.json"
+    result = invoke("recommend", BOIN_TIMED, "--patients", patients, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert "WARNING: " in result.stdout and "Next cohort: level 2" in result.stdout
+    data = json.loads(out.read_text())
+    assert len(data["warnings"]) == 1 and "patient 3 (followed for 40 days)" in data["warnings"][0]
+    assert [p["pending"] for p in data["patients"]] == [False, False, True]
+    # without [timing] follow-up cannot be judged: every patient counts as complete, with a note
+    result = invoke("recommend", BOIN, "--patients", patients, "--json", str(out))
+    assert "WARNING" not in result.stdout and "Note: the design has no [timing]" in result.stdout
+    assert json.loads(out.read_text())["warnings"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("level,dlt\n1,0\n", "row 1: missing column 'followup_days'"),
+        ("level,dlt,followup_days\n7,0,10\n", "row 2 (patient 1), column 'level': 7 is not a"),
+        ("level,dlt,followup_days\n1,2,10\n", "row 2 (patient 1), column 'dlt': '2' must be 0"),
+        ("level,dlt,followup_days\n1,0,-1\n", "column 'followup_days': '-1' must be a number"),
+        (
+            "level,dlt,followup_days,dlt_day\n1,0,50,\n1,1,10,30\n",
+            "row 3 (patient 2), column 'dlt_day': 30 is after the follow-up of 10 days",
+        ),
+        (
+            "level,dlt,followup_day\n1,0,10\n",
+            "row 1: unknown column 'followup_day' (did you mean 'followup_days'?)",
+        ),
+    ],
+)
+def test_recommend_patients_bad_file(tmp_path, text, message):
+    patients = write(tmp_path, text)
+    result = invoke("recommend", TITE_BOIN, "--patients", patients)
+    assert_bad_input(result, f"{patients}: ", message)
+
+
+def test_recommend_takes_outcomes_or_patients_not_both(tmp_path):
+    patients = write(tmp_path, "level,dlt,followup_days\n1,0,100\n")
+    result = invoke("recommend", BOIN, "--outcomes", "1N", "--patients", patients)
+    assert_bad_input(result, "--outcomes or with --patients, not both")
+
+
+def test_recommend_outcomes_for_a_time_to_event_design_take_follow_up_as_complete():
+    # Outcome strings carry no times: every DLT counts (3 of 3 at level 2 → de-escalate).
+    result = invoke("recommend", TITE_BOIN, "--outcomes", "1NNN 2TTT")
+    assert result.exit_code == 0, result.output
+    assert "Next cohort: level 1 (1.85 GBq)." in result.stdout

@@ -317,7 +317,10 @@ def test_max_patients_below_cohort_size(tmp_path):
 
 def test_boin_section_in_three_plus_three_design(tmp_path):
     errors = design_errors(tmp_path, THREE_PLUS_THREE + "[boin]\np_saf = 0.1\n")
-    assert errors == ['section [boin] is only for method = "boin" or "tite-boin" (this design has method = "3+3")']
+    assert errors == [
+        'section [boin] is only for method = "boin" or "tite-boin" '
+        '(this design has method = "3+3")'
+    ]
 
 
 def test_three_plus_three_section_in_boin_design(tmp_path):

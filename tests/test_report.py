@@ -398,3 +398,56 @@ def test_designs_without_exact_values_get_a_note(monkeypatch):
     assert study.notes[0] in report.study_footer(study)
     text = render(report.oc_tables(study)[0])
     assert text.count("exact") == 3  # the 3+3 rows only
+
+
+# --- trial duration (designs with [timing]) -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def timed_study():
+    from dataclasses import replace
+
+    from theradose.timing import Timing
+
+    waits = boin_design(n_levels=N_LEVELS, max_patients=12)
+    waits = replace(waits, name="BOIN timed", timing=Timing(2.0, 3.0, "fixed"))
+    designs = [waits, boin_design(n_levels=N_LEVELS, max_patients=12)]
+    return run_study(designs, [scenario(0.05, 0.15, 0.30, 0.50)], n_trials=200, seed=4)
+
+
+def test_summary_table_shows_duration_only_when_a_design_has_timing(timed_study, study):
+    text = render(report.oc_tables(timed_study)[1])
+    oc = timed_study.oc[0][0]
+    mean, se = oc.values["duration_months_mean"], oc.se["duration_months_mean"]
+    # 4 cohorts of 3 arriving half a month apart (2 a month), each waiting its 3-month window
+    assert mean == pytest.approx(4 * (1.5 + 3.0), abs=1e-5) and se == pytest.approx(0, abs=1e-5)
+    assert f"{mean:.1f} ±{se:.1f}" in text
+    assert "duration, months" in text and "DLTs after last decision" in text
+    untimed_row = next(line for line in text.splitlines() if line.startswith("│ BOIN 0.3"))
+    assert untimed_row.count(report.NONE) == len(report.TIMING_FIGURES)
+    assert "duration" not in render(report.oc_tables(study)[1])
+
+
+def test_json_and_csv_carry_duration_figures(timed_study, study):
+    results = report.study_to_dict(timed_study)["results"]
+    for key, _, _ in report.TIMING_FIGURES:
+        assert isinstance(results[0][key], float) and isinstance(results[0]["se"][key], float)
+        assert results[1][key] is None and results[1]["se"][key] is None
+    assert all(r["duration_months_mean"] is None for r in report.study_to_dict(study)["results"])
+
+    columns = report.study_csv_columns(timed_study)
+    assert columns[-len(report.CSV_TIMING_COLUMNS) :] == tuple(report.CSV_TIMING_COLUMNS)
+    rows = read_csv(report.study_to_csv(timed_study))
+    timed_rows, untimed_rows = rows[: N_LEVELS + 1], rows[N_LEVELS + 1 :]
+    p95 = results[0]["duration_months_p95"]
+    assert {float(r["duration_months_p95"]) for r in timed_rows} == {p95}
+    assert {r["enrolled_while_pending_pct"] for r in timed_rows} == {"0.0"}
+    assert all(r[c] == "" for r in untimed_rows for c in report.CSV_TIMING_COLUMNS)
+    assert not set(report.CSV_TIMING_COLUMNS) & set(report.study_csv_columns(study))
+
+
+def test_recommendation_json_from_outcomes_has_no_patients_or_warnings():
+    data = report.recommendation_to_dict(run_recommendation(boin_design(n_levels=5), "1NNN"))
+    assert (data["warnings"], data["notes"], data["suspended"]) == ([], [], False)
+    assert data["patients"] is None and data["patients_path"] is None
+    assert data["review_in_days"] is None and "pending" not in data["levels"][0]

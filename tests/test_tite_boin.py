@@ -116,3 +116,42 @@ def test_example_designs_load():
 
     assert load_design(designs / "tite_boin.toml").method_key == "tite-boin"
     assert load_design(designs / "tite_crm.toml").method_key == "tite-crm"
+
+
+def test_recommendations_replay_simulated_trials_without_deviation():
+    """Given a simulated trial patient by patient, the recommendation recomputes every decision
+    the engine made (suspensions included) from the data known at each arrival: none deviates."""
+    from theradose.engine import recommend_from_patients
+
+    design = tite_boin(accrual_per_month=3.0)
+    late = Onset("late", 3.0)
+    p = np.array([0.1, 0.2, 0.3, 0.45, 0.6, 0.7])
+    state = run_trials(design, p, _patients(30, 30, 7), late)
+    assert state.patient_while_pending.any()
+    for trial in range(state.n_trials):
+        treated = state.patient_level[trial] >= 0
+        level, dlt = state.patient_level[trial][treated], state.patient_dlt[trial][treated]
+        # follow-up = −arrival: the replay's times are the engine's, bit for bit
+        args = (-state.patient_arrival[trial][treated], state.patient_dlt_time[trial][treated])
+        assert recommend_from_patients(design, level, dlt, *args).deviations == ()
+        if level.size > 4:
+            moved = level.copy()
+            moved[3] = (moved[3] + 1) % design.n_levels
+            deviations = recommend_from_patients(design, moved, dlt, *args).deviations
+            assert deviations and deviations[0].startswith("patient 4 was treated")
+
+
+def test_recommendation_suspends_accrual_while_too_many_are_pending():
+    from theradose.engine import recommend_from_patients
+
+    design = tite_boin()  # window 3 months, suspend while more than half the level is pending
+    days = np.array([200, 190, 180, 20, 15, 10]) / 30.4375
+    rec = recommend_from_patients(design, np.array([0, 0, 0, 1, 1, 1]), np.zeros(6, bool), days)
+    assert rec.suspended and rec.next_level is None and not rec.stop
+    assert rec.review_in == pytest.approx(3.0 - days[3])  # patient 4's window closes first
+    assert rec.pending == (False, False, False, True, True, True) and rec.deviations == ()
+    # once two of the three have completed their window, accrual resumes
+    later = recommend_from_patients(
+        design, np.array([0, 0, 0, 1, 1, 1]), np.zeros(6, bool), days + 3.01 - days[4]
+    )
+    assert not later.suspended and later.next_level == 2

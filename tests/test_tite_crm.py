@@ -222,3 +222,45 @@ def test_tite_needs_timing_and_forbids_coherence():
         design_from_dict(source, "t.toml")
     text = str(caught.value)
     assert "missing section [timing]" in text and "unknown key 'coherent'" in text
+
+
+def test_recommendation_from_patients_reproduces_the_titecrm_example():
+    from theradose.engine import recommend_from_patients
+    from theradose.timing import DAYS_PER_MONTH
+
+    design = design_from_dict(
+        {
+            "method": "tite-crm",
+            "target": 0.2,
+            "levels": 6,
+            "cohort_size": 1,
+            "max_patients": 30,
+            "crm": {"skeleton": list(EXAMPLE["skeleton"]), "no_skip": False},
+            "timing": {"accrual_per_month": 1.0, "dlt_window_months": 180 / DAYS_PER_MONTH},
+        },
+        "example.toml",
+    )
+    level = np.array(EXAMPLE["levels"]) - 1
+    followup = np.array(EXAMPLE["followup"]) / DAYS_PER_MONTH
+    rec = recommend_from_patients(design, level, np.array(EXAMPLE["dlt"], bool), followup)
+    assert rec.model_summary["beta_mean"] == pytest.approx(-0.133, abs=5e-4)
+    assert rec.next_level + 1 == 3 and rec.mtd + 1 == 3
+    assert sum(rec.pending) == 5  # no DLT and under 180 days: patients 1, 7, 8, 9, 10
+
+
+def test_recommendations_replay_simulated_trials_without_deviation():
+    from theradose.engine import recommend_from_patients
+
+    design = tite_design(max_patients=15, timing={"accrual_per_month": 4.0, "accrual": "poisson"})
+    state = run_trials(design, np.array([0.05, 0.1, 0.2, 0.3, 0.5, 0.7]), _patients(12, 15, 9))
+    assert state.patient_while_pending.any()
+    for trial in range(state.n_trials):
+        treated = state.patient_level[trial] >= 0
+        rec = recommend_from_patients(
+            design,
+            state.patient_level[trial][treated],
+            state.patient_dlt[trial][treated],
+            -state.patient_arrival[trial][treated],  # the engine's times, bit for bit
+            state.patient_dlt_time[trial][treated],
+        )
+        assert rec.deviations == ()

@@ -36,6 +36,11 @@ class TableFormat(StrEnum):
     json = "json"
 
 
+class Engine(StrEnum):
+    grid = "grid"
+    mcmc = "mcmc"
+
+
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"theradose {__version__}")
@@ -65,11 +70,12 @@ def _bad_input_exits():
     """Turn the errors a user can cause into one-line messages and exit code 2."""
     from theradose.config import ConfigError
     from theradose.outcomes import OutcomeError
+    from theradose.patients import PatientFileError
     from theradose.report import NoDecisionTable
 
     try:
         yield
-    except ConfigError as error:
+    except (ConfigError, PatientFileError) as error:
         _fail(error.messages)
     except (OutcomeError, NoDecisionTable) as error:
         _fail([str(error)])
@@ -123,6 +129,13 @@ def simulate(
     plot_path: Annotated[
         Path | None, typer.Option("--plot", help="Write a selection bar chart (PNG, PDF, SVG).")
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="Posteriors of blrm and ewoc designs: grid, or mcmc (pymc NUTS at every "
+            "decision: seconds each, for small validation runs)."
+        ),
+    ] = Engine.grid,
 ) -> None:
     """Simulate designs under scenarios on the same patients; print operating characteristics."""
     from theradose.study import run_study
@@ -137,6 +150,7 @@ def simulate(
                 workers=workers,
                 exact=exact,
                 progress=progress,
+                engine=engine.value,
             )
         from theradose import report
 
@@ -174,28 +188,67 @@ def table(
 def recommend(
     design: Annotated[Path, typer.Argument(help="Design file (TOML).", show_default=False)],
     outcomes: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--outcomes",
             "-o",
             help='Cohorts so far, e.g. "1NNN 2NTN": level (1-based), then N (no DLT) or T '
-            "(DLT) per patient.",
+            "(DLT) per patient; follow-up taken as complete.",
         ),
-    ] = "",
+    ] = None,
+    patients: Annotated[
+        Path | None,
+        typer.Option(
+            "--patients",
+            "-p",
+            help="Patients so far, a CSV file with one row per patient in enrolment order: "
+            "level, dlt (0/1), followup_days, optional dlt_day.",
+        ),
+    ] = None,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the recommendation as JSON.")
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="Posteriors of blrm and ewoc designs: grid (quadrature) or mcmc (pymc NUTS)."
+        ),
+    ] = Engine.grid,
+    posterior: Annotated[
+        Path | None,
+        typer.Option(
+            "--posterior", help="With --engine mcmc: write the draws as arviz InferenceData (.nc)."
+        ),
+    ] = None,
+    draws: Annotated[int, typer.Option(min=100, help="MCMC draws per chain.")] = 2000,
+    tune: Annotated[int, typer.Option(min=100, help="MCMC tuning steps per chain.")] = 1000,
+    chains: Annotated[int, typer.Option(min=2, help="MCMC chains (run one after another).")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the MCMC chains.")] = 1,
 ) -> None:
     """Say which level the next cohort of a real trial should receive, or whether to stop."""
-    from theradose.study import run_recommendation
+    from theradose.study import run_patient_recommendation, run_recommendation
 
+    if outcomes is not None and patients is not None:
+        _fail(["give the trial's data with --outcomes or with --patients, not both"])
+    if posterior is not None and engine is not Engine.mcmc:
+        _fail(["--posterior needs --engine mcmc (the grid engine has no draws to save)"])
+    if patients is not None and engine is Engine.mcmc:
+        _fail(["--engine mcmc takes the trial's data as --outcomes, not --patients"])
     with _bad_input_exits():
-        result = run_recommendation(design, outcomes)
+        if patients is not None:
+            result = run_patient_recommendation(design, patients)
+        else:
+            options = {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
+            result = run_recommendation(design, outcomes or "", engine.value, options)
         from theradose import report
 
         _console().print(report.recommendation_rich(result))
+        if result.mcmc is not None:
+            _console().print(report.mcmc_diagnostics_rich(result.mcmc))
         if json_path is not None:
             report.write_recommendation_json(result, json_path)
+        if posterior is not None:
+            report.write_posterior(result.mcmc, posterior)
 
 
 @app.command()

@@ -30,9 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from theradose.constraints import Coherence, EscalationStep, OrganDoseLimits
+from theradose.constraints import (
+    Coherence,
+    EscalationStep,
+    MaxIncrement,
+    NoSkip,
+    OrganDoseLimits,
+)
 from theradose.design import Design
 from theradose.methods import Boin, ThreePlusThree
+from theradose.methods.blrm import (
+    DEFAULT_MAX_OVERDOSE_PROB,
+    DEFAULT_TARGET_INTERVAL,
+    Blrm,
+)
 from theradose.methods.crm import (
     DEFAULT_INTERCEPT,
     DEFAULT_PRIOR_VAR,
@@ -42,6 +53,13 @@ from theradose.methods.crm import (
     LogisticModel,
     lee_cheung_skeleton,
     skeleton_problem,
+)
+from theradose.methods.ewoc import (
+    DEFAULT_FEASIBILITY_BOUND,
+    DEFAULT_FEASIBILITY_MAX,
+    FINALS,
+    ROUNDINGS,
+    Ewoc,
 )
 from theradose.methods.tite_boin import TiteBoin
 from theradose.methods.tite_crm import WEIGHTS as TITE_WEIGHTS
@@ -629,6 +647,127 @@ def _build_tite_crm(fields: DesignFields, options: dict[str, Any]):
     return method, constraints, stopping
 
 
+def _pair(
+    table: _Table, key: str, interval: Interval, *, default: Any = None, required: str = ""
+) -> tuple[float, float] | None:
+    """Two numbers in ``interval``, such as a prior's means (``[2.15, 0.52]``)."""
+    if key not in table.data:
+        if required:
+            table.error(f"missing key '{key}' ({required})")
+        return default
+    value = table.data[key]
+    if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
+        table.error(f"{key}: must be an array of two numbers {interval}, got {_show(value)}")
+        return None
+    if any(v not in interval for v in value):
+        table.error(f"{key}: every value must be {interval}, got {_show(value)}")
+        return None
+    return float(value[0]), float(value[1])
+
+
+BLRM_DEFAULT_MAX_INCREMENT = 1.0  # NBG 2008: at most double the highest activity given
+
+
+def _parse_blrm(table: _Table, fields: DesignFields) -> dict[str, Any]:
+    if fields.doses is None and fields.n_levels is not None:
+        table.error(
+            "the BLRM needs the activity of each level: give 'doses' (strictly increasing, > 0) "
+            "rather than 'levels'"
+        )
+    reference = table.number(
+        "reference_dose", POSITIVE, required="d*, the activity the model is centred on, > 0"
+    )
+    mean = _pair(table, "prior_mean", Interval(), required="the prior means of (log α, log β)")
+    sd = _pair(
+        table, "prior_sd", POSITIVE, required="the prior standard deviations of (log α, log β)"
+    )
+    corr = None
+    if "prior_corr" in table.data and _is_number(table.data["prior_corr"]):
+        value = table.data["prior_corr"]
+        if value in Interval(-1.0, 1.0):
+            corr = float(value)
+        else:
+            table.value_error(
+                "prior_corr",
+                value,
+                "must be a number in (-1, 1): the prior covariance must be positive definite",
+            )
+    else:
+        corr = table.number("prior_corr", Interval(-1.0, 1.0), default=0.0)
+    interval = _pair(table, "target_interval", OPEN_UNIT, default=DEFAULT_TARGET_INTERVAL)
+    if interval is not None:
+        low, high = interval
+        if not low < high:
+            table.error(f"target_interval: must be increasing, got {_show(list(interval))}")
+            interval = None
+        elif fields.target is not None and not low <= fields.target <= high:
+            table.error(
+                f"target_interval: must contain target ({fields.target:g}), got "
+                f"{_show(list(interval))}"
+            )
+            interval = None
+    return {
+        "reference_dose": reference,
+        "prior_mean": mean,
+        "prior_sd": sd,
+        "prior_corr": corr,
+        "target_interval": interval,
+        "max_overdose_prob": table.number(
+            "max_overdose_prob", OPEN_UNIT, default=DEFAULT_MAX_OVERDOSE_PROB
+        ),
+        "max_increment": table.number(
+            "max_increment", POSITIVE, default=BLRM_DEFAULT_MAX_INCREMENT
+        ),
+    }
+
+
+def _build_blrm(fields: DesignFields, options: dict[str, Any]):
+    method = Blrm(
+        fields.doses,
+        fields.target,
+        fields.max_patients,
+        reference_dose=options["reference_dose"],
+        prior_mean=options["prior_mean"],
+        prior_sd=options["prior_sd"],
+        prior_corr=options["prior_corr"],
+        target_interval=options["target_interval"],
+        max_overdose_prob=options["max_overdose_prob"],
+    )
+    constraints = (MaxIncrement(fields.doses, options["max_increment"]), NoSkip())
+    return method, constraints, (MaxPatients(fields.max_patients),)
+
+
+def _parse_ewoc(table: _Table, fields: DesignFields) -> dict[str, Any]:
+    if fields.n_levels is not None and fields.n_levels < 2:
+        table.error("EWOC needs at least two levels (the MTD is placed between the first and last)")
+    bound = table.number("feasibility_bound", OPEN_UNIT, default=DEFAULT_FEASIBILITY_BOUND)
+    highest = table.number("feasibility_max", OPEN_UNIT, default=DEFAULT_FEASIBILITY_MAX)
+    if bound is not None and highest is not None and highest < bound:
+        table.value_error(
+            "feasibility_max", highest, f"must be at least feasibility_bound ({bound:g})"
+        )
+    rounding = table.choice("rounding", ROUNDINGS)
+    final = table.choice("final", FINALS)
+    return {
+        "feasibility_bound": bound,
+        "feasibility_step": table.number(
+            "feasibility_step", Interval(0.0, 1.0, low_closed=True), default=0.0
+        ),
+        "feasibility_max": highest,
+        "rounding": rounding or ("down" if "rounding" not in table.data else None),
+        "final": final or ("next_dose" if "final" not in table.data else None),
+        "rho_prior": _pair(table, "rho_prior", POSITIVE, default=(1.0, 1.0)),
+        "mtd_prior": _pair(table, "mtd_prior", POSITIVE, default=(1.0, 1.0)),
+    }
+
+
+def _build_ewoc(fields: DesignFields, options: dict[str, Any]):
+    doses = fields.doses or tuple(float(k) for k in range(1, fields.n_levels + 1))
+    method = Ewoc(doses, fields.target, fields.max_patients, **options)
+    # The ewoc package's no-skipping rule: never more than one level above the last cohort's.
+    return method, (EscalationStep(1),), (MaxPatients(fields.max_patients),)
+
+
 METHODS: dict[str, MethodSpec] = {
     spec.key: spec
     for spec in (
@@ -670,6 +809,38 @@ METHODS: dict[str, MethodSpec] = {
             ),
             parse=_parse_crm,
             build=_build_crm,
+            model_based=True,
+        ),
+        MethodSpec(
+            key="blrm",
+            section="blrm",
+            keys=(
+                "reference_dose",
+                "prior_mean",
+                "prior_sd",
+                "prior_corr",
+                "target_interval",
+                "max_overdose_prob",
+                "max_increment",
+            ),
+            parse=_parse_blrm,
+            build=_build_blrm,
+            model_based=True,
+        ),
+        MethodSpec(
+            key="ewoc",
+            section="ewoc",
+            keys=(
+                "feasibility_bound",
+                "feasibility_step",
+                "feasibility_max",
+                "rounding",
+                "final",
+                "rho_prior",
+                "mtd_prior",
+            ),
+            parse=_parse_ewoc,
+            build=_build_ewoc,
             model_based=True,
         ),
         MethodSpec(

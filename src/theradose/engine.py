@@ -574,12 +574,19 @@ class Recommendation:
         return self.stop_reason is not None
 
 
-def recommend(design: Design, cohorts: Sequence[tuple[int, Sequence[bool]]]) -> Recommendation:
+def recommend(
+    design: Design,
+    cohorts: Sequence[tuple[int, Sequence[bool]]],
+    final_design: Design | None = None,
+) -> Recommendation:
     """Replay a real trial cohort by cohort and return the design's next decision.
 
     ``cohorts`` are (0-based level, DLT flags) in the order treated. Each cohort is recorded at
     the level actually given, then :func:`decide` runs exactly as in simulation.
+    ``final_design`` (the same rules, another posterior engine such as MCMC) makes the decision
+    after the last cohort and the estimates; ``design`` replays the earlier ones.
     """
+    final = design if final_design is None else final_design
     n_patients = sum(len(dlts) for _, dlts in cohorts)
     state = TrialState.start(1, design.n_levels, design.start_level, max(n_patients, 1))
     deviations = []
@@ -611,14 +618,14 @@ def recommend(design: Design, cohorts: Sequence[tuple[int, Sequence[bool]]]) -> 
         state.record_cohort(np.array([0]), size, np.array([int(np.sum(dlts))]))
         state.active[0] = True
         state.stop_reason[0] = StopReason.RUNNING
-        decide(design, state)
-    mtd = int(select_mtd(design, state)[0]) if cohorts else NO_LEVEL
-    summary = {k: np.asarray(v)[0] for k, v in design.method.level_summary(state).items()}
+        decide(final if index == len(cohorts) - 1 else design, state)
+    mtd = int(select_mtd(final, state)[0]) if cohorts else NO_LEVEL
+    summary = {k: np.asarray(v)[0] for k, v in final.method.level_summary(state).items()}
     model_summary = {}
-    if cohorts and hasattr(design.method, "model_summary"):
-        model_summary = {k: float(v[0]) for k, v in design.method.model_summary(state).items()}
+    if cohorts and hasattr(final.method, "model_summary"):
+        model_summary = {k: float(v[0]) for k, v in final.method.model_summary(state).items()}
     rule_states = tuple(
-        rule.state_text(state, 0) for rule in design.stopping if hasattr(rule, "state_text")
+        rule.state_text(state, 0) for rule in final.stopping if hasattr(rule, "state_text")
     )
     stopped = not state.active[0]
     return Recommendation(

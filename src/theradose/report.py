@@ -78,6 +78,14 @@ CRM_COLUMNS = {
     "prior_mean": "prior mean DLT rate",
     "prior_p_overdose": "prior P(DLT rate > target)",
 }
+# BLRM and EWOC: the model before any data (``prior_rows``); the methods name their intervals.
+PRIOR_COLUMNS = {
+    "level": "level",
+    "activity": "activity",
+    "prior_mean": "prior mean DLT rate",
+    "prior_p_target": "prior P(target)",
+    "prior_p_overdose": "prior P(overdose)",
+}
 
 # Short column headers for the stop reasons (keys: StopReason names in lower case, as in JSON).
 STOP_HEADERS = {
@@ -92,8 +100,8 @@ STOP_HEADERS = {
 # designs without it): key, column header, digits shown.
 TIMING_FIGURES = (
     ("duration_months_mean", "duration, months", 1),
-    ("duration_months_p95", "p95 duration, months", 1),
-    ("enrolled_while_pending_pct", "% enrolled while others pending", 1),
+    ("duration_months_p95", "p95, months", 1),
+    ("enrolled_while_pending_pct", "% enrolled while pending", 1),
     ("dlt_after_last_decision_mean", "DLTs after last decision", 2),
 )
 
@@ -212,6 +220,8 @@ def design_header_lines(design: Design) -> list[str]:
             f"P(DLT rate > {design.target:g}) > {method.elimination_cutoff:g} "
             "with at least 3 patients treated there"
         )
+    if hasattr(method, "describe"):
+        lines.append(method.describe())
     levels = ", ".join(
         f"{level + 1}" + (f" ({activity_text(design, level)})" if design.doses else "")
         for level in range(design.n_levels)
@@ -631,7 +641,9 @@ def decision_rows(design: Design) -> tuple[dict[str, str], list[dict[str, Any]]]
 
     BOIN: :meth:`~theradose.methods.Boin.decision_rows` up to the design's maximum sample size;
     3+3: :meth:`~theradose.methods.ThreePlusThree.rule_rows`; CRM: the skeleton with its
-    indifference intervals and prior summaries (:meth:`~theradose.methods.crm.Crm.skeleton_rows`).
+    indifference intervals and prior summaries (:meth:`~theradose.methods.crm.Crm.skeleton_rows`);
+    BLRM and EWOC: the prior mean DLT rate, P(target) and P(overdose) per level
+    (``prior_rows``).
 
     Raises
     ------
@@ -648,6 +660,8 @@ def decision_rows(design: Design) -> tuple[dict[str, str], list[dict[str, Any]]]
         return THREE_PLUS_THREE_COLUMNS, method.rule_rows()
     if hasattr(method, "skeleton_rows"):
         return CRM_COLUMNS, method.skeleton_rows()
+    if hasattr(method, "prior_rows"):
+        return PRIOR_COLUMNS, method.prior_rows()
     raise NoDecisionTable(
         f"design {design.name!r} (method {design.method_key}) has no decision table: its "
         "decisions come from a model fitted to all the data (decision tables: 3+3, boin)"
@@ -719,14 +733,20 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
     """A recommendation as JSON-ready data (1-based levels, None where none).
 
     Keys: ``next_level``, ``next_activity``, ``stop``, ``stop_reason`` (a
-    :class:`~theradose.state.StopReason` name in lower case), ``stop_reason_text``, ``mtd``,
-    ``mtd_activity``, ``levels`` (per level: ``level``, ``activity``, ``n``, ``dlt`` and the
-    method's estimates), ``deviations``, ``outcomes``, ``version``, ``design``, ``method``,
-    ``design_path``, ``target``.
+    :class:`~theradose.state.StopReason` name in lower case), ``stop_reason_text``,
+    ``suspended`` (accrual waits for more follow-up; ``next_level`` is null then),
+    ``review_in_days`` (when suspended: days until a pending patient's window closes), ``mtd``,
+    ``mtd_activity``, ``levels`` (per level: ``level``, ``activity``, ``n``, ``dlt``,
+    ``pending`` when known, and the method's estimates), ``deviations``, ``warnings``,
+    ``notes``, ``outcomes``, ``patients`` (from a patient file: per patient ``patient``,
+    ``level``, ``dlt``, ``followup_days``, ``dlt_day``, ``pending``; else null),
+    ``patients_path``, ``version``, ``design``, ``method``, ``design_path``, ``target``.
     """
     from theradose.outcomes import format_outcomes
+    from theradose.timing import DAYS_PER_MONTH
 
     design, rec = result.design, result.recommendation
+    pending_at = _pending_per_level(result)
     levels = []
     for level in range(design.n_levels):
         entry = {
@@ -735,8 +755,24 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
             "n": rec.n[level],
             "dlt": rec.y[level],
         }
+        if pending_at is not None:
+            entry["pending"] = int(pending_at[level])
         entry.update({name: values[level] for name, values in rec.level_summary.items()})
         levels.append(entry)
+    patients = None
+    if result.patients is not None:
+        records = result.patients
+        patients = [
+            {
+                "patient": i + 1,
+                "level": int(records.level[i]) + 1,
+                "dlt": int(records.dlt[i]),
+                "followup_days": float(records.followup_days[i]),
+                "dlt_day": float(records.dlt_day[i]),  # NaN → null
+                "pending": rec.pending[i] if rec.pending else None,
+            }
+            for i in range(records.n_patients)
+        ]
     return json_ready(
         {
             "next_level": None if rec.next_level is None else rec.next_level + 1,
@@ -744,20 +780,37 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
             "stop": rec.stop,
             "stop_reason": None if rec.stop_reason is None else rec.stop_reason.name.lower(),
             "stop_reason_text": None if rec.stop_reason is None else rec.stop_reason.label,
+            "suspended": rec.suspended,
+            "review_in_days": None if rec.review_in is None else rec.review_in * DAYS_PER_MONTH,
             "mtd": None if rec.mtd is None else rec.mtd + 1,
             "mtd_activity": None if rec.mtd is None else activity(design, rec.mtd),
             "levels": levels,
             "deviations": list(rec.deviations),
+            "warnings": list(rec.warnings),
+            "notes": list(rec.notes),
             "rule_states": list(rec.rule_states),
             **rec.model_summary,
             "outcomes": format_outcomes(result.cohorts),
+            "patients": patients,
+            "patients_path": None if result.patients is None else result.patients.path,
             "version": result.version,
             "design": design.name,
             "method": design.method_key,
             "design_path": design.path,
             "target": design.target,
+            "engine": "grid" if getattr(result, "mcmc", None) is None else "mcmc",
+            "mcmc": mcmc_to_dict(getattr(result, "mcmc", None)),
         }
     )
+
+
+def _pending_per_level(result: RecommendationResult) -> np.ndarray | None:
+    """Patients still in their DLT window without a DLT, per level; None when not known."""
+    rec, records = result.recommendation, result.patients
+    if records is None or not rec.pending:
+        return None
+    pending = np.asarray(rec.pending, dtype=bool)
+    return np.bincount(records.level[pending], minlength=result.design.n_levels)
 
 
 def write_recommendation_json(result: RecommendationResult, path: str | os.PathLike[str]) -> None:
@@ -774,23 +827,48 @@ def _estimate_text(value: Any) -> str:
 
 
 def recommendation_rich(result: RecommendationResult) -> RenderableType:
-    """The decision in words, the current MTD estimate, and the data and estimates per level."""
+    """The decision in words (or why accrual is suspended), warnings, the current MTD estimate,
+    and the data and estimates per level."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     from theradose.outcomes import format_outcomes
+    from theradose.timing import DAYS_PER_MONTH
 
     design, rec = result.design, result.recommendation
     outcomes = format_outcomes(result.cohorts) or "no patients treated yet"
+    pending_at = _pending_per_level(result)
+    if result.patients is not None:
+        outcomes = f"{result.patients.n_patients} patients from {result.patients.path}"
+        if pending_at is not None:
+            outcomes += f", {pending_at.sum()} still in their DLT window"
     lines = [Text(f"{design.name} ({design.method_key}, target {design.target:g}): {outcomes}")]
+    for warning in rec.warnings:
+        lines.append(Text(f"WARNING: {warning}.", style="bold red"))
     if rec.stop:
         lines.append(Text(f"Stop the trial: {rec.stop_reason.label}.", style="bold"))
+    elif rec.suspended:
+        closes = (
+            ""
+            if rec.review_in is None
+            else (f" (the next window closes in {rec.review_in * DAYS_PER_MONTH:.4g} days)")
+        )
+        lines.append(
+            Text(
+                "Suspend accrual: the design waits for more follow-up before the next patient; "
+                "decide again when a pending patient has a DLT or completes the DLT window"
+                f"{closes}.",
+                style="bold",
+            )
+        )
     else:
         lines.append(Text(f"Next cohort: {level_text(design, rec.next_level)}.", style="bold"))
     lines.append(Text(f"Current MTD estimate: {level_text(design, rec.mtd)}."))
     for deviation in rec.deviations:
         lines.append(Text(f"Deviation: {deviation}.", style="yellow"))
+    for note in rec.notes:
+        lines.append(Text(f"Note: {note}.", style="dim"))
     if rec.model_summary:
         shown = ", ".join(f"{name} = {value:.4f}" for name, value in rec.model_summary.items())
         lines.append(Text(f"Posterior: {shown}."))
@@ -803,8 +881,11 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
         table.add_column("activity", justify="right")
     table.add_column("patients", justify="right")
     table.add_column("DLTs", justify="right")
+    if pending_at is not None:
+        table.add_column("pending", justify="right")
+    labels = {**ESTIMATE_LABELS, **getattr(design.method, "estimate_labels", {})}
     for name in rec.level_summary:
-        table.add_column(ESTIMATE_LABELS.get(name, name), justify="right")
+        table.add_column(labels.get(name, name), justify="right")
     for level in range(design.n_levels):
         mark = ""
         if rec.next_level == level:
@@ -813,6 +894,8 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
         if design.doses is not None:
             cells.append(activity_text(design, level))
         cells += [str(rec.n[level]), str(rec.y[level])]
+        if pending_at is not None:
+            cells.append(str(pending_at[level]))
         cells += [_estimate_text(values[level]) for values in rec.level_summary.values()]
         table.add_row(*cells)
     footer = Text(
@@ -826,6 +909,62 @@ def print_recommendation(result: RecommendationResult, console: Console | None =
     from rich.console import Console
 
     (console or Console()).print(recommendation_rich(result))
+
+
+def mcmc_to_dict(run) -> dict | None:
+    """An MCMC run's settings and diagnostics (:class:`theradose.mcmc.McmcRun`), or None."""
+    if run is None:
+        return None
+    posterior = run.idata.posterior
+    return {
+        "sampler": "NUTS (pymc)",
+        "chains": int(posterior.sizes["chain"]),
+        "draws": int(posterior.sizes["draw"]),
+        "divergences": run.divergences,
+        "seconds": run.seconds,
+        "diagnostics": run.diagnostics,
+    }
+
+
+def mcmc_diagnostics_rich(run) -> RenderableType:
+    """R-hat, bulk and tail ESS per parameter and the divergences of an MCMC run."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    info = mcmc_to_dict(run)
+    table = Table()
+    for header in ("parameter", "R-hat", "bulk ESS", "tail ESS"):
+        table.add_column(header, justify="left" if header == "parameter" else "right")
+    for name, diag in run.diagnostics.items():
+        table.add_row(
+            Text(name),  # "theta[log_alpha]" is not rich markup
+            f"{diag['r_hat']:.4f}",
+            f"{diag['ess_bulk']:.0f}",
+            f"{diag['ess_tail']:.0f}",
+        )
+    lines = [
+        Text(
+            f"MCMC: {info['sampler']}, {info['chains']} chains × {info['draws']} draws, "
+            f"{info['divergences']} divergent transitions, {info['seconds']:.1f} s.",
+            style="bold" if info["divergences"] else "",
+        )
+    ]
+    if run.max_r_hat >= 1.01 or info["divergences"]:
+        lines.append(
+            Text(
+                "WARNING: R-hat ≥ 1.01 or divergences: the draws may not represent the "
+                "posterior; sample longer (--draws, --tune) before relying on them.",
+                style="bold red",
+            )
+        )
+    return Group(*lines, table)
+
+
+def write_posterior(run, path: str | os.PathLike[str]) -> None:
+    """Write an MCMC run's draws (arviz InferenceData, netCDF) atomically."""
+    with atomic_path(path) as tmp:
+        run.idata.to_netcdf(str(tmp))
 
 
 # ---------------------------------------------------------------------------------------------

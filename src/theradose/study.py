@@ -3,7 +3,8 @@
 :func:`run_study` loads designs and scenarios, simulates every design under every scenario on the
 same virtual patients, summarises the operating characteristics against each scenario's truth and,
 on request, adds the exact values of designs whose rules allow enumeration.
-:func:`run_recommendation` applies a design to one real trial's outcomes; :func:`check_file`
+:func:`run_recommendation` applies a design to one real trial's outcomes (and
+:func:`run_patient_recommendation` to its patients with their follow-up); :func:`check_file`
 validates a design or scenario file. Nothing here formats output: that is :mod:`theradose.report`.
 """
 
@@ -13,10 +14,12 @@ import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from theradose import __version__
 from theradose.design import Design
 from theradose.engine import Recommendation
+from theradose.patients import PatientRecords
 from theradose.results import OperatingCharacteristics, Simulations
 from theradose.scenario import Scenario
 
@@ -95,6 +98,8 @@ def run_study(
     workers: int = 1,
     exact: bool = False,
     progress: Callable[[int], None] | None = None,
+    engine: str = "grid",
+    mcmc_options: dict[str, Any] | None = None,
 ) -> StudyResult:
     """Simulate designs under scenarios and summarise their operating characteristics.
 
@@ -117,6 +122,12 @@ def run_study(
     progress : callable, optional
         Called with the number of trials finished after each chunk (of every design and
         scenario at once), so the total is ``n_trials``.
+    engine : str
+        "grid" (the designs' own posteriors) or "mcmc": every posterior of the BLRM and EWOC
+        designs by NUTS (:mod:`theradose.mcmc`; seconds per distinct data set: for small
+        validation runs). Exact values always use the grid.
+    mcmc_options : dict, optional
+        Arguments of :class:`theradose.mcmc.McmcSampler` (draws, tune, chains, seed).
 
     Returns
     -------
@@ -132,8 +143,11 @@ def run_study(
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
     loaded, scenario_list, scenario_path = load_inputs(designs, scenarios)
+    simulated = loaded
+    if engine != "grid":
+        simulated = [_mcmc_design(d, engine, mcmc_options)[1] for d in loaded]
     simulations = simulate(
-        loaded, scenario_list, n_trials, seed, workers=workers, progress=progress
+        simulated, scenario_list, n_trials, seed, workers=workers, progress=progress
     )
     oc = tuple(
         tuple(OperatingCharacteristics.from_simulations(sim) for sim in row) for row in simulations
@@ -141,6 +155,8 @@ def run_study(
     exact_values, notes = _exact_values(loaded, scenario_list) if exact else (None, [])
     if exact_values is None:
         exact_values = [[None] * len(scenario_list) for _ in loaded]
+    if engine != "grid":
+        notes = [*notes, "posteriors of every design by MCMC (NUTS, pymc); exact values by grid"]
     return StudyResult(
         designs=tuple(loaded),
         scenarios=tuple(scenario_list),
@@ -183,15 +199,26 @@ class RecommendationResult:
     cohorts : the cohorts treated, (0-based level, DLT flags) in order
     recommendation : :class:`theradose.engine.Recommendation` (0-based levels)
     version : the theradose version
+    patients : the patients of a patient file (:mod:`theradose.patients`), when the trial was
+        given patient by patient; ``cohorts`` are then their runs of the same level
+    mcmc : with ``engine = "mcmc"``, the :class:`theradose.mcmc.McmcRun` behind the decision
+        (draws as arviz InferenceData, R-hat, ESS, divergences)
     """
 
     design: Design
     cohorts: tuple[tuple[int, tuple[bool, ...]], ...]
     recommendation: Recommendation
     version: str = __version__
+    patients: PatientRecords | None = None
+    mcmc: Any = None
 
 
-def run_recommendation(design: PathLike | Design, outcomes: str) -> RecommendationResult:
+def run_recommendation(
+    design: PathLike | Design,
+    outcomes: str,
+    engine: str = "grid",
+    mcmc_options: dict[str, Any] | None = None,
+) -> RecommendationResult:
     """Apply a design to a real trial's outcomes, e.g. ``"1NNN 2NTN"``, and say what comes next.
 
     Parameters
@@ -200,11 +227,17 @@ def run_recommendation(design: PathLike | Design, outcomes: str) -> Recommendati
         A design file or a design already built.
     outcomes : str
         The cohorts so far in the notation of :mod:`theradose.outcomes` (1-based levels).
+    engine : str
+        "grid": the design's own posteriors (lattices, quadrature); "mcmc" (BLRM and EWOC):
+        the decision after the last cohort and the estimates from NUTS draws
+        (:mod:`theradose.mcmc`), the earlier cohorts replayed on the grid.
+    mcmc_options : dict, optional
+        Arguments of :class:`theradose.mcmc.McmcSampler` (draws, tune, chains, seed).
 
     Raises
     ------
     theradose.config.ConfigError
-        For an invalid design file.
+        For an invalid design file, or ``engine = "mcmc"`` with a method that has no MCMC model.
     theradose.outcomes.OutcomeError
         For an outcome string that cannot be read or names a level the design does not have.
     """
@@ -216,7 +249,80 @@ def run_recommendation(design: PathLike | Design, outcomes: str) -> Recommendati
 
         design = load_design(design)
     cohorts = parse_outcomes(outcomes, design.n_levels)
-    return RecommendationResult(design, tuple(cohorts), recommend(design, cohorts))
+    if engine == "grid":
+        return RecommendationResult(design, tuple(cohorts), recommend(design, cohorts))
+    sampler, final = _mcmc_design(design, engine, mcmc_options)
+    recommendation = recommend(design, cohorts, final_design=final)
+    return RecommendationResult(design, tuple(cohorts), recommendation, mcmc=sampler.last_run)
+
+
+MCMC_METHODS = ("blrm", "ewoc")
+
+
+def _mcmc_design(design: Design, engine: str, options: dict[str, Any] | None):
+    """A sampler and ``design`` with its posteriors from that sampler."""
+    from theradose.config import ConfigError
+
+    if engine != "mcmc":
+        raise ValueError(f"engine must be 'grid' or 'mcmc', got {engine!r}")
+    if design.method_key not in MCMC_METHODS:
+        where = f"{design.path}: " if design.path else ""
+        raise ConfigError(
+            [
+                f"{where}--engine mcmc is for method = "
+                + " or ".join(f'"{k}"' for k in MCMC_METHODS)
+                + f', not method = "{design.method_key}"'
+            ]
+        )
+    from theradose.mcmc import McmcSampler, with_sampler
+
+    sampler = McmcSampler(**(options or {}))
+    return sampler, with_sampler(design, sampler)
+
+
+def run_patient_recommendation(
+    design: PathLike | Design, patients: PathLike | PatientRecords
+) -> RecommendationResult:
+    """Apply a design to a real trial given patient by patient, with each one's follow-up.
+
+    Parameters
+    ----------
+    design : path or Design
+        A design file or a design already built.
+    patients : path or PatientRecords
+        A patient file (:mod:`theradose.patients`: ``level``, ``dlt``, ``followup_days``,
+        optional ``dlt_day``; one row per patient in enrolment order) or its records.
+
+    A time-to-event design decides from the follow-up as of today, exactly as in simulation;
+    another design decides on the counts, with a warning when it has [timing] and patients
+    without a DLT are still within the window (:func:`theradose.engine.recommend_from_patients`).
+
+    Raises
+    ------
+    theradose.config.ConfigError
+        For an invalid design file.
+    theradose.patients.PatientFileError
+        For a patient file that cannot be read, with every problem, one line each.
+    """
+    from theradose.engine import patient_cohorts, recommend_from_patients
+    from theradose.patients import read_patients
+    from theradose.timing import DAYS_PER_MONTH
+
+    if not isinstance(design, Design):
+        from theradose.config import load_design
+
+        design = load_design(design)
+    if not isinstance(patients, PatientRecords):
+        patients = read_patients(patients, design.n_levels)
+    recommendation = recommend_from_patients(
+        design,
+        patients.level,
+        patients.dlt,
+        patients.followup_days / DAYS_PER_MONTH,
+        patients.dlt_day / DAYS_PER_MONTH,
+    )
+    cohorts = patient_cohorts(design.cohort_size, patients.level, patients.dlt)
+    return RecommendationResult(design, tuple(cohorts), recommendation, patients=patients)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,432 @@
+"""The Bayesian logistic regression model (BLRM) with escalation with overdose control.
+
+Neuenschwander, B., Branson, M. & Gsponer, T. (2008). Critical aspects of the Bayesian approach to
+phase I cancer trials. *Stat Med* 27:2420–2439. doi:10.1002/sim.3230
+Babb, J., Rogatko, A. & Zacks, S. (1998). Cancer phase I clinical trials: efficient dose
+escalation with overdose control. *Stat Med* 17:1103–1120.
+doi:10.1002/(SICI)1097-0258(19980530)17:10<1103::AID-SIM793>3.0.CO;2-9
+
+The model, with d* the reference activity and θ = (log α, log β):
+
+    logit p(d) = log α + β·log(d / d*),    θ ~ N2(μ, Σ),  Σ from the two sds and their correlation.
+
+The DLT probability of a level falls into an underdosing [0, c1), target [c1, c2) or overdosing
+[c2, 1] interval. The next level maximises P(c1 ≤ p_d < c2 | data) among the levels whose
+P(p_d ≥ c2 | data) is below the overdose bound (0.25 in NBG 2008) — the escalation-with-overdose-
+control criterion; increment limits and no skipping are constraints of the design
+(:mod:`theradose.constraints`). A trial stops when no level satisfies the overdose bound; the MTD
+is the level the same rule gives after the last cohort.
+
+Posteriors are integrals over θ computed on sheared lattices (:mod:`theradose.posterior`): first
+on one lattice placed from the prior and shared by every data set, the log-likelihood of all of
+them a matrix product; where a posterior is too concentrated for that lattice, or reaches its
+edge, again on a lattice of its own placed from its posterior moments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import expit, log_expit, logit
+
+from theradose.posterior import sheared_lattice, smoothed_step, unique_states
+from theradose.state import TrialState
+
+# Lattices: half-widths and spacings in standard deviations (of the prior for the shared lattice,
+# of the posterior for a state's own). The accuracy they give is measured in tests/test_blrm.py.
+SHARED_HALF_WIDTH = 6.5
+SHARED_SPACING = 0.25
+OWN_HALF_WIDTH = 6.0
+OWN_SPACING = 0.4
+# A posterior whose narrowest standard deviation spans fewer lattice spacings than this, or that
+# puts more than EDGE_MASS within one standard deviation of the lattice's edge, gets its own.
+MIN_SPACINGS_PER_SD = 1.25
+EDGE_MASS = 1e-6
+MAX_OWN_PASSES = 4
+OWN_COARSE_SPACINGS_PER_SD = 0.8 / OWN_SPACING
+_BLOCK = 64  # states per block on their own lattices: bounds the [state, node, level] arrays
+
+DEFAULT_TARGET_INTERVAL = (0.16, 0.33)  # NBG 2008
+DEFAULT_MAX_OVERDOSE_PROB = 0.25  # NBG 2008; Babb et al. 1998
+PROBABILITY_CUTS = ("interval_low", "interval_high", "target")
+
+
+def prior_covariance(sd: tuple[float, float], corr: float) -> np.ndarray:
+    """Σ of (log α, log β) from the two standard deviations and their correlation."""
+    s1, s2 = sd
+    return np.array([[s1 * s1, corr * s1 * s2], [corr * s1 * s2, s2 * s2]])
+
+
+def prior_problem(sd: tuple[float, float], corr: float) -> str | None:
+    """Why the prior covariance cannot be used (None when it can): it must be positive definite."""
+    if min(sd) <= 0:
+        return f"prior standard deviations must be > 0, got {list(sd)}"
+    if not -1 < corr < 1:
+        return f"prior_corr must be in (-1, 1) for a positive-definite covariance, got {corr:g}"
+    return None
+
+
+@dataclass(frozen=True)
+class BlrmPosterior:
+    """Posterior summaries of distinct data sets (one row per state).
+
+    Attributes
+    ----------
+    p_mean : [state, level] posterior mean DLT probability
+    prob_at_least : [state, cut, level] P(p_d ≥ cut), cuts as in :data:`PROBABILITY_CUTS`
+    theta_mean : [state, 2] posterior mean of (log α, log β)
+    theta_cov : [state, 2, 2]
+    own_lattice : [state] whether the state needed a lattice of its own
+    """
+
+    p_mean: np.ndarray
+    prob_at_least: np.ndarray
+    theta_mean: np.ndarray
+    theta_cov: np.ndarray
+    own_lattice: np.ndarray
+
+    def take(self, index: np.ndarray) -> BlrmPosterior:
+        return BlrmPosterior(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class Blrm:
+    """BLRM with overdose control (``method = "blrm"``).
+
+    Parameters
+    ----------
+    doses : activity of each level (any unit, the same as ``reference_dose``)
+    target : the design's target DLT probability, inside ``target_interval``
+    max_patients : the trial's maximum sample size
+    reference_dose : d*, the activity at which logit p = log α
+    prior_mean, prior_sd, prior_corr : the bivariate normal prior of (log α, log β)
+    target_interval : (c1, c2); overdosing is p ≥ c2
+    max_overdose_prob : the overdose bound: levels with P(p ≥ c2 | data) at or above it are
+        not given
+    sampler : ``None`` for the lattice posteriors, or a :class:`theradose.mcmc.McmcSampler` to
+        compute every posterior by MCMC instead (validation, interim recommendations)
+    """
+
+    doses: tuple[float, ...]
+    target: float
+    max_patients: int
+    reference_dose: float
+    prior_mean: tuple[float, float]
+    prior_sd: tuple[float, float]
+    prior_corr: float = 0.0
+    target_interval: tuple[float, float] = DEFAULT_TARGET_INTERVAL
+    max_overdose_prob: float = DEFAULT_MAX_OVERDOSE_PROB
+    sampler: Any = field(default=None, compare=False)
+    key = "blrm"
+    count_based = True
+    mtd_is_next_level = True  # the MTD is the level the decision rule gives after the last cohort
+    _shared: dict = field(init=False, repr=False, compare=False)
+    _cache: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problem = prior_problem(self.prior_sd, self.prior_corr)
+        if problem:
+            raise ValueError(problem)
+        object.__setattr__(self, "_cache", {})
+        object.__setattr__(self, "_shared", self._shared_lattice())
+
+    # -- the model ----------------------------------------------------------------------------
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.doses)
+
+    @property
+    def log_dose_ratio(self) -> np.ndarray:
+        """x_d = log(d / d*), [level]."""
+        return np.log(np.asarray(self.doses, dtype=float) / self.reference_dose)
+
+    @property
+    def prior_cov(self) -> np.ndarray:
+        return prior_covariance(self.prior_sd, self.prior_corr)
+
+    @property
+    def logit_cuts(self) -> np.ndarray:
+        """logit of (c1, c2, target), [cut]."""
+        return logit(np.array([*self.target_interval, self.target], dtype=float))
+
+    def eta(self, theta1: np.ndarray, theta2: np.ndarray) -> np.ndarray:
+        """logit p_d = θ1 + exp(θ2)·x_d, [..., level]."""
+        return theta1[..., None] + np.exp(theta2)[..., None] * self.log_dose_ratio
+
+    def log_prior(self, theta1: np.ndarray, theta2: np.ndarray) -> np.ndarray:
+        """Log prior density up to a constant, [...]."""
+        d1 = theta1 - self.prior_mean[0]
+        d2 = theta2 - self.prior_mean[1]
+        s1, s2 = self.prior_sd
+        r = self.prior_corr
+        z1, z2 = d1 / s1, d2 / s2
+        return -(z1 * z1 - 2 * r * z1 * z2 + z2 * z2) / (2 * (1 - r * r))
+
+    # -- posteriors on lattices ----------------------------------------------------------------
+
+    def _shared_lattice(self) -> dict:
+        theta1, theta2, h1 = sheared_lattice(
+            np.asarray(self.prior_mean), self.prior_cov, SHARED_HALF_WIDTH, SHARED_SPACING
+        )
+        eta = self.eta(theta1, theta2)  # [node, level]
+        return {
+            "theta": np.column_stack([theta1, theta2]),
+            "log_p": log_expit(eta).T.copy(),  # [level, node]
+            "log_1mp": log_expit(-eta).T.copy(),
+            "log_prior": self.log_prior(theta1, theta2),
+            "summands": _summands(eta, float(h1), self.logit_cuts, theta1, theta2),
+            "to_lattice": _to_lattice_units(self.prior_cov, SHARED_SPACING),
+            "near_edge": _near_edge(SHARED_HALF_WIDTH, SHARED_SPACING),
+        }
+
+    def grid_posterior(self, n: np.ndarray, y: np.ndarray) -> BlrmPosterior:
+        """Posterior summaries of each row of ``n``, ``y`` [state, level] on lattices."""
+        shared = self._shared
+        n = n.astype(float)
+        y = y.astype(float)
+        log_f = y @ shared["log_p"] + (n - y) @ shared["log_1mp"] + shared["log_prior"]
+        w = np.exp(log_f - log_f.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        post = _from_weights(w @ shared["summands"], self.n_levels)
+        lattice_cov = shared["to_lattice"] @ post.theta_cov @ shared["to_lattice"].T
+        narrow = _smallest_sd(lattice_cov) < MIN_SPACINGS_PER_SD
+        own = narrow | (w @ shared["near_edge"] > EDGE_MASS)
+        if not own.any():
+            return post
+        rows = np.flatnonzero(own)
+        refined = self._own_lattice_posterior(n[rows], y[rows], post.take(rows))
+        fields = {f: getattr(post, f).copy() for f in post.__dataclass_fields__}
+        for name in fields:
+            fields[name][rows] = getattr(refined, name)
+        return BlrmPosterior(**fields)
+
+    def _own_lattice_posterior(self, n, y, start: BlrmPosterior) -> BlrmPosterior:
+        """Posteriors on lattices placed from each state's posterior moments, repeated while a
+        lattice is still too coarse for the posterior it finds."""
+        # The shared lattice may have seen the posterior as one or two nodes: widen its
+        # covariance by the shared spacing so that the first own lattice surely covers it.
+        spacing = SHARED_SPACING * np.sqrt(np.diag(self.prior_cov))
+        mean = start.theta_mean.copy()
+        cov = start.theta_cov + np.diag(spacing**2)
+        todo = np.arange(n.shape[0])
+        out = None
+        for _ in range(MAX_OWN_PASSES):
+            post, coarse = self._own_lattice_pass(n[todo], y[todo], mean[todo], cov[todo])
+            if out is None:
+                out = post
+            else:
+                for name in out.__dataclass_fields__:
+                    getattr(out, name)[todo] = getattr(post, name)
+            if not coarse.any():
+                break
+            mean[todo[coarse]] = post.theta_mean[coarse]
+            cov[todo[coarse]] = post.theta_cov[coarse]
+            todo = todo[coarse]
+        return out
+
+    def _own_lattice_pass(self, n, y, mean, cov) -> tuple[BlrmPosterior, np.ndarray]:
+        summed = []
+        coarse = []
+        for start in range(0, n.shape[0], _BLOCK):
+            block = slice(start, start + _BLOCK)
+            theta1, theta2, h1 = sheared_lattice(
+                mean[block], cov[block], OWN_HALF_WIDTH, OWN_SPACING
+            )
+            eta = self.eta(theta1, theta2)  # [state, node, level]
+            log_p = log_expit(eta)
+            log_1mp = log_p - eta
+            nb, yb = n[block, :, None], y[block, :, None]
+            log_f = (log_p @ yb + log_1mp @ (nb - yb))[..., 0] + self.log_prior(theta1, theta2)
+            w = np.exp(log_f - log_f.max(axis=1, keepdims=True))
+            w /= w.sum(axis=1, keepdims=True)
+            block_sums = _weighted_sums(w, eta, np.exp(log_p), h1, self.logit_cuts, theta1, theta2)
+            summed.append(block_sums)
+            post = _from_weights(block_sums, self.n_levels)
+            to_lattice = _to_lattice_units(cov[block], OWN_SPACING)
+            lattice_cov = to_lattice @ post.theta_cov @ np.swapaxes(to_lattice, -1, -2)
+            # Built from the right moments, the lattice sees a standard deviation of
+            # 1/OWN_SPACING steps in every direction; far fewer means the moments it was built
+            # from overstated the spread.
+            coarse.append(_smallest_sd(lattice_cov) < OWN_COARSE_SPACINGS_PER_SD)
+        post = _from_weights(np.concatenate(summed), self.n_levels)
+        post = BlrmPosterior(
+            post.p_mean,
+            post.prob_at_least,
+            post.theta_mean,
+            post.theta_cov,
+            np.ones(n.shape[0], dtype=bool),
+        )
+        return post, np.concatenate(coarse)
+
+    # -- the posterior of a batch of trials ----------------------------------------------------
+
+    def posterior(self, state: TrialState) -> tuple[BlrmPosterior, np.ndarray]:
+        """Summaries of each distinct data set and, per trial, the index of its row.
+
+        The last result is kept, so that the method's rules, its stopping rules and the engine
+        share one computation per decision.
+        """
+        key = (state.n.shape, state.n.tobytes(), state.y.tobytes())
+        if key not in self._cache:
+            n, y, index = unique_states(state.n, state.y)
+            if self.sampler is not None:
+                post = self.sampler.blrm_posterior(self, n, y)
+            else:
+                post = self.grid_posterior(n, y)
+            self._cache.clear()
+            self._cache[key] = (post, index)
+        return self._cache[key]
+
+    def probabilities(self, state: TrialState) -> dict[str, np.ndarray]:
+        """P(target interval), P(overdose) and the posterior mean per level, [trial, level]."""
+        post, index = self.posterior(state)
+        above = post.prob_at_least[index]
+        return {
+            "p_est": post.p_mean[index],
+            "p_target": np.clip(above[:, 0] - above[:, 1], 0.0, 1.0),
+            "p_overdose": np.clip(above[:, 1], 0.0, 1.0),
+        }
+
+    # -- the method's rules --------------------------------------------------------------------
+
+    def allowed(self, state: TrialState) -> np.ndarray:
+        """Levels that satisfy the overdose bound, [trial, level]."""
+        return self.probabilities(state)["p_overdose"] < self.max_overdose_prob
+
+    def propose(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
+        """The admissible level with the highest P(target), the lowest on a tie; level 1 when no
+        level is admissible (the engine then stops the trial)."""
+        prob = self.probabilities(state)
+        admissible = prob["p_overdose"] < self.max_overdose_prob
+        score = np.where(admissible, prob["p_target"], -1.0)
+        return score.argmax(axis=1), np.zeros(state.n_trials, dtype=np.int8)
+
+    def select_mtd(self, state: TrialState) -> np.ndarray:
+        """The decision rule applied to all the data, without the design's constraints (the
+        engine applies them: :func:`theradose.engine.select_mtd`)."""
+        return self.propose(state)[0]
+
+    def prob_above_target(self, state: TrialState, level: int) -> np.ndarray:
+        """P(p_level > target | data) for each trial, [trial]."""
+        post, index = self.posterior(state)
+        return np.clip(post.prob_at_least[index, 2, level], 0.0, 1.0)
+
+    def level_summary(self, state: TrialState) -> dict[str, np.ndarray]:
+        """Per level: posterior mean DLT probability, P(target interval), P(overdose)."""
+        return self.probabilities(state)
+
+    def model_summary(self, state: TrialState) -> dict[str, np.ndarray]:
+        """Posterior means and standard deviations of log α and log β, [trial] each."""
+        post, index = self.posterior(state)
+        sd = np.sqrt(np.maximum(np.diagonal(post.theta_cov, axis1=1, axis2=2), 0.0))
+        return {
+            "log_alpha_mean": post.theta_mean[index, 0],
+            "log_alpha_sd": sd[index, 0],
+            "log_beta_mean": post.theta_mean[index, 1],
+            "log_beta_sd": sd[index, 1],
+        }
+
+    def prior_rows(self) -> list[dict[str, float | int]]:
+        """The model before any data: per level the activity, the prior mean DLT probability,
+        P(target interval) and P(overdose)."""
+        empty = TrialState.start(1, self.n_levels, 0)
+        prob = self.probabilities(empty)
+        return [
+            {
+                "level": d + 1,
+                "activity": float(self.doses[d]),
+                "prior_mean": float(prob["p_est"][0, d]),
+                "prior_p_target": float(prob["p_target"][0, d]),
+                "prior_p_overdose": float(prob["p_overdose"][0, d]),
+            }
+            for d in range(self.n_levels)
+        ]
+
+    @property
+    def estimate_labels(self) -> dict[str, str]:
+        """Column labels of :meth:`level_summary` in reports."""
+        c1, c2 = self.target_interval
+        return {"p_target": f"P({c1:g} ≤ DLT rate < {c2:g})", "p_overdose": f"P(DLT rate ≥ {c2:g})"}
+
+    def describe(self) -> str:
+        c1, c2 = self.target_interval
+        m1, m2 = self.prior_mean
+        s1, s2 = self.prior_sd
+        return (
+            f"BLRM (Neuenschwander et al. 2008): logit p = log α + β·log(d / "
+            f"{self.reference_dose:g}), (log α, log β) ~ N(({m1:g}, {m2:g}), sd ({s1:g}, {s2:g}), "
+            f"corr {self.prior_corr:g}); next level: the highest P({c1:g} ≤ p < {c2:g}) among "
+            f"levels with P(p ≥ {c2:g}) < {self.max_overdose_prob:g}."
+        )
+
+
+def _summands(eta, h1, logit_cuts, theta1, theta2) -> np.ndarray:
+    """What the posterior weights are summed against, [..., node, k]: p per level, the smoothed
+    steps P(p_d ≥ cut) per cut and level, then θ1, θ2, θ1², θ1θ2, θ2²."""
+    steps = [smoothed_step((eta - cut) / h1) for cut in logit_cuts]
+    moments = [theta1, theta2, theta1 * theta1, theta1 * theta2, theta2 * theta2]
+    shape = eta.shape[:-1]
+    parts = [expit(eta), *steps, *(np.broadcast_to(m, shape)[..., None] for m in moments)]
+    return np.concatenate(parts, axis=-1)
+
+
+def _weighted_sums(w, eta, p, h1, logit_cuts, theta1, theta2) -> np.ndarray:
+    """:func:`_summands` summed against per-state weights ``w`` [state, node] without building
+    the [state, node, k] array, [state, k]."""
+    wb = w[:, None, :]
+    parts = [(wb @ p)[:, 0]]
+    for cut in logit_cuts:
+        parts.append((wb @ smoothed_step((eta - cut) / h1[:, None, None]))[:, 0])
+    for m in (theta1, theta2, theta1 * theta1, theta1 * theta2, theta2 * theta2):
+        parts.append((w * m).sum(axis=1)[:, None])
+    return np.concatenate(parts, axis=1)
+
+
+def _from_weights(sums: np.ndarray, n_levels: int) -> BlrmPosterior:
+    """Unpack the weighted sums of :func:`_summands` [state, k]."""
+    n_cuts = len(PROBABILITY_CUTS)
+    p_mean = sums[:, :n_levels]
+    above = sums[:, n_levels : n_levels * (1 + n_cuts)].reshape(-1, n_cuts, n_levels)
+    m1, m2, m11, m12, m22 = sums[:, n_levels * (1 + n_cuts) :].T
+    cov = np.empty((sums.shape[0], 2, 2))
+    cov[:, 0, 0] = m11 - m1 * m1
+    cov[:, 0, 1] = cov[:, 1, 0] = m12 - m1 * m2
+    cov[:, 1, 1] = m22 - m2 * m2
+    return BlrmPosterior(
+        p_mean=p_mean,
+        prob_at_least=above,
+        theta_mean=np.column_stack([m1, m2]),
+        theta_cov=cov,
+        own_lattice=np.zeros(sums.shape[0], dtype=bool),
+    )
+
+
+def _to_lattice_units(cov: np.ndarray, spacing: float) -> np.ndarray:
+    """The linear map from θ to lattice steps of the lattice built on ``cov`` [..., 2, 2]."""
+    cov = np.asarray(cov, dtype=float)
+    slope = cov[..., 0, 1] / cov[..., 1, 1]
+    sd1_given_2 = np.sqrt(cov[..., 0, 0] - cov[..., 0, 1] * slope)
+    sd2 = np.sqrt(cov[..., 1, 1])
+    out = np.zeros(cov.shape)
+    out[..., 0, 0] = 1 / sd1_given_2
+    out[..., 0, 1] = -slope / sd1_given_2
+    out[..., 1, 1] = 1 / sd2
+    return out / spacing
+
+
+def _smallest_sd(cov: np.ndarray) -> np.ndarray:
+    """Square root of the smaller eigenvalue of each 2×2 covariance, [...]."""
+    a, b, c = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
+    half_trace = (a + c) / 2
+    gap = np.sqrt(((a - c) / 2) ** 2 + b * b)
+    return np.sqrt(np.maximum(half_trace - gap, 0.0))
+
+
+def _near_edge(half_width: float, spacing: float) -> np.ndarray:
+    """Nodes within one standard deviation of the lattice's edge, [node] (0/1)."""
+    k = np.arange(-half_width, half_width + spacing / 2, spacing)
+    i, j = (v.ravel() for v in np.meshgrid(k, k, indexing="ij"))
+    return (np.maximum(np.abs(i), np.abs(j)) > half_width - 1).astype(float)

@@ -1,0 +1,225 @@
+"""Patient files: one real trial's patients as a CSV file, one row per patient in enrolment order.
+
+The first line names the columns, in any order:
+
+- ``level`` (required): the dose level given, 1-based;
+- ``dlt`` (required): 1 if the patient has had a dose-limiting toxicity (DLT), else 0;
+- ``followup_days`` (required): days since the patient's treatment, as of today;
+- ``dlt_day`` (optional): the day after treatment on which the DLT occurred (at most
+  ``followup_days``); empty, or the column absent, when unknown or for patients without a DLT.
+
+>>> import io
+>>> text = "level,dlt,followup_days,dlt_day\\n1,0,95,\\n2,1,40,21\\n"
+>>> records = read_patients(io.StringIO(text), n_levels=6, name="trial.csv")
+>>> records.level.tolist(), records.dlt.tolist(), records.dlt_day.tolist()
+([0, 1], [False, True], [nan, 21.0])
+
+Every problem of a file is reported, one line each, naming the file, the row (as a spreadsheet
+numbers it: the header is row 1) and the column. A column the reader does not know is an error,
+with a suggestion for a misspelt name. Columns are declared in :data:`COLUMNS`, so new kinds
+(per-organ measured Gy/GBq, ``<organ>_gy_per_gbq``) are added there, each with its parser.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class PatientFileError(ValueError):
+    """A patient file that cannot be used; ``messages`` holds one line per problem."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = list(messages)
+        super().__init__("\n".join(self.messages))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column a patient file may have: its name, whether it is required, what it holds, and a
+    parser from the field's text to a value (``None`` for an empty optional field) that raises
+    ``ValueError`` with the problem in words."""
+
+    name: str
+    required: bool
+    meaning: str
+    parse: Callable[[str, int], Any]  # (text, number of levels) → value
+
+    def matches(self, header: str) -> bool:
+        return header == self.name
+
+
+def _level(text: str, n_levels: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number (levels are 1..{n_levels})") from None
+    if not 1 <= value <= n_levels:
+        raise ValueError(f"{value} is not a level of the design (1..{n_levels})")
+    return value - 1
+
+
+def _dlt(text: str, n_levels: int) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError(f"{text!r} must be 0 (no DLT) or 1 (DLT)")
+    return text == "1"
+
+
+def _days(text: str, n_levels: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} must be a number of days ≥ 0")
+    return value
+
+
+def _optional_days(text: str, n_levels: int) -> float | None:
+    return None if text == "" else _days(text, n_levels)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("level", True, "the dose level given, 1-based", _level),
+    Column("dlt", True, "1 if the patient has had a DLT, else 0", _dlt),
+    Column("followup_days", True, "days since the patient's treatment, as of today", _days),
+    Column("dlt_day", False, "day of the DLT after treatment (optional)", _optional_days),
+)
+
+
+@dataclass(frozen=True)
+class PatientRecords:
+    """The patients of one real trial in enrolment order, [patient] arrays."""
+
+    level: np.ndarray  # [patient] 0-based
+    dlt: np.ndarray  # [patient] bool
+    followup_days: np.ndarray  # [patient] days since treatment, as of today
+    dlt_day: np.ndarray  # [patient] day of the DLT after treatment; NaN where not given
+    path: str | None = None
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.level.size)
+
+
+def read_patients(
+    source: str | os.PathLike[str] | io.TextIOBase, n_levels: int, name: str | None = None
+) -> PatientRecords:
+    """Read a patient file (see the module's description).
+
+    Parameters
+    ----------
+    source : path or text stream
+        The CSV file (UTF-8, a byte-order mark allowed).
+    n_levels : int
+        The design's number of levels; a level outside 1..n_levels is an error.
+    name : str, optional
+        How messages name the file (default: the path).
+
+    Returns
+    -------
+    PatientRecords
+
+    Raises
+    ------
+    PatientFileError
+        With every problem of the file, one line each.
+    """
+    if isinstance(source, io.TextIOBase):
+        name = name or "<patients>"
+        return _read(source, n_levels, name)
+    name = name or str(source)
+    try:
+        with open(source, encoding="utf-8-sig", newline="") as handle:
+            return _read(handle, n_levels, name)
+    except FileNotFoundError:
+        problem = "file not found"
+    except IsADirectoryError:
+        problem = "is a directory, not a file"
+    except UnicodeDecodeError as err:
+        problem = f"not UTF-8 text ({err.reason} at byte {err.start})"
+    except OSError as err:
+        problem = f"cannot read: {err.strerror or err}"
+    raise PatientFileError([f"{name}: {problem}"])
+
+
+def _read(handle, n_levels: int, name: str) -> PatientRecords:
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    columns = ", ".join(c.name for c in COLUMNS)
+    if header is None or not any(h.strip() for h in header):
+        raise PatientFileError([f"{name}: empty file; the first row names the columns ({columns})"])
+    errors: list[str] = []
+    header = [h.strip() for h in header]
+    known: dict[int, Column] = {}
+    for index, title in enumerate(header):
+        column = next((c for c in COLUMNS if c.matches(title)), None)
+        if not title:
+            errors.append(f"{name}: row 1, column {index + 1} has no name (columns: {columns})")
+        elif column is None:
+            guess = difflib.get_close_matches(title.lower(), [c.name for c in COLUMNS], n=1)
+            hint = f"did you mean {guess[0]!r}?" if guess else f"allowed: {columns}"
+            errors.append(f"{name}: row 1: unknown column {title!r} ({hint})")
+        elif column in known.values():
+            errors.append(f"{name}: row 1: column {title!r} appears more than once")
+        else:
+            known[index] = column
+    for column in COLUMNS:
+        if column.required and column not in known.values():
+            errors.append(f"{name}: row 1: missing column {column.name!r} ({column.meaning})")
+
+    values: dict[str, list[Any]] = {c.name: [] for c in COLUMNS}
+    patient = 0
+    for fields in reader:
+        if not any(f.strip() for f in fields):
+            continue  # blank line
+        patient += 1
+        where = f"{name}: row {reader.line_num} (patient {patient})"
+        if len(fields) != len(header):
+            errors.append(f"{where}: {len(fields)} fields, but the header names {len(header)}")
+            continue
+        parsed = {c.name: None for c in COLUMNS}
+        for index, column in known.items():
+            text = fields[index].strip()
+            if text == "" and column.required:
+                errors.append(f"{where}, column {column.name!r}: empty ({column.meaning})")
+                continue
+            try:
+                parsed[column.name] = column.parse(text, n_levels)
+            except ValueError as problem:
+                errors.append(f"{where}, column {column.name!r}: {problem}")
+        errors += _row_problems(parsed, where)
+        for key, value in parsed.items():
+            values[key].append(value)
+    if errors:
+        raise PatientFileError(errors)
+    return PatientRecords(
+        level=np.array(values["level"], dtype=np.int32),
+        dlt=np.array(values["dlt"], dtype=bool),
+        followup_days=np.array(values["followup_days"], dtype=float),
+        dlt_day=np.array([math.nan if v is None else v for v in values["dlt_day"]], dtype=float),
+        path=name,
+    )
+
+
+def _row_problems(parsed: dict[str, Any], where: str) -> list[str]:
+    """Problems between the fields of one row (each field on its own being valid)."""
+    dlt_day, followup, dlt = parsed["dlt_day"], parsed["followup_days"], parsed["dlt"]
+    if dlt_day is None:
+        return []
+    if dlt is False:
+        return [f"{where}, column 'dlt_day': {dlt_day:g} given for a patient without a DLT (dlt 0)"]
+    if followup is not None and dlt_day > followup:
+        return [
+            f"{where}, column 'dlt_day': {dlt_day:g} is after the follow-up of {followup:g} days "
+            "(must be ≤ followup_days)"
+        ]
+    return []

@@ -1,0 +1,294 @@
+"""BLRM with overdose control: the published NBG 2008 example, lattice posteriors against
+independent adaptive quadrature and a denser lattice, the decision rule, exact enumeration
+against simulation, and bad design files.
+
+NBG example: Neuenschwander, Branson & Gsponer (2008), *Stat Med* 27:2420–2439, section 3 and
+Figure 1 — 15 activities, d* = 250, (log α, log β) ~ N((2.15, 0.52), sd (0.84, 0.80), corr 0.2);
+3, 4, 5, 4, 2 patients at levels 1, 2, 3, 4, 7 and DLTs only in the 2 at level 7. Posterior mean
+DLT probabilities by bcrm (JAGS), as quoted in the theradose issue tracker (issue 4).
+"""
+
+import numpy as np
+import pytest
+from scipy import integrate, optimize
+from scipy.special import expit, log_expit, logit
+
+from factories import NBG_DOSES, assert_pct_agrees, blrm_design, scenario
+from theradose.config import ConfigError, design_from_dict
+from theradose.constraints import MaxIncrement
+from theradose.engine import recommend, run_trials, select_mtd, simulate
+from theradose.exact import exact_operating_characteristics
+from theradose.methods import blrm as blrm_module
+from theradose.posterior import smoothed_step
+from theradose.results import OperatingCharacteristics
+from theradose.state import StopReason, TrialState
+
+NBG_N = (3, 4, 5, 4, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0)
+NBG_Y = (0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0)
+NBG_BCRM_MEAN = (
+    0.013, 0.032, 0.065, 0.131, 0.195, 0.255, 0.310, 0.360,
+    0.447, 0.519, 0.646, 0.727, 0.818, 0.866, 0.894,
+)  # fmt: skip
+
+
+def _state(n, y):
+    state = TrialState.start(1, len(n), 0)
+    state.n[0], state.y[0] = n, y
+    state.level[0] = int(np.flatnonzero(np.asarray(n))[-1]) if np.any(n) else 0
+    return state
+
+
+def test_nbg_example_matches_bcrm():
+    """bcrm's means are JAGS estimates rounded to 3 decimals from a few thousand correlated
+    draws: at the steepest levels their Monte Carlo error is about 0.002 (posterior sd ≈ 0.06
+    over an effective ~500 draws), so agreement is checked to 0.005; our own values are checked
+    to 1e-4 against adaptive quadrature below."""
+    method = blrm_design().method
+    p = method.level_summary(_state(NBG_N, NBG_Y))["p_est"][0]
+    np.testing.assert_allclose(p, NBG_BCRM_MEAN, rtol=0, atol=0.005)
+    # NBG's Figure 1 reads 0.01 at level 1 and 0.92 at the top (their MCMC)
+    assert p[0] == pytest.approx(0.01, abs=0.005) and p[-1] > 0.88
+
+
+def _reference(method, n, y, level):
+    """Posterior mean of p_level and P(p_level ≥ c) for the interval's ends by nested adaptive
+    quadrature (scipy.integrate.quad) over (log α, log β), independently of the lattices."""
+    x = method.log_dose_ratio
+    n, y = np.asarray(n, float), np.asarray(y, float)
+    mu, cinv = np.asarray(method.prior_mean), np.linalg.inv(method.prior_cov)
+
+    def log_f(t1, t2):
+        eta = t1 + np.exp(t2) * x
+        d = np.array([t1, t2]) - mu
+        return float(np.sum(y * log_expit(eta) + (n - y) * log_expit(-eta)) - 0.5 * d @ cinv @ d)
+
+    fit = optimize.minimize(lambda t: -log_f(*t), mu, method="BFGS")
+    centre, sd = fit.x, np.sqrt(np.diag(fit.hess_inv)) * 1.5 + 0.05
+    peak = log_f(*centre)
+    lo1, hi1 = centre[0] - 14 * sd[0], centre[0] + 14 * sd[0]
+    lo2, hi2 = centre[1] - 14 * sd[1], centre[1] + 14 * sd[1]
+    opts = {"epsabs": 0, "epsrel": 1e-9, "limit": 200}
+
+    def row(t2, weight=None, cut=None):
+        start = lo1 if cut is None else min(max(lo1, cut - np.exp(t2) * x[level]), hi1)
+        g = (lambda t1, t2: 1.0) if weight is None else weight
+        return integrate.quad(
+            lambda t1: np.exp(log_f(t1, t2) - peak) * g(t1, t2), start, hi1, **opts
+        )[0]
+
+    norm = integrate.quad(row, lo2, hi2, **opts)[0]
+    mean = integrate.quad(
+        lambda t2: row(t2, weight=lambda t1, t2: expit(t1 + np.exp(t2) * x[level])),
+        lo2,
+        hi2,
+        **opts,
+    )[0]
+    above = [
+        integrate.quad(row, lo2, hi2, args=(None, c), **opts)[0] / norm
+        for c in logit(np.array(method.target_interval))
+    ]
+    return mean / norm, np.array(above)
+
+
+CASES = [
+    ("NBG 2008", NBG_N, NBG_Y, 6),
+    ("no DLT, 30 patients", (6, 6, 6, 6, 6) + (0,) * 10, (0,) * 15, 6),
+    ("all DLTs at level 1", (3,) + (0,) * 14, (3,) + (0,) * 14, 0),
+    ("conflicting: 0/12 then 6/6", (0, 0, 0, 12, 6) + (0,) * 10, (0, 0, 0, 0, 6) + (0,) * 10, 4),
+    ("60 patients around the MTD",
+     (0,) * 5 + (20, 20, 20) + (0,) * 7, (0,) * 5 + (2, 5, 9) + (0,) * 7, 6),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("label", "n", "y", "level"), CASES, ids=[c[0] for c in CASES])
+def test_lattice_matches_adaptive_quadrature(label, n, y, level):
+    method = blrm_design(max_patients=60).method
+    post = method.grid_posterior(np.array([n]), np.array([y]))
+    mean, above = _reference(method, n, y, level)
+    assert post.p_mean[0, level] == pytest.approx(mean, abs=1e-4)
+    np.testing.assert_allclose(post.prob_at_least[0, :2, level], above, rtol=0, atol=1e-3)
+
+
+def test_lattice_matches_a_much_denser_lattice(monkeypatch):
+    """Random data sets on the six-level example design: the lattices against lattices with a
+    tenth of the spacing. Worst errors measured: 5e-5 (means), 1e-3 (probabilities)."""
+    from theradose.config import load_design
+
+    method = load_design("designs/blrm.toml").method
+    rng = np.random.default_rng(4)
+    n = rng.integers(0, 8, size=(40, 6)) * (rng.random((40, 6)) < 0.6)
+    y = rng.binomial(n, np.sort(rng.random((40, 6)), axis=1))
+    post = method.grid_posterior(n, y)
+    monkeypatch.setattr(blrm_module, "OWN_SPACING", 0.04)
+    monkeypatch.setattr(blrm_module, "OWN_HALF_WIDTH", 9.0)
+    dense, _ = method._own_lattice_pass(
+        n.astype(float), y.astype(float), post.theta_mean, post.theta_cov * 1.2
+    )
+    assert np.abs(post.p_mean - dense.p_mean).max() < 1e-3
+    assert np.abs(post.prob_at_least - dense.prob_at_least).max() < 5e-3
+
+
+def test_smoothed_step_integrates_the_cubic_interpolant():
+    # For f sampled at integers, h·Σ f_i·S(i − c) = ∫_c^∞ of the cubic interpolant, which is exact
+    # for polynomials up to degree 2 (Keys 1981); here f(t) = 1 + t/10 − t²/200 on [−30, 30].
+    t = np.arange(-30.0, 31.0)
+    f = np.where(np.abs(t) <= 27, 1 + t / 10 - t**2 / 200, 0.0)
+    cut = 3.3
+    exact = integrate.quad(lambda s: 1 + s / 10 - s**2 / 200, cut, 27)[0]
+    assert (f * smoothed_step(t - cut)).sum() == pytest.approx(exact, abs=0.05)
+    s = np.linspace(-3, 3, 61)
+    np.testing.assert_allclose(smoothed_step(s) + smoothed_step(-s), 1.0, atol=1e-14)
+    assert np.all(np.diff(smoothed_step(np.linspace(-2, 2, 401))) >= -0.02)
+
+
+def test_decision_is_the_admissible_level_with_highest_target_probability():
+    design = blrm_design()
+    state = _state(NBG_N, NBG_Y)
+    prob = design.method.probabilities(state)
+    admissible = prob["p_overdose"][0] < 0.25
+    expected = int(np.argmax(np.where(admissible, prob["p_target"][0], -1)))
+    proposal, stop = design.method.propose(state)
+    assert proposal[0] == expected and stop[0] == 0
+    assert not admissible[expected + 1 :].any()  # P(overdose) grows with the level
+
+
+def test_the_pipeline_choice_is_the_constrained_argmax():
+    """The engine takes the highest allowed level at or below the proposal; with P(target)
+    unimodal over levels that is the admissible level with the highest P(target) within the
+    increment limits, as NBG's rule says. Checked on every final state of simulated trials."""
+    design = blrm_design(
+        doses=(1.85, 3.7, 5.55, 7.4, 9.25, 11.1), reference_dose=7.4,
+        prior_mean=(-0.85, 0.0), prior_sd=(2.0, 1.0), prior_corr=0.0, target=0.3,
+        max_increment=0.5,
+    )  # fmt: skip
+    u = np.random.default_rng(2).random((600, 36))
+    for p_true in ([0.05, 0.1, 0.2, 0.3, 0.5, 0.7], [0.01, 0.02, 0.05, 0.1, 0.2, 0.35]):
+        state = run_trials(design, np.array(p_true), u)
+        allowed = design.allowed(state)
+        score = np.where(allowed, design.method.probabilities(state)["p_target"], -1.0)
+        best = np.where(allowed.any(axis=1), score.argmax(axis=1), -1)
+        assert np.array_equal(select_mtd(design, state), best)
+
+
+def test_increments_and_no_skipping_hold_on_every_cohort():
+    design = blrm_design(doses=(1, 2, 3, 5, 8, 10), reference_dose=5, max_increment=0.5,
+                         prior_mean=(-1.1, 0.0), prior_sd=(2.0, 1.0), prior_corr=0.0)  # fmt: skip
+    state = run_trials(design, np.full(6, 0.01), np.random.default_rng(1).random((300, 36)))
+    doses = np.array(design.doses)
+    for c in range(1, 12):
+        given = state.patient_level[:, : 3 * c]
+        nxt = state.patient_level[:, 3 * c]
+        treated = nxt >= 0
+        highest = given.max(axis=1)
+        assert np.all(doses[nxt[treated]] <= 1.5 * doses[highest[treated]] + 1e-9)
+        assert np.all(nxt[treated] <= highest[treated] + 1)
+
+
+def test_max_increment_mask():
+    state = TrialState.start(2, 4, 0)
+    state.n[0] = [3, 3, 0, 0]
+    mask = MaxIncrement((1.0, 2.0, 4.0, 8.0), 1.0).allowed(state)
+    assert mask[0].tolist() == [True, True, True, False]  # 4 ≤ 2 × 2
+    assert mask[1].all()  # nobody treated yet
+
+
+def test_too_toxic_start_stops_and_safety_stop_fires():
+    design = blrm_design(safety_cutoff=0.8)
+    rec = recommend(design, [(0, (True, True, True))])
+    assert rec.stop and rec.mtd is None
+    assert rec.stop_reason in (StopReason.TOO_TOXIC, StopReason.SAFETY)
+    prob = design.method.prob_above_target(_state((3,) + (0,) * 14, (3,) + (0,) * 14), 0)
+    assert prob[0] > 0.8
+    # Overdose control alone (no safety rule): no admissible level is a stop with no MTD.
+    rec = recommend(blrm_design(), [(0, (True, True, True))])
+    assert rec.stop and rec.stop_reason is StopReason.TOO_TOXIC and rec.mtd is None
+
+
+@pytest.mark.slow
+def test_simulation_agrees_with_exact_enumeration():
+    design = blrm_design(
+        doses=(2.0, 4.0, 6.0), reference_dose=4.0, prior_mean=(-1.0, 0.0), prior_sd=(1.5, 0.8),
+        prior_corr=0.0, target=0.3, max_patients=12,
+    )  # fmt: skip
+    scen = scenario(0.1, 0.3, 0.5)
+    exact = exact_operating_characteristics(design, scen)
+    assert exact["total_prob"] == pytest.approx(1.0, abs=1e-12)
+    sim = simulate([design], [scen], 20_000, seed=5)[0][0]
+    oc = OperatingCharacteristics.from_simulations(sim)
+    assert_pct_agrees(oc.values["selection_pct"], sim.n_trials, exact["selection_pct"])
+    assert_pct_agrees(oc.values["no_selection_pct"], sim.n_trials, exact["no_selection_pct"])
+    se = np.array(oc.se["patients_mean"])
+    assert np.all(np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"]) <= 4 * se)
+
+
+def test_own_lattices_are_used_where_the_posterior_concentrates():
+    method = blrm_design(max_patients=120).method
+    n = np.array([[0, 0, 0, 0, 0, 40, 40, 40] + [0] * 7, [3] + [0] * 14])
+    y = np.array([[0, 0, 0, 0, 0, 4, 10, 20] + [0] * 7, [0] * 15])
+    post = method.grid_posterior(n, y)
+    assert post.own_lattice.tolist() == [True, False]
+    assert np.all(np.isfinite(post.p_mean)) and np.all(np.diff(post.p_mean, axis=1) > 0)
+
+
+# --- design files -----------------------------------------------------------------------------
+
+BASE = {
+    "method": "blrm",
+    "target": 0.3,
+    "doses": [1.85, 3.7, 5.55, 7.4, 9.25, 11.1],
+    "max_patients": 36,
+    "blrm": {"reference_dose": 7.4, "prior_mean": [-0.85, 0.0], "prior_sd": [2.0, 1.0]},
+}
+
+
+def _errors(**changes) -> list[str]:
+    data = {**BASE, **{k: v for k, v in changes.items() if k != "blrm"}}
+    data["blrm"] = {**BASE["blrm"], **changes.get("blrm", {})}
+    with pytest.raises(ConfigError) as info:
+        design_from_dict(data, "b.toml")
+    return info.value.messages
+
+
+def test_example_file_builds():
+    design = design_from_dict(BASE, "b.toml")
+    assert design.method_key == "blrm"
+    assert [type(c).__name__ for c in design.constraints] == ["MaxIncrement", "NoSkip"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"blrm": {"prior_corr": 1.0}}, "prior_corr = 1.0: must be a number in (-1, 1)"),
+        ({"blrm": {"prior_corr": -1}}, "positive definite"),
+        ({"blrm": {"prior_sd": [0.8, 0]}}, "prior_sd: every value must be > 0"),
+        ({"blrm": {"prior_sd": [-1, 1]}}, "prior_sd: every value must be > 0"),
+        ({"blrm": {"reference_dose": 0}}, "reference_dose = 0: must be a number > 0"),
+        ({"blrm": {"reference_dose": -7.4}}, "reference_dose = -7.4: must be a number > 0"),
+        ({"blrm": {"target_interval": [0.16, 0.25]}}, "must contain target (0.3)"),
+        ({"blrm": {"target_interval": [0.33, 0.16]}}, "target_interval: must be increasing"),
+        ({"blrm": {"prior_mean": [1]}}, "prior_mean: must be an array of two numbers"),
+        ({"doses": [1.85, 3.7, 3.7, 7.4]}, "doses: must be strictly increasing"),
+        ({"blrm": {"max_increment": 0}}, "max_increment = 0: must be a number > 0"),
+        ({"blrm": {"max_overdose_prob": 1.5}}, "max_overdose_prob = 1.5"),
+    ],
+)
+def test_bad_blrm_files_give_one_line_errors(changes, expected):
+    messages = _errors(**changes)
+    assert any(expected in m for m in messages), messages
+    assert all(m.startswith("b.toml: ") and "\n" not in m for m in messages)
+
+
+def test_blrm_needs_activities():
+    data = {k: v for k, v in BASE.items() if k != "doses"} | {"levels": 6}
+    with pytest.raises(ConfigError, match="needs the activity of each level"):
+        design_from_dict(data, "b.toml")
+
+
+def test_method_rejects_a_singular_prior():
+    with pytest.raises(ValueError, match="positive-definite"):
+        blrm_design(prior_corr=1.0)
+
+
+def test_nbg_doses_constant_is_the_papers():
+    assert len(NBG_DOSES) == 15 and NBG_DOSES[6] == 25
