@@ -79,6 +79,7 @@ class TrialState:
     dosimetry_stats: object = None  # running DosimetryStats [trial, organ] of measured Gy/GBq
     ruled_out_at: np.ndarray | None = None  # [trial, level] patients enrolled when first
     # ruled out by the organ-dose constraint (-1: never)
+    memo: dict | None = None  # results computed for the state as it is now (e.g. a posterior)
     time: np.ndarray | None = None  # [trial] months since the trial started (decision time)
     stopped_at: np.ndarray | None = None  # [trial] time of the decision that ended the trial
 
@@ -112,6 +113,7 @@ class TrialState:
             last_cohort_n=np.zeros(n_trials, dtype=np.int32),
             last_cohort_y=np.zeros(n_trials, dtype=np.int32),
             time=np.zeros(n_trials),
+            memo={},
             stopped_at=np.full(n_trials, np.nan),
             **per_patient,
         )
@@ -175,7 +177,9 @@ class TrialState:
         fields = {}
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
-            if value is None:
+            if name == "memo":
+                fields[name] = {}
+            elif value is None:
                 fields[name] = None
             elif isinstance(value, np.ndarray):
                 fields[name] = value[trials].copy()

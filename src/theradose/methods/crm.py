@@ -194,9 +194,25 @@ class Crm:
         n, y = data
         return log_integrand(self.model, self.prior_sd, n, y, nodes)
 
+    def _fingerprint(self, state: TrialState) -> bytes:
+        """What the posterior depends on: the counts (time-to-event designs add follow-up)."""
+        return state.n.tobytes() + state.y.tobytes()
+
     def _posterior(self, state: TrialState):
-        data, index = self._data(state)
-        return data, index, posterior(lambda nodes: self._log_f(data, nodes), self.n_nodes)
+        # propose, the safety stop and the final selection ask for the same posterior: compute it
+        # once per state of the trials (the memo lives on the state, so it dies with it)
+        key = (id(self), self._fingerprint(state))
+        memo = state.memo if state.memo is not None else {}
+        if memo.get("crm_posterior", (None,))[0] != key:
+            data, index = self._data(state)
+            split = float(self.model.beta_at(self.target)[0])  # level 1's overdose threshold
+            post = posterior(lambda nodes: self._log_f(data, nodes), self.n_nodes, split)
+            memo["crm_posterior"] = (key, (data, index, post))
+        return memo["crm_posterior"][1]
+
+    def dlts_so_far(self, state: TrialState) -> np.ndarray:
+        """DLTs known at the trial's current time, [trial]."""
+        return state.y.sum(axis=1)
 
     def estimates(self, state: TrialState) -> np.ndarray:
         """Estimated DLT probability of each level, [trial, level]."""
@@ -213,7 +229,7 @@ class Crm:
     def propose(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
         proposal = closest_to_target(self.estimates(state), self.target)
         if self.start_up == "cohorts":
-            before_first_dlt = state.y.sum(axis=1) == 0
+            before_first_dlt = self.dlts_so_far(state) == 0
             step_up = np.minimum(np.maximum(state.level, 0) + 1, self.n_levels - 1)
             proposal = np.where(before_first_dlt, step_up, proposal)
         return proposal, np.zeros(state.n_trials, dtype=np.int8)
@@ -225,6 +241,8 @@ class Crm:
         """P(p_level > target | data) for each trial, [trial]."""
         data, index, post = self._posterior(state)
         upper = self.model.beta_at(self.target)[level]
+        if post.split is not None and upper == post.split:
+            return post.prob_below_split()[index]
         return cdf_below(lambda x: self._log_f(data, x), post, upper, self.n_nodes)[index]
 
     def model_summary(self, state: TrialState) -> dict[str, np.ndarray]:

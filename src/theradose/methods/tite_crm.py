@@ -26,7 +26,7 @@ from theradose.posterior import log_integrand
 from theradose.state import TrialState
 
 WEIGHTS = ("linear", "adaptive")
-_BLOCK = 2048  # trials per block: bounds the [trial, pending, node] temporaries
+_BLOCK = 1024  # trials per block: bounds the [pending patient, node] temporaries
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,12 @@ class TiteCrm(Crm):
     key = "tite-crm"
     count_based = False
     tite = True
+
+    def _fingerprint(self, state: TrialState) -> bytes:
+        return state.patient_level.tobytes() + state.time.tobytes() + state.n.tobytes()
+
+    def dlts_so_far(self, state: TrialState) -> np.ndarray:
+        return state.observed_dlt(self.window).sum(axis=1)
 
     def _data(self, state: TrialState):
         enrolled = state.patient_level >= 0
@@ -98,10 +104,16 @@ class TiteCrm(Crm):
         if data.pending_level.shape[1] == 0:
             return values
         p = self.model.p(nodes).T  # [level, node]
-        for start in range(0, values.shape[0], _BLOCK):
-            block = slice(start, start + _BLOCK)
-            p_pending = p[data.pending_level[block]]  # [trial, slot, node]
-            weight = data.pending_weight[block, :, None]
-            # One log of the product (each factor ≥ 1 − w > 0) instead of a log per slot.
-            values[block] += np.log(np.prod(1.0 - weight * p_pending, axis=1))
+        # Only the slots that hold a pending patient (trials have few; the slot count is the
+        # largest of them), each factor 1 − w·p_d(β) > 0, summed in logs per trial.
+        trial, slot = np.nonzero(data.pending_weight > 0)  # sorted by trial
+        edges = np.searchsorted(trial, np.arange(0, values.shape[0] + _BLOCK, _BLOCK))
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            if lo == hi:
+                continue
+            t, s = trial[lo:hi], slot[lo:hi]
+            weight = data.pending_weight[t, s]
+            terms = np.log1p(-weight[:, None] * p[data.pending_level[t, s]])  # [patient, node]
+            first = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])  # each trial's first patient
+            values[t[first]] += np.add.reduceat(terms, first, axis=0)
         return values
