@@ -22,6 +22,10 @@ $(DEV_STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/theradose simulate designs/three_plus_three.toml designs/boin.toml \
 		--scenarios designs/scenarios.toml --trials 10000 --seed 1 --exact
+	@echo
+	@echo "The same BOIN with and without organ-dose limits, on dosimetry-driven patients:"
+	$(BIN)/theradose simulate designs/boin_psma.toml designs/boin_psma_dosimetry.toml \
+		--scenarios designs/dosimetry_scenarios.toml --trials 4000 --seed 1
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks

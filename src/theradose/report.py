@@ -456,7 +456,58 @@ def oc_tables(study: StudyResult) -> list[RenderableType]:
             Group(Text(_scenario_title(study, j), style="bold"), _per_level_table(study, j))
         )
         tables.append(Group(Text(f"Scenario {scenario.name}: summary"), _summary_table(study, j)))
+        organ_table = _organ_dose_table(study, j)
+        if organ_table is not None:
+            title = f"Scenario {scenario.name}: organ doses (true cumulative dose or BED)"
+            tables.append(Group(Text(title), organ_table))
     return tables
+
+
+def _organ_dose_table(study: StudyResult, j: int) -> Table | None:
+    """Per design: PCS against the constrained optimum, % of patients capped, mean activity
+    given, and per organ with a limit the % of patients past it, the mean and 95th percentile of
+    the true cumulative dose (or BED); None when no design has [dosimetry]."""
+    from rich.table import Table
+
+    column = _column(study, j)
+    if all(oc.values.get("capped_pct") is None for _, _, oc, _ in column):
+        return None
+    organs = list(dict.fromkeys(o for d in study.designs if d.dosimetry for o in d.dosimetry.names))
+    table = Table()
+    table.add_column("design")
+    for header in ("optimum", "PCS vs optimum %", "% capped", "mean activity"):
+        table.add_column(header, justify="right")
+    for organ in organs:
+        for header in ("% past limit", "mean, Gy", "p95, Gy"):
+            table.add_column(f"{organ}\n{header}", justify="right")
+    for design, sim, oc, _ in column:
+        values, se = oc.values, oc.se
+        if values.get("capped_pct") is None:
+            table.add_row(design.name, *([NONE] * (4 + 3 * len(organs))))
+            continue
+        unit = f" {design.dose_unit}" if design.dose_unit else ""
+        cells = [
+            design.name,
+            level_text(design, None if sim.optimum < 0 else sim.optimum),
+            _pm(values["pcs_constrained"], se["pcs_constrained"], 1),
+            _pm(values["capped_pct"], se["capped_pct"], 1),
+            f"{values['activity_mean']:.2f}{unit}",
+        ]
+        for organ in organs:
+            if organ in values["organ_exceed_pct"]:
+                cells += [
+                    _pm(values["organ_exceed_pct"][organ], se["organ_exceed_pct"][organ], 1),
+                    _pm(
+                        values["organ_cumulative_mean"][organ],
+                        se["organ_cumulative_mean"][organ],
+                        1,
+                    ),
+                    f"{values['organ_cumulative_p95'][organ]:.1f}",
+                ]
+            else:
+                cells += [NONE] * 3
+        table.add_row(*cells)
+    return table
 
 
 def _column(study: StudyResult, j: int):
@@ -473,7 +524,7 @@ def _scenario_title(study: StudyResult, j: int) -> str:
     target = _shared([d.target for d in study.designs])
     doses = _shared([d.doses for d in study.designs])
     if true_mtd is None:
-        truth = "differs by design (targets differ)"
+        truth = "differs by design (target or schedule)"
     elif true_mtd < 0:
         truth = "none (level 1 too toxic)"
     elif doses is not None:
