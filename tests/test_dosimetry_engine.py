@@ -22,14 +22,20 @@ DOSES = [3.7, 5.55, 7.4, 9.25, 11.1]
 
 def boin_with(organs=(), **dosimetry):
     source = {
-        "method": "boin", "target": 0.25, "doses": DOSES, "max_patients": 24,
+        "method": "boin",
+        "target": 0.25,
+        "doses": DOSES,
+        "max_patients": 24,
         "dosimetry": {"cycles": 4, **dosimetry, "organ": list(organs)},
     }
     return design_from_dict(source, "d.toml")
 
 
 KIDNEY = {
-    "name": "kidney", "gy_per_gbq_median": 0.43, "gy_per_gbq_cv": 0.37, "limit_gy": 23.0,
+    "name": "kidney",
+    "gy_per_gbq_median": 0.43,
+    "gy_per_gbq_cv": 0.37,
+    "limit_gy": 23.0,
     "max_exceed_prob": 0.10,
 }
 
@@ -101,7 +107,9 @@ def test_capping_keeps_every_estimated_cumulative_dose_within_the_limit(limit, c
     if bed:
         del organ["limit_gy"]
         organ.update(
-            limit_bed_gy=limit, alpha_beta_gy=2.6, repair_half_time_h=2.8,
+            limit_bed_gy=limit,
+            alpha_beta_gy=2.6,
+            repair_half_time_h=2.8,
             effective_half_time_h=40.0,
         )
     else:
@@ -128,7 +136,10 @@ def test_simulated_exceedance_matches_the_true_probability():
     """A one-level design: every patient gets the same schedule, so the % of patients past the
     kidney limit must agree with the level's true exceedance probability."""
     source = {
-        "method": "boin", "target": 0.25, "doses": [9.25], "max_patients": 12,
+        "method": "boin",
+        "target": 0.25,
+        "doses": [9.25],
+        "max_patients": 12,
         "dosimetry": {"cycles": 4, "organ": [dict(KIDNEY, max_exceed_prob=0.99)]},
     }
     design = design_from_dict(source, "one.toml")
@@ -195,3 +206,50 @@ def test_example_files_load():
     scenarios = load_scenarios(DESIGNS / "dosimetry_scenarios.toml")
     assert all(s.uses_ntcp for s in scenarios)
     assert isinstance(_patients(load_design(DESIGNS / name), scenarios[0], 2), VirtualPatients)
+
+
+def test_recommend_with_measured_dosimetry(tmp_path):
+    """High measured kidney uptake rules out every level but the first; the report gives each
+    level's exceedance probability per organ and admissibility."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from theradose.cli import app
+
+    rows = [
+        "level,dlt,followup_days,kidney_gy_per_gbq,red_marrow_gy_per_gbq",
+        "1,0,200,0.9,0.03",
+        "1,0,190,1.1,0.03",
+        "1,0,180,0.8,0.02",
+    ]
+    path = tmp_path / "patients.csv"
+    path.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "rec.json"
+    design = str(DESIGNS / "boin_psma_dosimetry.toml")
+    result = CliRunner().invoke(
+        app, ["recommend", design, "--patients", str(path), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    admissible = [level["admissible"] for level in data["levels"]]
+    assert admissible == [True, False, False, False, False]
+    assert data["next_level"] == 1
+    kidney = [level["p_exceed_kidney"] for level in data["levels"]]
+    assert kidney == sorted(kidney) and kidney[1] > 0.10 >= kidney[0]
+    # without the measurements (prior only) level 2 is admissible: the data moved the constraint
+    prior = CliRunner().invoke(app, ["recommend", design, "--outcomes", "1NNN", "--json", str(out)])
+    assert prior.exit_code == 0 and json.loads(out.read_text())["next_level"] == 2
+
+
+def test_patient_file_rejects_a_bad_measurement(tmp_path):
+    from typer.testing import CliRunner
+
+    from theradose.cli import app
+
+    path = tmp_path / "patients.csv"
+    path.write_text("level,dlt,followup_days,kidney_gy_per_gbq\n1,0,200,-0.4\n")
+    design = str(DESIGNS / "boin_psma_dosimetry.toml")
+    result = CliRunner().invoke(app, ["recommend", design, "--patients", str(path)])
+    assert result.exit_code == 2
+    assert "column 'kidney_gy_per_gbq': '-0.4' must be a measured Gy/GBq > 0" in result.stderr

@@ -578,6 +578,7 @@ def recommend(
     design: Design,
     cohorts: Sequence[tuple[int, Sequence[bool]]],
     final_design: Design | None = None,
+    gy_per_gbq: np.ndarray | None = None,
 ) -> Recommendation:
     """Replay a real trial cohort by cohort and return the design's next decision.
 
@@ -585,10 +586,13 @@ def recommend(
     the level actually given, then :func:`decide` runs exactly as in simulation.
     ``final_design`` (the same rules, another posterior engine such as MCMC) makes the decision
     after the last cohort and the estimates; ``design`` replays the earlier ones.
+    ``gy_per_gbq`` [patient, organ]: the patients' measured dosimetry, in the design's organ
+    order (NaN where not measured), which updates the organ-dose constraint.
     """
     final = design if final_design is None else final_design
     n_patients = sum(len(dlts) for _, dlts in cohorts)
     state = TrialState.start(1, design.n_levels, design.start_level, max(n_patients, 1))
+    _attach_dosimetry(design, state, gy_per_gbq, np.ones((1, max(n_patients, 1)), dtype=bool))
     deviations = []
     for index, (level, dlts) in enumerate(cohorts):
         if not 0 <= level < design.n_levels:
@@ -621,6 +625,7 @@ def recommend(
         decide(final if index == len(cohorts) - 1 else design, state)
     mtd = int(select_mtd(final, state)[0]) if cohorts else NO_LEVEL
     summary = {k: np.asarray(v)[0] for k, v in final.method.level_summary(state).items()}
+    summary.update(_organ_summary(design, state))
     model_summary = {}
     if cohorts and hasattr(final.method, "model_summary"):
         model_summary = {k: float(v[0]) for k, v in final.method.model_summary(state).items()}
@@ -661,6 +666,7 @@ def recommend_from_patients(
     dlt: np.ndarray,
     followup: np.ndarray,
     dlt_time: np.ndarray | None = None,
+    gy_per_gbq: np.ndarray | None = None,
 ) -> Recommendation:
     """The design's next decision for a real trial given patient by patient, as of now.
 
@@ -672,6 +678,7 @@ def recommend_from_patients(
     followup : [patient] months since each patient's treatment, as of now
     dlt_time : [patient] months from treatment to the DLT; NaN (or no array) where not known,
         taken as now
+    gy_per_gbq : [patient, organ] measured dosimetry in the design's organ order (NaN: none)
 
     A time-to-event design (``method.tite``) decides as the engine does at a new patient's
     arrival: the trial state is built at "now" = time 0, each patient arriving at −follow-up,
@@ -704,7 +711,7 @@ def recommend_from_patients(
             "so far; in simulation the cohort's remaining patients join the same level first"
         )
     if not tite:
-        rec = recommend(design, patient_cohorts(size, level, dlt))
+        rec = recommend(design, patient_cohorts(size, level, dlt), gy_per_gbq=gy_per_gbq)
         if design.timing is None:
             notes.append(
                 "the design has no [timing], so follow-up is not judged: every patient without "
@@ -733,6 +740,8 @@ def recommend_from_patients(
     openers = np.arange(size, n, size)  # the patients whose arrival opened a later cohort
     known = np.append(openers, n)  # patients enrolled at each decision, the last one now
     state = _patient_states(design, level, dlt, -followup, onset, known)
+    enrolled = np.arange(n)[None, :] < known[:, None]
+    _attach_dosimetry(design, state, gy_per_gbq, enrolled)
     decide(design, state)
     suspended = _suspended(design, state)
 
@@ -788,7 +797,10 @@ def recommend_from_patients(
         mtd=None if mtd == NO_LEVEL else mtd,
         n=tuple(int(v) for v in now.n[0]),
         y=tuple(int(v) for v in now.y[0]),
-        level_summary={k: np.asarray(v)[0] for k, v in design.method.level_summary(now).items()},
+        level_summary={
+            **{k: np.asarray(v)[0] for k, v in design.method.level_summary(now).items()},
+            **_organ_summary(design, now),
+        },
         deviations=tuple(deviations),
         model_summary=model_summary,
         rule_states=tuple(
@@ -799,6 +811,36 @@ def recommend_from_patients(
         review_in=float(_next_event(now, window)[0]) if held else None,
         pending=tuple(now.pending(window)[0].tolist()),
     )
+
+
+def _attach_dosimetry(design, state, gy_per_gbq, enrolled) -> None:
+    """Give the organ-dose constraint the patients' measured Gy/GBq ([patient, organ]), as known
+    in each trial state (``enrolled`` [state, patient])."""
+    if gy_per_gbq is None or design.dosimetry is None or not design.dosimetry.organs:
+        return
+    from theradose.dosimetry import DosimetryStats
+
+    n_organs = len(design.dosimetry.organs)
+    measured = np.full(state.patient_level.shape + (n_organs,), np.nan)
+    given = np.asarray(gy_per_gbq, dtype=float)
+    measured[:, : given.shape[0]] = np.where(
+        enrolled[:, : given.shape[0], None], given[None], np.nan
+    )
+    state.patient_measured_gy_per_gbq = measured
+    state.dosimetry_stats = DosimetryStats.from_measured(measured)
+
+
+def _organ_summary(design, state) -> dict[str, np.ndarray]:
+    """Per level, each organ's P(a new patient's cumulative dose or BED > limit) and whether the
+    level is admissible, for the first trial state."""
+    limits = [c for c in design.constraints if getattr(c, "organ_limits", False)]
+    summary = {}
+    for constraint in limits:
+        exceed = constraint.exceedance(state)[0]  # [level, organ]
+        for j, organ in enumerate(constraint.dosimetry.names):
+            summary[f"p_exceed_{organ}"] = exceed[:, j]
+        summary["admissible"] = constraint.allowed(state)[0]
+    return summary
 
 
 def _listed(noun: str, items) -> str:

@@ -6,7 +6,9 @@ The first line names the columns, in any order:
 - ``dlt`` (required): 1 if the patient has had a dose-limiting toxicity (DLT), else 0;
 - ``followup_days`` (required): days since the patient's treatment, as of today;
 - ``dlt_day`` (optional): the day after treatment on which the DLT occurred (at most
-  ``followup_days``); empty, or the column absent, when unknown or for patients without a DLT.
+  ``followup_days``); empty, or the column absent, when unknown or for patients without a DLT;
+- ``<organ>_gy_per_gbq`` (optional, one per organ of the design's ``[dosimetry]``): the
+  patient's measured absorbed dose per unit activity in that organ (> 0), empty when not measured.
 
 >>> import io
 >>> text = "level,dlt,followup_days,dlt_day\\n1,0,95,\\n2,1,40,21\\n"
@@ -87,6 +89,23 @@ def _optional_days(text: str, n_levels: int) -> float | None:
     return None if text == "" else _days(text, n_levels)
 
 
+def _gy_per_gbq(text: str, n_levels: int) -> float | None:
+    if text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number (measured Gy/GBq, > 0)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{text!r} must be a measured Gy/GBq > 0")
+    return value
+
+
+def organ_column(organ: str) -> Column:
+    """The column of one organ's measured Gy/GBq."""
+    return Column(f"{organ}_gy_per_gbq", False, f"measured {organ} Gy/GBq (optional)", _gy_per_gbq)
+
+
 COLUMNS: tuple[Column, ...] = (
     Column("level", True, "the dose level given, 1-based", _level),
     Column("dlt", True, "1 if the patient has had a DLT, else 0", _dlt),
@@ -104,6 +123,7 @@ class PatientRecords:
     followup_days: np.ndarray  # [patient] days since treatment, as of today
     dlt_day: np.ndarray  # [patient] day of the DLT after treatment; NaN where not given
     path: str | None = None
+    gy_per_gbq: np.ndarray | None = None  # [patient, organ] measured; NaN where not given
 
     @property
     def n_patients(self) -> int:
@@ -111,7 +131,10 @@ class PatientRecords:
 
 
 def read_patients(
-    source: str | os.PathLike[str] | io.TextIOBase, n_levels: int, name: str | None = None
+    source: str | os.PathLike[str] | io.TextIOBase,
+    n_levels: int,
+    name: str | None = None,
+    organs: tuple[str, ...] = (),
 ) -> PatientRecords:
     """Read a patient file (see the module's description).
 
@@ -123,6 +146,7 @@ def read_patients(
         The design's number of levels; a level outside 1..n_levels is an error.
     name : str, optional
         How messages name the file (default: the path).
+    organs : the design's organs: each may have a ``<organ>_gy_per_gbq`` column.
 
     Returns
     -------
@@ -135,11 +159,11 @@ def read_patients(
     """
     if isinstance(source, io.TextIOBase):
         name = name or "<patients>"
-        return _read(source, n_levels, name)
+        return _read(source, n_levels, name, organs)
     name = name or str(source)
     try:
         with open(source, encoding="utf-8-sig", newline="") as handle:
-            return _read(handle, n_levels, name)
+            return _read(handle, n_levels, name, organs)
     except FileNotFoundError:
         problem = "file not found"
     except IsADirectoryError:
@@ -151,32 +175,33 @@ def read_patients(
     raise PatientFileError([f"{name}: {problem}"])
 
 
-def _read(handle, n_levels: int, name: str) -> PatientRecords:
+def _read(handle, n_levels: int, name: str, organs: tuple[str, ...] = ()) -> PatientRecords:
+    all_columns = COLUMNS + tuple(organ_column(o) for o in organs)
     reader = csv.reader(handle)
     header = next(reader, None)
-    columns = ", ".join(c.name for c in COLUMNS)
+    columns = ", ".join(c.name for c in all_columns)
     if header is None or not any(h.strip() for h in header):
         raise PatientFileError([f"{name}: empty file; the first row names the columns ({columns})"])
     errors: list[str] = []
     header = [h.strip() for h in header]
     known: dict[int, Column] = {}
     for index, title in enumerate(header):
-        column = next((c for c in COLUMNS if c.matches(title)), None)
+        column = next((c for c in all_columns if c.matches(title)), None)
         if not title:
             errors.append(f"{name}: row 1, column {index + 1} has no name (columns: {columns})")
         elif column is None:
-            guess = difflib.get_close_matches(title.lower(), [c.name for c in COLUMNS], n=1)
+            guess = difflib.get_close_matches(title.lower(), [c.name for c in all_columns], n=1)
             hint = f"did you mean {guess[0]!r}?" if guess else f"allowed: {columns}"
             errors.append(f"{name}: row 1: unknown column {title!r} ({hint})")
         elif column in known.values():
             errors.append(f"{name}: row 1: column {title!r} appears more than once")
         else:
             known[index] = column
-    for column in COLUMNS:
+    for column in all_columns:
         if column.required and column not in known.values():
             errors.append(f"{name}: row 1: missing column {column.name!r} ({column.meaning})")
 
-    values: dict[str, list[Any]] = {c.name: [] for c in COLUMNS}
+    values: dict[str, list[Any]] = {c.name: [] for c in all_columns}
     patient = 0
     for fields in reader:
         if not any(f.strip() for f in fields):
@@ -186,7 +211,7 @@ def _read(handle, n_levels: int, name: str) -> PatientRecords:
         if len(fields) != len(header):
             errors.append(f"{where}: {len(fields)} fields, but the header names {len(header)}")
             continue
-        parsed = {c.name: None for c in COLUMNS}
+        parsed = {c.name: None for c in all_columns}
         for index, column in known.items():
             text = fields[index].strip()
             if text == "" and column.required:
@@ -207,6 +232,14 @@ def _read(handle, n_levels: int, name: str) -> PatientRecords:
         followup_days=np.array(values["followup_days"], dtype=float),
         dlt_day=np.array([math.nan if v is None else v for v in values["dlt_day"]], dtype=float),
         path=name,
+        gy_per_gbq=np.array(
+            [[math.nan if v is None else v for v in values[f"{o}_gy_per_gbq"]] for o in organs],
+            dtype=float,
+        )
+        .reshape(len(organs), -1)
+        .T
+        if organs
+        else None,
     )
 
 

@@ -313,13 +313,15 @@ def run_patient_recommendation(
 
         design = load_design(design)
     if not isinstance(patients, PatientRecords):
-        patients = read_patients(patients, design.n_levels)
+        organs = () if design.dosimetry is None else design.dosimetry.names
+        patients = read_patients(patients, design.n_levels, organs=organs)
     recommendation = recommend_from_patients(
         design,
         patients.level,
         patients.dlt,
         patients.followup_days / DAYS_PER_MONTH,
         patients.dlt_day / DAYS_PER_MONTH,
+        gy_per_gbq=patients.gy_per_gbq,
     )
     cohorts = patient_cohorts(design.cohort_size, patients.level, patients.dlt)
     return RecommendationResult(design, tuple(cohorts), recommendation, patients=patients)
