@@ -2,7 +2,9 @@
 
 Run with ``make bench`` or ``python benchmarks/bench_engine.py [--trials N] [--designs ...]``.
 Prints trials/s per design and scenario and the peak resident memory of the process. Not a test:
-numbers go in the README.
+numbers go in the README. The model-based designs are slower; give them fewer trials::
+
+    python benchmarks/bench_engine.py --trials 20000 --designs designs/blrm.toml designs/ewoc.toml
 """
 
 from __future__ import annotations

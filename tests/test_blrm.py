@@ -10,6 +10,8 @@ DLT probabilities by bcrm (JAGS), as quoted in the theradose issue tracker (issu
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate, optimize
 from scipy.special import expit, log_expit, logit
 
@@ -112,7 +114,7 @@ def test_lattice_matches_adaptive_quadrature(label, n, y, level):
 
 def test_lattice_matches_a_much_denser_lattice(monkeypatch):
     """Random data sets on the six-level example design: the lattices against lattices with a
-    tenth of the spacing. Worst errors measured: 5e-5 (means), 1e-3 (probabilities)."""
+    fifth of the spacing. Worst errors measured: 5e-5 (means), 1e-3 (probabilities)."""
     from theradose.config import load_design
 
     method = load_design("designs/blrm.toml").method
@@ -120,8 +122,8 @@ def test_lattice_matches_a_much_denser_lattice(monkeypatch):
     n = rng.integers(0, 8, size=(40, 6)) * (rng.random((40, 6)) < 0.6)
     y = rng.binomial(n, np.sort(rng.random((40, 6)), axis=1))
     post = method.grid_posterior(n, y)
-    monkeypatch.setattr(blrm_module, "OWN_SPACING", 0.04)
-    monkeypatch.setattr(blrm_module, "OWN_HALF_WIDTH", 9.0)
+    monkeypatch.setattr(blrm_module, "OWN_SPACING", 0.08)
+    monkeypatch.setattr(blrm_module, "OWN_HALF_WIDTH", 8.0)
     dense, _ = method._own_lattice_pass(
         n.astype(float), y.astype(float), post.theta_mean, post.theta_cov * 1.2
     )
@@ -292,3 +294,69 @@ def test_method_rejects_a_singular_prior():
 
 def test_nbg_doses_constant_is_the_papers():
     assert len(NBG_DOSES) == 15 and NBG_DOSES[6] == 25
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.lists(st.integers(0, 30), min_size=6, max_size=6),
+    frac=st.lists(st.floats(0, 1), min_size=6, max_size=6),
+)
+def test_posterior_probabilities_are_coherent(n, frac):
+    """p_d's posterior mean and P(overdose) rise with the level; all probabilities in [0, 1]."""
+    from theradose.config import load_design
+
+    method = load_design("designs/blrm.toml").method
+    n = np.array([n])
+    y = np.floor(np.array([frac]) * n).astype(int)
+    prob = method.probabilities(_state(n[0], y[0]))
+    for values in prob.values():
+        assert np.all(np.isfinite(values)) and np.all((values >= 0) & (values <= 1))
+    assert np.all(np.diff(prob["p_est"][0]) > 0)
+    assert np.all(np.diff(prob["p_overdose"][0]) >= -2e-3)  # up to the lattice's accuracy
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_cli_table_and_recommend(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from theradose.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["table", "designs/blrm.toml", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["level"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"prior_mean", "prior_p_target", "prior_p_overdose", "activity"} <= set(rows[0])
+    out = tmp_path / "rec.json"
+    result = runner.invoke(
+        app, ["recommend", "designs/blrm.toml", "-o", "1NNN 2NNN 3NTN", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "P(0.16 ≤ DLT rate < 0.33)" in result.output
+    data = json.loads(out.read_text())
+    assert data["engine"] == "grid" and data["mcmc"] is None
+    level = data["levels"][2]
+    assert {"p_est", "p_target", "p_overdose"} <= set(level)
+    assert "log_alpha_mean" in data
+
+
+def test_cli_bad_file_exits_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from theradose.cli import app
+
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        'method = "blrm"\ntarget = 0.3\ndoses = [1, 2, 4]\nmax_patients = 12\n'
+        "[blrm]\nreference_dose = 0\nprior_mean = [0, 0]\nprior_sd = [1, 1]\nprior_corr = 1\n"
+    )
+    result = CliRunner().invoke(app, ["recommend", str(path), "-o", "1NNN"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert any("reference_dose = 0" in line for line in lines)
+    assert any("prior_corr = 1" in line for line in lines)
+    assert all(line.startswith("error: ") for line in lines)

@@ -27,14 +27,14 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 def _reference_design(**options):
     call = UPDATE["call"]
+    settings = {
+        "feasibility_bound": call["alpha"],
+        "rounding": call["rounding"],
+        "rho_prior": tuple(call["rho_prior"]),
+        "mtd_prior": tuple(call["mtd_prior"]),
+    }
     return ewoc_design(
-        n_levels=len(call["dose_set"]),
-        target=call["theta"],
-        feasibility_bound=call["alpha"],
-        rounding=call["rounding"],
-        rho_prior=tuple(call["rho_prior"]),
-        mtd_prior=tuple(call["mtd_prior"]),
-        **options,
+        n_levels=len(call["dose_set"]), target=call["theta"], **{**settings, **options}
     )
 
 
@@ -87,7 +87,7 @@ def test_next_dose_matches_ewoc_d1classical(ref):
 
 def _dense_rule(method, state):
     """Posterior weights on a fine product rule (independent of the method's composite rule)."""
-    u = (np.arange(4000) + 0.5) / 4000
+    u = (np.arange(2000) + 0.5) / 2000
     rho = beta_dist.ppf(u, *method.rho_prior)
     gamma = beta_dist.ppf(u, *method.mtd_prior)
     r, g = np.meshgrid(rho, gamma, indexing="ij")
@@ -142,50 +142,42 @@ def test_simulation_matches_ewoc_simulation(ref):
 
 
 def _adaptive_cdf(method, n, y, t):
-    """P(γ ≤ t | data) and the posterior mean of each p_d by nested adaptive quadrature over
-    (γ, ρ0/θ) with the Beta prior densities (scipy.integrate.quad)."""
+    """P(γ ≤ t | data) and the posterior mean of each p_d, independently of the method's rule:
+    adaptive quadrature over γ (scipy.integrate.quad, tolerance 1e-10) of integrals over ρ0/θ by
+    a fixed 3,000-node composite Gauss–Legendre rule, graded towards both ends, with the Beta
+    prior densities."""
     n, y = np.asarray(n, float), np.asarray(y, float)
     a, b = method.rho_prior
     c, d = method.mtd_prior
     x = method.scaled_doses
+    edges = np.unique(
+        np.concatenate([np.geomspace(1e-7, 0.5, 60), 1 - np.geomspace(1e-7, 0.5, 60)])
+    )
+    edges = np.concatenate([[0.0], edges, [1.0]])
+    g_nodes, g_weights = np.polynomial.legendre.leggauss(25)
+    half = np.diff(edges)[:, None] / 2
+    v = (edges[:-1, None] + half * (g_nodes + 1)).ravel()
+    q = (half * g_weights).ravel() * beta_dist.pdf(v, a, b)
 
-    def log_lik(v, g):
-        eta = method.eta(np.array(v), np.array(g))
-        return float(np.sum(y * log_expit(eta) + (n - y) * log_expit(-eta)))
+    def integrand(g):  # [1 + level]: ∫ L(v, g) prior(v) dv, then ∫ p_d L prior dv
+        eta = method.eta(v, np.full(v.shape, g))
+        log_lik = (y * log_expit(eta) + (n - y) * log_expit(-eta)).sum(axis=1)
+        w = q * np.exp(log_lik - scale) * beta_dist.pdf(g, c, d)
+        return np.concatenate([[w.sum()], w @ expit(eta)])
 
-    grid = np.linspace(0.005, 0.995, 60)
-    peak = max(log_lik(v, g) for v in grid for g in grid)
+    probe = np.linspace(0.01, 0.99, 50)
+    scale = 0.0
+    scale = max(np.log(max(integrand(g)[0], 1e-300)) for g in probe)
+    opts = {"epsabs": 0, "epsrel": 1e-10, "limit": 400}
+    points = sorted({*np.round(x[(x > 0) & (x < 1)], 12), 0.01, 0.05})
 
-    def density(v, g):
-        prior = beta_dist.pdf(v, a, b) * beta_dist.pdf(g, c, d)
-        return prior * np.exp(log_lik(v, g) - peak)
+    def over_gamma(k, upper):
+        inside = [p for p in points if p < upper]
+        return integrate.quad(lambda g: integrand(g)[k], 0, upper, points=inside or None, **opts)[0]
 
-    opts = {"epsabs": 1e-13, "epsrel": 1e-10, "limit": 200}
-    breaks = sorted({*np.round(x[(x > 0) & (x < 1)], 12), 0.01, 0.05})
-
-    def over_gamma(func, upper):
-        points = [p for p in breaks if p < upper]
-        return integrate.quad(func, 0, upper, points=points or None, **opts)[0]
-
-    def inner(g, weight=None):
-        f = (
-            (lambda v: density(v, g))
-            if weight is None
-            else (lambda v: density(v, g) * weight(v, g))
-        )
-        return integrate.quad(f, 0, 1, points=[1e-3, 0.02, 0.2], **opts)[0]
-
-    norm = over_gamma(inner, 1.0)
-    cdf = over_gamma(inner, t) / norm
-    means = [
-        over_gamma(
-            lambda g, k=k: inner(g, lambda v, g: expit(method.eta(np.array(v), np.array(g))[k])),
-            1.0,
-        )
-        / norm
-        for k in range(method.n_levels)
-    ]
-    return cdf, np.array(means)
+    norm = over_gamma(0, 1.0)
+    means = np.array([over_gamma(1 + k, 1.0) for k in range(method.n_levels)]) / norm
+    return over_gamma(0, t) / norm, means
 
 
 ADAPTIVE_CASES = [
@@ -193,7 +185,8 @@ ADAPTIVE_CASES = [
     ("no DLT", (3, 3, 3, 3, 6, 0), (0, 0, 0, 0, 0, 0), {}),
     ("all DLTs at level 1", (3, 0, 0, 0, 0, 0), (3, 0, 0, 0, 0, 0), {}),
     ("steep, down rounding", (0, 0, 10, 8, 10, 12), (0, 0, 1, 1, 9, 12), {"rounding": "down"}),
-    ("Beta priors", (6, 6, 3, 0, 0, 0), (0, 1, 2, 0, 0, 0), {"rho_prior": (0.5, 2.0), "mtd_prior": (2.0, 0.7)}),
+    ("Beta priors", (6, 6, 3, 0, 0, 0), (0, 1, 2, 0, 0, 0),
+     {"rho_prior": (0.5, 2.0), "mtd_prior": (2.0, 0.7)}),
 ]  # fmt: skip
 
 
@@ -246,10 +239,13 @@ def test_rounding_maps_the_quantile_to_a_level(rounding):
 
 
 def test_down_rounding_reaches_the_top_level():
-    design = _reference_design(rounding="down")
-    rec = recommend(design, [(k, (False,) * 3) for k in range(6)])
+    """With "down" the MTD's range ends one step above the top level (the ewoc package adds 1 to
+    max_dose), else the top level could never be at or below a quantile."""
+    design = _reference_design(rounding="down", feasibility_bound=0.5, max_patients=60)
+    assert design.method.mtd_range == (1.0, 7.0)
+    rec = recommend(design, [(k, (False,) * 6) for k in range(6)])
     assert rec.next_level == 5 and rec.mtd == 5
-    assert design.method.mtd_range == (1.0, 7.0)  # one step beyond, as the package's max_dose + 1
+    assert _reference_design(rounding="nearest").method.mtd_range == (1.0, 6.0)
 
 
 def test_level_one_is_never_above_the_mtd():
@@ -257,7 +253,8 @@ def test_level_one_is_never_above_the_mtd():
     state = TrialState.start(1, 6, 0)
     state.n[0, 0], state.y[0, 0] = 6, 6
     assert method.prob_above_target(state, 0)[0] == 0.0
-    assert method.prob_above_target(state, 1)[0] > 0.5
+    # Data at level 1 only inform ρ0, not γ: P(γ < x_2 = 0.2) stays the prior's.
+    assert method.prob_above_target(state, 1)[0] == pytest.approx(0.2, abs=1e-6)
 
 
 def test_no_skipping_relative_to_the_last_cohort():
@@ -268,7 +265,7 @@ def test_no_skipping_relative_to_the_last_cohort():
     for c in range(1, 10):
         prev, cur = levels[:, 3 * c - 1], levels[:, 3 * c]
         assert np.all(cur[cur >= 0] <= prev[cur >= 0] + 1)
-    assert np.array_equal(select_mtd(design, state), np.minimum(state.level + 1, 5))
+    assert np.all(select_mtd(design, state) <= state.level + 1)
 
 
 def test_median_final_selection():
@@ -295,7 +292,12 @@ def test_simulation_agrees_with_exact_enumeration():
 
 # --- design files -----------------------------------------------------------------------------
 
-BASE = {"method": "ewoc", "target": 0.3, "doses": [1.85, 3.7, 5.55, 7.4, 9.25, 11.1]}
+BASE = {
+    "method": "ewoc",
+    "target": 0.3,
+    "doses": [1.85, 3.7, 5.55, 7.4, 9.25, 11.1],
+    "max_patients": 30,
+}
 
 
 def test_example_file_builds():
@@ -317,7 +319,31 @@ def test_example_file_builds():
     ],
 )
 def test_bad_ewoc_files_give_one_line_errors(changes, expected):
-    data = {**BASE, **changes, "max_patients": 30}
+    data = {**BASE, **changes}
     with pytest.raises(ConfigError) as info:
         design_from_dict(data, "e.toml")
     assert any(expected in m for m in info.value.messages), info.value.messages
+
+
+def test_cli_table_and_recommend(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from theradose.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["table", "designs/ewoc.toml", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == (
+        "level,activity,prior_mean,prior_p_target,prior_p_overdose"
+    )
+    out = tmp_path / "rec.json"
+    result = runner.invoke(
+        app, ["recommend", "designs/ewoc.toml", "-o", "1NNN 2NNT 3NTT", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert {"p_est", "p_target", "p_overdose"} <= set(data["levels"][0])
+    assert data["levels"][0]["p_overdose"] == 0.0
+    assert {"mtd_q25", "mtd_q50", "rho0_median", "feasibility_bound"} <= set(data)

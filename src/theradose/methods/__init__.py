@@ -8,6 +8,11 @@ A method is a small object with pure functions of a :class:`~theradose.state.Tri
 - ``select_mtd(state) -> [trial]``: the level selected as MTD (``NO_LEVEL`` for none);
 - ``level_summary(state) -> dict of [trial, level] arrays``: estimates shown by ``recommend``.
 
+Optional: ``model_summary(state)`` (dict of [trial] arrays), ``prob_above_target(state, level)``
+(model-based designs: the safety stop), ``mtd_is_next_level = True`` (the MTD is the level the
+whole pipeline — proposal, masks, constraints — would give a next cohort: BLRM, EWOC), and
+``estimate_labels`` (report labels of ``level_summary``'s entries).
+
 The engine combines the proposal with the design's constraints and stopping rules, so the same
 method runs in simulation, exact enumeration and interim recommendations.
 """

@@ -47,6 +47,7 @@ EDGE_MASS = 1e-6
 MAX_OWN_PASSES = 4
 OWN_COARSE_SPACINGS_PER_SD = 0.8 / OWN_SPACING
 _BLOCK = 64  # states per block on their own lattices: bounds the [state, node, level] arrays
+_SHARED_BLOCK = 1024  # states per block on the shared lattice: bounds the [state, node] arrays
 
 DEFAULT_TARGET_INTERVAL = (0.16, 0.33)  # NBG 2008
 DEFAULT_MAX_OVERDOSE_PROB = 0.25  # NBG 2008; Babb et al. 1998
@@ -184,6 +185,15 @@ class Blrm:
 
     def grid_posterior(self, n: np.ndarray, y: np.ndarray) -> BlrmPosterior:
         """Posterior summaries of each row of ``n``, ``y`` [state, level] on lattices."""
+        if n.shape[0] > _SHARED_BLOCK:
+            blocks = [
+                self.grid_posterior(n[i : i + _SHARED_BLOCK], y[i : i + _SHARED_BLOCK])
+                for i in range(0, n.shape[0], _SHARED_BLOCK)
+            ]
+            names = BlrmPosterior.__dataclass_fields__
+            return BlrmPosterior(
+                *(np.concatenate([getattr(b, name) for b in blocks]) for name in names)
+            )
         shared = self._shared
         n = n.astype(float)
         y = y.astype(float)

@@ -21,6 +21,13 @@ control. The bound may rise by a step after every patient without a DLT, up to a
 ewoc package's "conditional" feasibility strategy). Since p_d > θ exactly when x_d > γ,
 P(overdose at level d) = P(γ < x_d | data).
 
+Deviations from the ewoc package, none of which moves its reference results beyond their Monte
+Carlo error: its JAGS model replaces p by 0.99 where p rounds to 1 in double precision (γ tiny
+beside x), a region with no posterior mass worth counting, not reproduced here; its simulated MTD
+is computed with the feasibility bound of the last cohort's decision rather than one updated by
+that cohort's outcomes (the same bound once it has reached its maximum, as in all its reference
+runs).
+
 Posteriors are integrals over (ρ0/θ, γ) by composite Gauss–Legendre rules on the prior's
 quantile scale (so the prior is uniform there), with the γ-segments ending at every level and
 every midpoint between levels: the posterior probabilities that decide the next level are sums
@@ -56,6 +63,7 @@ NODES_PER_SEGMENT = 12
 RHO_BREAKS = (0.0, 1e-4, 5e-4, 2.5e-3, 0.0125, 0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95, 0.99, 1.0)
 RHO_NODES_PER_SEGMENT = 8
 CDF_POINTS_PER_SEGMENT = 16
+_BLOCK = 256  # states at a time: bounds the [state, node] arrays (~17,000 nodes for 6 levels)
 
 
 @dataclass(frozen=True)
@@ -214,9 +222,16 @@ class Ewoc:
             "rho_nodes_per_segment": RHO_NODES_PER_SEGMENT,
         }
 
-    def grid_posterior(self, n: np.ndarray, y: np.ndarray, quantiles=()):
+    def grid_posterior(self, n: np.ndarray, y: np.ndarray, quantiles=()) -> EwocPosterior:
         """Posterior summaries of each row of ``n``, ``y`` [state, level] by quadrature, with the
         MTD's posterior ``quantiles`` (probabilities) and ρ0's median when any are asked for."""
+        blocks = [
+            self._grid_block(n[start : start + _BLOCK], y[start : start + _BLOCK], quantiles)
+            for start in range(0, max(n.shape[0], 1), _BLOCK)
+        ]
+        return EwocPosterior(*(np.concatenate(parts) for parts in zip(*blocks, strict=True)))
+
+    def _grid_block(self, n, y, quantiles) -> tuple[np.ndarray, ...]:
         rule = self._rule
         n = n.astype(float)
         y = y.astype(float)
@@ -234,12 +249,12 @@ class Ewoc:
             per_segment = rule["rho_nodes_per_segment"]
             u = _quantiles(w_rho, rule["rho_breaks"], per_segment, (0.5,))[:, 0]
             rho_median = self.target * beta_dist.ppf(u, *self.rho_prior)
-        return EwocPosterior(
-            cdf_levels=np.clip(w_gamma @ rule["below_levels"], 0.0, 1.0),
-            cdf_midpoints=np.clip(w_gamma @ rule["below_midpoints"], 0.0, 1.0),
-            p_mean=w @ rule["p"],
-            mtd_quantiles=mtd_q,
-            rho_median=rho_median,
+        return (
+            np.clip(w_gamma @ rule["below_levels"], 0.0, 1.0),
+            np.clip(w_gamma @ rule["below_midpoints"], 0.0, 1.0),
+            w @ rule["p"],
+            mtd_q,
+            rho_median,
         )
 
     # -- the posterior of a batch of trials ----------------------------------------------------
