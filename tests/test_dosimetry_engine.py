@@ -253,3 +253,51 @@ def test_patient_file_rejects_a_bad_measurement(tmp_path):
     result = CliRunner().invoke(app, ["recommend", design, "--patients", str(path)])
     assert result.exit_code == 2
     assert "column 'kidney_gy_per_gbq': '-0.4' must be a measured Gy/GBq > 0" in result.stderr
+
+
+METHOD_SECTIONS = {
+    "3+3": {"method": "3+3", "cohort_size": 3},
+    "boin": {"method": "boin"},
+    "crm": {"method": "crm", "crm": {"skeleton": {"halfwidth": 0.05, "prior_mtd": 2}}},
+    "ewoc": {"method": "ewoc"},
+    "blrm": {
+        "method": "blrm",
+        "blrm": {
+            "reference_dose": 7.4,
+            "prior_mean": [-1.0986, 0.0],
+            "prior_sd": [1.0, 0.7],
+            "prior_corr": 0.0,
+            "target_interval": [0.16, 0.33],
+            "max_overdose_prob": 0.25,
+        },
+    },
+    "tite-crm": {
+        "method": "tite-crm",
+        "cohort_size": 1,
+        "crm": {"skeleton": {"halfwidth": 0.05, "prior_mtd": 2}},
+        "timing": {"accrual_per_month": 2.0, "dlt_window_months": 2.0},
+    },
+    "tite-boin": {
+        "method": "tite-boin",
+        "timing": {"accrual_per_month": 2.0, "dlt_window_months": 2.0},
+    },
+}
+
+
+@pytest.mark.parametrize("method", list(METHOD_SECTIONS))
+def test_every_method_runs_with_organ_limits(method):
+    source = {
+        "target": 0.25,
+        "doses": DOSES,
+        "max_patients": 15,
+        "cohort_size": 3,
+        **METHOD_SECTIONS[method],
+        "dosimetry": {"cycles": 4, "measurement_cv": 0.15, "patient_cap": True, "organ": [KIDNEY]},
+    }
+    design = design_from_dict(source, f"{method}.toml")
+    scenarios = load_scenarios(DESIGNS / "dosimetry_scenarios.toml")
+    sim = simulate([design], scenarios[1:], 60, seed=4)[0][0]
+    oc = OperatingCharacteristics.from_simulations(sim)
+    assert set(oc.values["organ_exceed_pct"]) == {"kidney"}
+    assert 0 <= oc.values["capped_pct"] <= 100
+    assert len(oc.values["ruled_out_pct"]) == 5
