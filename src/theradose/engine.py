@@ -227,24 +227,33 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
         activities, capped = schedule.activities, schedule.capped
     else:
         activities = np.repeat(planned[..., None], cycles, axis=-1)
-    r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
-    state.patient_total_activity[r, c] = activities.sum(axis=-1)[enrolled]
-    state.patient_capped[r, c] = capped[enrolled]
+    full = bool(enrolled.all())  # a whole cohort: write [row, slot] blocks without masking
+    r, c = (
+        (rows[:, None], cols)
+        if full
+        else (rows[:, None].repeat(cols.shape[1], 1)[enrolled], cols[enrolled])
+    )
+
+    def put(target, values):
+        target[r, c] = values if full else values[enrolled]
+
+    put(state.patient_total_activity, activities.sum(axis=-1))
+    put(state.patient_capped, capped)
     if measured is not None:
-        state.patient_measured_gy_per_gbq[r, c] = measured[enrolled]
-        log_g = np.where(enrolled[..., None], np.log(measured), 0.0)  # [row, slot, organ]
+        put(state.patient_measured_gy_per_gbq, measured)
+        log_g = np.log(measured) if full else np.where(enrolled[..., None], np.log(measured), 0.0)
         stats = state.dosimetry_stats
         stats.count[rows] += enrolled.sum(axis=1)[:, None]
         stats.sum_log[rows] += log_g.sum(axis=1)
         stats.sum_sq_log[rows] += (log_g**2).sum(axis=1)
         truth = patients.organs
-        true_g = patients.true_gy_per_gbq[rows[:, None], cols][..., truth.index(dosimetry.names)]
-        organs = [truth.organs[i] for i in truth.index(dosimetry.names)]
-        for j, (model, organ) in enumerate(zip(dosimetry.organs, organs, strict=True)):
-            cumulative = true_cumulative(model, organ, activities, true_g[..., j])[enrolled]
-            state.patient_cumulative[r, c, j] = cumulative
+        index = truth.index(dosimetry.names)
+        true_g = patients.true_gy_per_gbq[rows[:, None], cols][..., index]
+        for j, model in enumerate(dosimetry.organs):
+            cumulative = true_cumulative(model, truth.organs[index[j]], activities, true_g[..., j])
+            put(state.patient_cumulative[..., j], cumulative)
             # as passes_limit: a patient capped exactly onto the limit does not pass it
-            state.patient_exceeds[r, c, j] = cumulative > model.limit * (1 + EXACT_LIMIT_RTOL)
+            put(state.patient_exceeds[..., j], cumulative > model.limit * (1 + EXACT_LIMIT_RTOL))
     if (
         patients.organs is not None
         and patients.organs.toxicity is not None
