@@ -219,20 +219,27 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
     cycles = 1 if dosimetry is None else dosimetry.cycles
     planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
     capped = np.zeros(cols.shape, dtype=bool)
+    full = bool(enrolled.all())  # a whole cohort: write [row, slot] blocks without masking
+    if full and (cols == cols[0]).all():
+        # every trial enrols the same places (the cohort engine): rows × a slice is fastest
+        r, c = rows, slice(int(cols[0, 0]), int(cols[0, -1]) + 1)
+    elif full:
+        r, c = rows[:, None], cols
+    else:
+        r, c = rows[:, None].repeat(cols.shape[1], 1)[enrolled], cols[enrolled]
+
     measured = None
     if patients.measured_gy_per_gbq is not None:
-        measured = patients.measured_gy_per_gbq[rows[:, None], cols]  # [row, slot, organ]
+        measured = (
+            patients.measured_gy_per_gbq[r, c]
+            if full
+            else (patients.measured_gy_per_gbq[rows[:, None], cols])
+        )  # [row, slot, organ]
     if dosimetry is not None and dosimetry.capping and measured is not None:
         schedule = cap_activities(planned, measured, dosimetry)
         activities, capped = schedule.activities, schedule.capped
     else:
         activities = np.repeat(planned[..., None], cycles, axis=-1)
-    full = bool(enrolled.all())  # a whole cohort: write [row, slot] blocks without masking
-    r, c = (
-        (rows[:, None], cols)
-        if full
-        else (rows[:, None].repeat(cols.shape[1], 1)[enrolled], cols[enrolled])
-    )
 
     def put(target, values):
         target[r, c] = values if full else values[enrolled]
@@ -243,12 +250,18 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
         put(state.patient_measured_gy_per_gbq, measured)
         log_g = np.log(measured) if full else np.where(enrolled[..., None], np.log(measured), 0.0)
         stats = state.dosimetry_stats
-        stats.count[rows] += enrolled.sum(axis=1)[:, None]
-        stats.sum_log[rows] += log_g.sum(axis=1)
-        stats.sum_sq_log[rows] += (log_g**2).sum(axis=1)
+        at = slice(None) if rows.size == state.n_trials else rows  # every trial: no gather
+        stats.count[at] += enrolled.sum(axis=1)[:, None]
+        stats.sum_log[at] += log_g.sum(axis=1)
+        stats.sum_sq_log[at] += (log_g**2).sum(axis=1)
         truth = patients.organs
         index = truth.index(dosimetry.names)
-        true_g = patients.true_gy_per_gbq[rows[:, None], cols][..., index]
+        true_g = (
+            patients.true_gy_per_gbq[r, c]
+            if full
+            else patients.true_gy_per_gbq[rows[:, None], cols]
+        )
+        true_g = true_g[..., index]
         for j, model in enumerate(dosimetry.organs):
             cumulative = true_cumulative(model, truth.organs[index[j]], activities, true_g[..., j])
             put(state.patient_cumulative[..., j], cumulative)
