@@ -216,3 +216,23 @@ def ewoc_design(
         constraints=(EscalationStep(1),),
         stopping=(MaxPatients(max_patients),),
     )
+
+
+def assert_simulation_matches_exact(design, scenarios, n_trials: int, seed: int) -> None:
+    """Simulated operating characteristics agree with exact enumeration within Monte Carlo error:
+    selection and "no MTD" % (binomial, 4 sigma), mean patients and DLTs per level (4 SE)."""
+    from theradose.engine import simulate
+    from theradose.exact import exact_operating_characteristics
+    from theradose.results import OperatingCharacteristics
+
+    sims = simulate([design], list(scenarios), n_trials, seed=seed)[0]
+    for scen, sim in zip(scenarios, sims, strict=True):
+        exact = exact_operating_characteristics(design, scen)
+        assert abs(exact["total_prob"] - 1.0) < 1e-12
+        oc = OperatingCharacteristics.from_simulations(sim)
+        values, se = oc.values, oc.se
+        assert_pct_agrees(values["selection_pct"], sim.n_trials, exact["selection_pct"], scen.name)
+        assert_pct_agrees(values["no_selection_pct"], sim.n_trials, exact["no_selection_pct"])
+        for key in ("patients_mean", "dlt_mean"):
+            diff = np.abs(np.array(values[key]) - exact[key])
+            assert np.all(diff <= 4 * np.array(se[key]) + 1e-12), (scen.name, key, diff)

@@ -15,14 +15,17 @@ from hypothesis import strategies as st
 from scipy import integrate, optimize
 from scipy.special import expit, log_expit, logit
 
-from factories import NBG_DOSES, assert_pct_agrees, blrm_design, scenario
+from factories import (
+    NBG_DOSES,
+    assert_simulation_matches_exact,
+    blrm_design,
+    scenario,
+)
 from theradose.config import ConfigError, design_from_dict
 from theradose.constraints import MaxIncrement
-from theradose.engine import recommend, run_trials, select_mtd, simulate
-from theradose.exact import exact_operating_characteristics
+from theradose.engine import recommend, run_trials, select_mtd
 from theradose.methods import blrm as blrm_module
 from theradose.posterior import smoothed_step
-from theradose.results import OperatingCharacteristics
 from theradose.state import StopReason, TrialState
 
 NBG_N = (3, 4, 5, 4, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -213,15 +216,7 @@ def test_simulation_agrees_with_exact_enumeration():
         doses=(2.0, 4.0, 6.0), reference_dose=4.0, prior_mean=(-1.0, 0.0), prior_sd=(1.5, 0.8),
         prior_corr=0.0, target=0.3, max_patients=12,
     )  # fmt: skip
-    scen = scenario(0.1, 0.3, 0.5)
-    exact = exact_operating_characteristics(design, scen)
-    assert exact["total_prob"] == pytest.approx(1.0, abs=1e-12)
-    sim = simulate([design], [scen], 20_000, seed=5)[0][0]
-    oc = OperatingCharacteristics.from_simulations(sim)
-    assert_pct_agrees(oc.values["selection_pct"], sim.n_trials, exact["selection_pct"])
-    assert_pct_agrees(oc.values["no_selection_pct"], sim.n_trials, exact["no_selection_pct"])
-    se = np.array(oc.se["patients_mean"])
-    assert np.all(np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"]) <= 4 * se)
+    assert_simulation_matches_exact(design, [scenario(0.1, 0.3, 0.5)], n_trials=20_000, seed=5)
 
 
 def test_own_lattices_are_used_where_the_posterior_concentrates():

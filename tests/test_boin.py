@@ -3,11 +3,16 @@
 import numpy as np
 import pytest
 
-from factories import assert_pct_agrees, boin_design, reference, scenario
-from theradose.engine import recommend, simulate
+from factories import (
+    assert_pct_agrees,
+    assert_simulation_matches_exact,
+    boin_design,
+    reference,
+    scenario,
+)
+from theradose.engine import recommend
 from theradose.exact import exact_operating_characteristics
 from theradose.methods.boin import boundaries
-from theradose.results import OperatingCharacteristics
 from theradose.state import TrialState
 
 BOUNDARIES = reference("boin_boundaries.json")["results"]
@@ -86,25 +91,8 @@ def test_get_oc_within_monte_carlo_error_of_exact(ref):
 @pytest.mark.slow
 def test_simulation_agrees_with_exact():
     refs = GET_OC[::2]
-    design = _get_oc_design(refs[0])
     scenarios = [scenario(*r["p_true"], name=r["scenario"]) for r in refs]
-    sims = simulate([design], scenarios, n_trials=40_000, seed=3)[0]
-    for scen, sim in zip(scenarios, sims, strict=True):
-        exact = exact_operating_characteristics(design, scen)
-        oc = OperatingCharacteristics.from_simulations(sim)
-        assert_pct_agrees(
-            oc.values["selection_pct"], sim.n_trials, exact["selection_pct"], scen.name
-        )
-        assert_pct_agrees(oc.values["no_selection_pct"], sim.n_trials, exact["no_selection_pct"])
-        n_se = np.array(oc.se["patients_mean"])
-        assert np.all(
-            np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"])
-            <= 4 * n_se + 1e-12
-        )
-        assert np.all(
-            np.abs(np.array(oc.values["dlt_mean"]) - exact["dlt_mean"])
-            <= 4 * np.array(oc.se["dlt_mean"]) + 1e-12
-        )
+    assert_simulation_matches_exact(_get_oc_design(refs[0]), scenarios, n_trials=40_000, seed=3)
 
 
 def test_exact_enumeration_sums_to_one_with_extra_safe_and_max_at_dose():

@@ -7,7 +7,13 @@ from hypothesis import strategies as st
 from scipy import integrate
 from scipy.special import xlog1py, xlogy
 
-from factories import assert_pct_agrees, crm_design, reference, scenario
+from factories import (
+    assert_pct_agrees,
+    assert_simulation_matches_exact,
+    crm_design,
+    reference,
+    scenario,
+)
 from theradose.engine import recommend, run_trials, simulate
 from theradose.exact import exact_operating_characteristics
 from theradose.methods.crm import (
@@ -143,13 +149,7 @@ def test_exact_enumeration_agrees_with_crmsim(ref):
 def test_simulation_agrees_with_exact():
     design = crm_design(max_patients=24, safety_cutoff=0.85, max_at_dose=9)
     scen = scenario(0.15, 0.25, 0.35, 0.5, 0.6, 0.7)
-    exact = exact_operating_characteristics(design, scen)
-    sim = simulate([design], [scen], 30_000, seed=23)[0][0]
-    oc = OperatingCharacteristics.from_simulations(sim)
-    assert_pct_agrees(oc.values["selection_pct"], sim.n_trials, exact["selection_pct"])
-    assert_pct_agrees(oc.values["no_selection_pct"], sim.n_trials, exact["no_selection_pct"])
-    se = np.array(oc.se["patients_mean"])
-    assert np.all(np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"]) <= 4 * se)
+    assert_simulation_matches_exact(design, [scen], n_trials=30_000, seed=23)
 
 
 @pytest.mark.slow

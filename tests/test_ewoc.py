@@ -13,10 +13,14 @@ from scipy import integrate
 from scipy.special import expit, log_expit
 from scipy.stats import beta as beta_dist
 
-from factories import assert_pct_agrees, ewoc_design, reference, scenario
+from factories import (
+    assert_simulation_matches_exact,
+    ewoc_design,
+    reference,
+    scenario,
+)
 from theradose.config import ConfigError, design_from_dict
 from theradose.engine import recommend, run_trials, select_mtd, simulate
-from theradose.exact import exact_operating_characteristics
 from theradose.results import OperatingCharacteristics
 from theradose.state import TrialState
 
@@ -279,15 +283,7 @@ def test_median_final_selection():
 def test_simulation_agrees_with_exact_enumeration():
     design = _reference_design(feasibility_step=0.05, max_patients=12)
     scen = scenario(0.05, 0.15, 0.3, 0.45, 0.6, 0.75)
-    exact = exact_operating_characteristics(design, scen)
-    assert exact["total_prob"] == pytest.approx(1.0, abs=1e-12)
-    sim = simulate([design], [scen], 20_000, seed=9)[0][0]
-    oc = OperatingCharacteristics.from_simulations(sim)
-    assert_pct_agrees(oc.values["selection_pct"], sim.n_trials, exact["selection_pct"])
-    se = np.array(oc.se["patients_mean"])
-    assert np.all(
-        np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"]) <= 4 * se + 1e-12
-    )
+    assert_simulation_matches_exact(design, [scen], n_trials=20_000, seed=9)
 
 
 # --- design files -----------------------------------------------------------------------------

@@ -3,10 +3,14 @@
 import numpy as np
 import pytest
 
-from factories import assert_pct_agrees, reference, scenario, three_plus_three_design
-from theradose.engine import recommend, simulate
+from factories import (
+    assert_simulation_matches_exact,
+    reference,
+    scenario,
+    three_plus_three_design,
+)
+from theradose.engine import recommend
 from theradose.exact import exact_operating_characteristics
-from theradose.results import OperatingCharacteristics
 
 THREEP3 = reference("three_plus_three_exact.json")["results"]
 
@@ -39,19 +43,7 @@ def test_exact_textbook_example():
 def test_simulation_agrees_with_exact(deescalate):
     design = three_plus_three_design(deescalate=deescalate)
     scenarios = [scenario(*r["p_true"], name=r["scenario"]) for r in THREEP3[::2]]
-    sims = simulate([design], scenarios, n_trials=40_000, seed=11)[0]
-    for scen, sim in zip(scenarios, sims, strict=True):
-        exact = exact_operating_characteristics(design, scen)
-        oc = OperatingCharacteristics.from_simulations(sim)
-        assert_pct_agrees(
-            oc.values["selection_pct"], sim.n_trials, exact["selection_pct"], scen.name
-        )
-        assert_pct_agrees(oc.values["no_selection_pct"], sim.n_trials, exact["no_selection_pct"])
-        n_se = np.array(oc.se["patients_mean"])
-        assert np.all(
-            np.abs(np.array(oc.values["patients_mean"]) - exact["patients_mean"])
-            <= 4 * n_se + 1e-12
-        )
+    assert_simulation_matches_exact(design, scenarios, n_trials=40_000, seed=11)
 
 
 @pytest.mark.parametrize(

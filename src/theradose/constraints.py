@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theradose.state import TrialState
+from theradose.state import TrialState, highest_level
 
 
 @dataclass(frozen=True)
@@ -16,10 +16,7 @@ class NoSkip:
     count_based = True
 
     def allowed(self, state: TrialState) -> np.ndarray:
-        tried = state.n > 0
-        highest = np.where(
-            tried.any(axis=1), state.n_levels - 1 - tried[:, ::-1].argmax(axis=1), -1
-        )
+        highest = highest_level(state.n > 0)  # NO_LEVEL (−1) before any patient
         return np.arange(state.n_levels)[None, :] <= (highest + 1)[:, None]
 
     def describe(self) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from theradose.design import Design
 from theradose.results import ChunkResult, Simulations
 from theradose.scenario import DesignTruth, Scenario, closest_to_target, truth_for
-from theradose.state import NO_LEVEL, StopReason, TrialState
+from theradose.state import NO_LEVEL, StopReason, TrialState, highest_level
 from theradose.timing import Onset
 
 CHUNK_TRIALS = 10_000
@@ -49,7 +49,7 @@ def decide(design: Design, state: TrialState) -> None:
             ]
         at_or_below &= allowed
     has_level = at_or_below.any(axis=1)
-    next_level = np.where(has_level, state.n_levels - 1 - at_or_below[:, ::-1].argmax(axis=1), 0)
+    next_level = np.maximum(highest_level(at_or_below), 0)
 
     reason = np.zeros(state.n_trials, dtype=np.int8)
     # Nothing allowed: the method's own rules (too toxic) or only the organ-dose constraints.
@@ -81,9 +81,7 @@ def select_mtd(design: Design, state: TrialState) -> np.ndarray:
     if getattr(design.method, "mtd_is_next_level", False):
         levels = np.arange(state.n_levels)
         proposal, _ = design.method.propose(state)
-        allowed = design.allowed(state) & (levels[None, :] <= proposal[:, None])
-        top = state.n_levels - 1 - allowed[:, ::-1].argmax(axis=1)
-        mtd = np.where(allowed.any(axis=1), top, NO_LEVEL)
+        mtd = highest_level(design.allowed(state) & (levels[None, :] <= proposal[:, None]))
     else:
         mtd = design.method.select_mtd(state)
     no_mtd = [r.value for r in StopReason if not r.selects_mtd]
@@ -324,8 +322,7 @@ def _admit_start(design: Design, state: TrialState) -> None:
         if getattr(constraint, "organ_limits", False):
             allowed &= constraint.allowed(state)
     none = ~allowed.any(axis=1)
-    state.next_level = np.where(none, 0, state.n_levels - 1 - allowed[:, ::-1].argmax(axis=1))
-    state.next_level = state.next_level.astype(np.int32)
+    state.next_level = np.maximum(highest_level(allowed), 0).astype(np.int32)
     state.stop_reason[none] = StopReason.NO_ADMISSIBLE
     state.stopped_at[none] = 0.0
     state.active &= ~none

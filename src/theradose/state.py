@@ -14,6 +14,12 @@ import numpy as np
 NO_LEVEL = -1
 
 
+def highest_level(mask: np.ndarray) -> np.ndarray:
+    """The highest level where ``mask[trial, level]`` is True, NO_LEVEL where none is, [trial]."""
+    top = mask.shape[1] - 1 - mask[:, ::-1].argmax(axis=1)
+    return np.where(mask.any(axis=1), top, NO_LEVEL)
+
+
 class StopReason(IntEnum):
     """Why a trial stopped (0 while it is still running)."""
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theradose.state import NO_LEVEL, StopReason, TrialState
+from theradose.state import StopReason, TrialState, highest_level
 
 COHORT_SIZE = 3
 TOO_TOXIC_DLTS = 2
@@ -81,8 +81,7 @@ class ThreePlusThree:
             eligible = np.where(too_toxic < self.n_levels, six_ok, cleared) & (levels < too_toxic)
         else:
             eligible = cleared & (levels < too_toxic)
-        highest = self.n_levels - 1 - eligible[:, ::-1].argmax(axis=1)
-        return np.where(eligible.any(axis=1), highest, NO_LEVEL)
+        return highest_level(eligible)
 
     def level_summary(self, state: TrialState) -> dict[str, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
