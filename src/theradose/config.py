@@ -114,22 +114,24 @@ class ConfigError(Exception):
 # Reading values and reporting problems
 
 
-def _show(value: Any) -> str:
-    """A value as it would be written in TOML, on one line."""
+def show_value(value: Any) -> str:
+    """A value as it would be written in TOML, on one line (for messages; None: "(none)")."""
+    if value is None:
+        return "(none)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, list):
-        shown = [_show(v) for v in value[:_MAX_SHOWN_ITEMS]]
+    if isinstance(value, list | tuple):
+        shown = [show_value(v) for v in value[:_MAX_SHOWN_ITEMS]]
         if len(value) > _MAX_SHOWN_ITEMS:
             shown.append(f"... ({len(value)} values)")
         return "[" + ", ".join(shown) + "]"
     if isinstance(value, Mapping):
         items = list(value.items())
-        shown = [f"{k} = {_show(v)}" for k, v in items[:_MAX_SHOWN_ITEMS]]
+        shown = [f"{k} = {show_value(v)}" for k, v in items[:_MAX_SHOWN_ITEMS]]
         if len(items) > _MAX_SHOWN_ITEMS:
             shown.append("...")
         return "{" + ", ".join(shown) + "}"
@@ -235,7 +237,7 @@ class _Table:
         self.report.add(f"{self.where}{text}")
 
     def value_error(self, key: str, value: Any, problem: str) -> None:
-        self.error(f"{key} = {_show(value)}: {problem}")
+        self.error(f"{key} = {show_value(value)}: {problem}")
 
     def type_error(self, key: str, value: Any, expected: str) -> None:
         self.value_error(key, value, f"must be {expected}, got {_kind(value)}")
@@ -307,13 +309,13 @@ class _Table:
         value = self._get(key, _MISSING, required)
         if value is _MISSING:
             return None
-        allowed = ", ".join(_show(c) for c in choices)
+        allowed = ", ".join(show_value(c) for c in choices)
         if not isinstance(value, str):
             self.type_error(key, value, f"one of {allowed}")
             return None
         if value not in choices:
             guess = _suggest(value, choices)
-            hint = f" (did you mean {_show(guess)}?)" if guess else ""
+            hint = f" (did you mean {show_value(guess)}?)" if guess else ""
             self.value_error(key, value, f"must be one of {allowed}{hint}")
             return None
         return value
@@ -329,7 +331,7 @@ class _Table:
         if not isinstance(value, list):
             self.type_error(key, value, f"an array of numbers {interval}")
             return None
-        shown = _show(value)
+        shown = show_value(value)
         if not value:
             self.error(f"{key}: must hold at least one value, got []")
             return None
@@ -344,7 +346,7 @@ class _Table:
         if outside:
             self.error(
                 f"{key}: every value must be {interval}, got {shown} "
-                f"(level {outside[0]} is {_show(value[outside[0] - 1])})"
+                f"(level {outside[0]} is {show_value(value[outside[0] - 1])})"
             )
             return None
         for level in range(2, len(value) + 1):
@@ -657,10 +659,10 @@ def _pair(
         return default
     value = table.data[key]
     if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
-        table.error(f"{key}: must be an array of two numbers {interval}, got {_show(value)}")
+        table.error(f"{key}: must be an array of two numbers {interval}, got {show_value(value)}")
         return None
     if any(v not in interval for v in value):
-        table.error(f"{key}: every value must be {interval}, got {_show(value)}")
+        table.error(f"{key}: every value must be {interval}, got {show_value(value)}")
         return None
     return float(value[0]), float(value[1])
 
@@ -698,12 +700,12 @@ def _parse_blrm(table: _Table, fields: DesignFields) -> dict[str, Any]:
     if interval is not None:
         low, high = interval
         if not low < high:
-            table.error(f"target_interval: must be increasing, got {_show(list(interval))}")
+            table.error(f"target_interval: must be increasing, got {show_value(list(interval))}")
             interval = None
         elif fields.target is not None and not low <= fields.target <= high:
             table.error(
                 f"target_interval: must contain target ({fields.target:g}), got "
-                f"{_show(list(interval))}"
+                f"{show_value(list(interval))}"
             )
             interval = None
     return {
@@ -895,7 +897,7 @@ def _parse_stopping(top: _Table, spec: MethodSpec | None) -> dict[str, Any]:
             if key in table.data:
                 table.error(
                     f"{key}: the safety stop needs a model-based method (crm), "
-                    f"not method = {_show(spec.key)}"
+                    f"not method = {show_value(spec.key)}"
                 )
     return {
         "safety_cutoff": cutoff,
@@ -979,7 +981,7 @@ def _read_dosimetry(top: _Table, fields: DesignFields) -> Any:
         organs_data = []
     organs, ok = [], True
     for index, entry in enumerate(organs_data, start=1):
-        label = f" ({_show(entry['name'])})" if isinstance(entry.get("name"), str) else ""
+        label = f" ({show_value(entry['name'])})" if isinstance(entry.get("name"), str) else ""
         sub = _Table(table.report, entry, f"{table.where}organ[{index}]{label} ")
         sub.check_keys(ORGAN_KEYS)
         organ = _build_record(sub, OrganModel, dict(entry))
@@ -993,6 +995,7 @@ def _read_dosimetry(top: _Table, fields: DesignFields) -> Any:
         return None
     return _build_record(table, Dosimetry, {"organs": tuple(organs), **values})
 
+
 TIMING_KEYS = ("accrual_per_month", "accrual", "dlt_window_months")
 
 
@@ -1002,7 +1005,7 @@ def _read_timing(top: _Table, fields: DesignFields, spec: MethodSpec | None) -> 
         if spec is not None and spec.tite:
             top.error(
                 f"missing section [timing] (accrual_per_month, dlt_window_months): "
-                f"method = {_show(spec.key)} decides from follow-up times"
+                f"method = {show_value(spec.key)} decides from follow-up times"
             )
         return
     table = top.section("timing")
@@ -1049,14 +1052,16 @@ def _read_sample_size(top: _Table, fields: DesignFields, spec: MethodSpec | None
     fixed = spec.fixed_cohort_size if spec else None
     if fixed is not None and fields.cohort_size not in (None, fixed):
         top.value_error(
-            "cohort_size", fields.cohort_size, f"must be {fixed} for method = {_show(spec.key)}"
+            "cohort_size",
+            fields.cohort_size,
+            f"must be {fixed} for method = {show_value(spec.key)}",
         )
         fields.cohort_size = None
 
     required = ""
     default = None
     if spec is not None and spec.max_patients_per_level is None:
-        required = f"an integer >= cohort_size, required for method = {_show(spec.key)}"
+        required = f"an integer >= cohort_size, required for method = {show_value(spec.key)}"
     elif spec is not None and fields.n_levels is not None:
         default = spec.max_patients_per_level * fields.n_levels
     max_patients = top.integer("max_patients", 1, default=default, required=required)
@@ -1103,7 +1108,7 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
     fields = DesignFields()
     fields.name = top.string("name", default=Path(path).stem)
     fields.method = top.choice(
-        "method", METHODS, required="one of " + ", ".join(_show(k) for k in METHODS)
+        "method", METHODS, required="one of " + ", ".join(show_value(k) for k in METHODS)
     )
     spec = METHODS.get(fields.method) if fields.method else None
     fields.target = top.number(
@@ -1117,10 +1122,10 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
     sections = dict.fromkeys(other.section for other in METHODS.values())
     for section in sections:
         if spec is not None and section in data and section != spec.section:
-            owners = " or ".join(_show(k) for k, o in METHODS.items() if o.section == section)
+            owners = " or ".join(show_value(k) for k, o in METHODS.items() if o.section == section)
             top.error(
                 f"section [{section}] is only for method = {owners} "
-                f"(this design has method = {_show(spec.key)})"
+                f"(this design has method = {show_value(spec.key)})"
             )
     options: dict[str, Any] = {}
     if spec is not None:
@@ -1249,7 +1254,7 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
     first_index: dict[str, int] = {}
     for index, entry in enumerate(tables, start=1):
         name = entry.get("name")
-        label = f" ({_show(name)})" if isinstance(name, str) else ""
+        label = f" ({show_value(name)})" if isinstance(name, str) else ""
         table = _Table(report, entry, f"scenario[{index}]{label} ")
         table.check_keys(SCENARIO_KEYS)
         name = table.string("name", required='a unique name, such as "S1"')
@@ -1270,9 +1275,7 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
             else "the true DLT probability of each level, non-decreasing, in [0, 1]",
         )
         if ntcp and dlt_prob is not None:
-            table.error(
-                'dlt_prob: not with [toxicity] model = "ntcp" (DLTs come from organ doses)'
-            )
+            table.error('dlt_prob: not with [toxicity] model = "ntcp" (DLTs come from organ doses)')
         if ntcp:
             dlt_prob = ()
         kind = table.choice("dlt_onset", ONSETS) or (
@@ -1314,12 +1317,13 @@ def check_scenarios_fit(
     for index, scenario in enumerate(scenarios, start=1):
         if scenario.uses_ntcp and design.doses is None:
             report.add(
-                f"scenario[{index}] ({_show(scenario.name)}): DLTs come from organ doses, but "
-                f"design {_show(design.name)}{where} gives no activity per level ('doses')"
+                f"scenario[{index}] ({show_value(scenario.name)}): DLTs come from organ doses, but "
+                f"design {show_value(design.name)}{where} gives no activity per level ('doses')"
             )
         if scenario.n_levels is not None and scenario.n_levels != design.n_levels:
             report.add(
-                f"scenario[{index}] ({_show(scenario.name)}) dlt_prob: has {scenario.n_levels} "
-                f"values, but design {_show(design.name)}{where} has {design.n_levels} levels"
+                f"scenario[{index}] ({show_value(scenario.name)}) dlt_prob: has "
+                f"{scenario.n_levels} values, but design {show_value(design.name)}{where} "
+                f"has {design.n_levels} levels"
             )
     report.raise_if_any()

@@ -42,7 +42,6 @@ Every function is vectorised over trials, levels and patients; none loops over t
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +51,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 from scipy.stats import qmc
+
+from theradose.config import show_value
 
 __all__ = [
     "CAP_RULES",
@@ -117,20 +118,6 @@ class DosimetryError(ValueError):
         super().__init__("\n".join(self.messages))
 
 
-def _show(value) -> str:
-    if value is None:
-        return "(none)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)
-
-
 def _is_number(value) -> bool:
     return (
         isinstance(value, int | float | np.integer | np.floating)
@@ -151,7 +138,7 @@ def _check_number(
     if ok and high is not None:
         ok = value < high
     if not ok:
-        out.append(f"{key} = {_show(value)}: must be a number {allowed}")
+        out.append(f"{key} = {show_value(value)}: must be a number {allowed}")
 
 
 def _raise_if_any(problems: list[str]) -> None:
@@ -327,7 +314,7 @@ class _LognormalOrgan:
         """Every problem of the values, one line each (empty when valid)."""
         out: list[str] = []
         if not isinstance(self.name, str) or not self.name.strip():
-            out.append(f"name = {_show(self.name)}: must be a non-empty string")
+            out.append(f"name = {show_value(self.name)}: must be a non-empty string")
         _check_number(out, "gy_per_gbq_median", self.gy_per_gbq_median, 0.0)
         _check_number(out, "gy_per_gbq_cv", self.gy_per_gbq_cv, 0.0)
         given = [key for key in RADIOBIOLOGY_KEYS if getattr(self, key) is not None]
@@ -336,7 +323,7 @@ class _LognormalOrgan:
         if 0 < len(given) < len(RADIOBIOLOGY_KEYS):
             missing = [key for key in RADIOBIOLOGY_KEYS if key not in given]
             out.append(
-                f"{given[0]} = {_show(getattr(self, given[0]))}: needs "
+                f"{given[0]} = {show_value(getattr(self, given[0]))}: needs "
                 f"{' and '.join(missing)} too (BED uses all of {', '.join(RADIOBIOLOGY_KEYS)})"
             )
         return out
@@ -435,8 +422,8 @@ class OrganModel(_LognormalOrgan):
             _check_number(out, "limit_bed_gy", self.limit_bed_gy, 0.0)
             if all(getattr(self, key) is None for key in RADIOBIOLOGY_KEYS):
                 out.append(
-                    f"limit_bed_gy = {_show(self.limit_bed_gy)}: a BED limit needs the organ's "
-                    f"radiobiology: {', '.join(RADIOBIOLOGY_KEYS)}"
+                    f"limit_bed_gy = {show_value(self.limit_bed_gy)}: a BED limit needs the "
+                    f"organ's radiobiology: {', '.join(RADIOBIOLOGY_KEYS)}"
                 )
         return out
 
@@ -519,13 +506,13 @@ class Dosimetry:
             and not isinstance(self.cycles, bool)
             and self.cycles >= 1
         ):
-            out.append(f"cycles = {_show(self.cycles)}: must be an integer >= 1")
+            out.append(f"cycles = {show_value(self.cycles)}: must be an integer >= 1")
         _check_number(out, "measurement_cv", self.measurement_cv, 0.0, closed=True)
         if not isinstance(self.patient_cap, bool):
-            out.append(f"patient_cap = {_show(self.patient_cap)}: must be true or false")
+            out.append(f"patient_cap = {show_value(self.patient_cap)}: must be true or false")
         if self.cap_rule not in CAP_RULES:
-            allowed = ", ".join(_show(r) for r in CAP_RULES)
-            out.append(f"cap_rule = {_show(self.cap_rule)}: must be one of {allowed}")
+            allowed = ", ".join(show_value(r) for r in CAP_RULES)
+            out.append(f"cap_rule = {show_value(self.cap_rule)}: must be one of {allowed}")
         if self.patient_cap and not self.organs:
             out.append("patient_cap = true: needs at least one [[dosimetry.organ]] with a limit")
         # No organs is allowed: cycles alone (for dosimetry-driven scenarios) without limits.
@@ -575,7 +562,7 @@ def _duplicate_names(organs) -> list[str]:
     seen, out = set(), []
     for organ in organs:
         if organ.name in seen:
-            out.append(f"name = {_show(organ.name)}: organ given more than once")
+            out.append(f"name = {show_value(organ.name)}: organ given more than once")
         seen.add(organ.name)
     return out
 
@@ -597,7 +584,7 @@ class OrganNtcp:
     def problems(self) -> list[str]:
         out: list[str] = []
         if not isinstance(self.name, str) or not self.name.strip():
-            out.append(f"name = {_show(self.name)}: must be a non-empty string")
+            out.append(f"name = {show_value(self.name)}: must be a non-empty string")
         _check_number(out, "td50_gy", self.td50_gy, 0.0)
         if (self.m is None) == (self.gamma50 is None):
             given = "both" if self.m is not None else "neither"
@@ -632,8 +619,8 @@ class Toxicity:
     def problems(self) -> list[str]:
         out: list[str] = []
         if self.model not in TOXICITY_MODELS:
-            allowed = ", ".join(_show(m) for m in TOXICITY_MODELS)
-            out.append(f"model = {_show(self.model)}: must be one of {allowed}")
+            allowed = ", ".join(show_value(m) for m in TOXICITY_MODELS)
+            out.append(f"model = {show_value(self.model)}: must be one of {allowed}")
         _check_number(out, "background_prob", self.background_prob, 0.0, 1.0, closed=True)
         if self.model == "ntcp" and not self.organs:
             out.append('model = "ntcp": needs at least one [scenario.toxicity.<organ>] table')
