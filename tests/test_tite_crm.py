@@ -97,12 +97,15 @@ def test_adaptive_weights_follow_cheung_chappell():
     assert np.all((weights >= 0) & (weights <= 1))
 
 
+# dfcrm's two-stage titesim: x0 = 3 patients a level (1, 1, 1, 2, 2, 2, …, 6, 6, …) until the
+# first DLT, waiting tgrp = one window after a group's last patient before moving up.
+TWO_STAGE = {"crm": {"start_up": "cohorts", "start_up_cohort_size": 3}}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "ref", [r for r in TITESIM if r["design"] == "single_stage"], ids=lambda r: r["scenario"]
-)
+@pytest.mark.parametrize("ref", TITESIM, ids=lambda r: f"{r['scenario']}-{r['design']}")
 def test_simulation_agrees_with_titesim(ref):
-    design = tite_design()
+    design = tite_design(**(TWO_STAGE if ref["design"] == "two_stage" else {}))
     n_trials = 6_000
     sim = simulate([design], [scenario(*ref["p_true"])], n_trials, seed=8)[0][0]
     oc = OperatingCharacteristics.from_simulations(sim)
@@ -111,10 +114,20 @@ def test_simulation_agrees_with_titesim(ref):
     p = (ours * n_trials + np.array(ref["selpercent"]) * m) / (n_trials + m) / 100
     se = 100 * np.sqrt(p * (1 - p) * (1 / n_trials + 1 / m))
     assert np.all(np.abs(ours - ref["selpercent"]) <= 4 * se + 1e-9)
-    n_se = np.array(oc.se["patients_mean"]) * np.sqrt(1 + n_trials / m)
+    inflate = np.sqrt(1 + n_trials / m)  # our SE → SE of the difference from dfcrm's mean
+    n_se = np.array(oc.se["patients_mean"]) * inflate
     assert np.all(np.abs(np.array(oc.values["patients_mean"]) - ref["npatients"]) <= 4 * n_se)
-    # fixed accrual every third of a window from 1/3: the last of 30 arrives at 10, ends at 11
-    assert oc.values["duration_months_mean"] == pytest.approx(ref["mean_duration_obswin_units"])
+    dlt_se = np.array(oc.se["dlt_mean"]) * inflate
+    assert np.all(np.abs(np.array(oc.values["dlt_mean"]) - ref["ntox"]) <= 4 * dlt_se + 1e-9)
+    if ref["design"] == "single_stage":
+        # fixed accrual every third of a window from 1/3: the last of 30 arrives at 10, ends at 11
+        assert oc.values["duration_months_mean"] == pytest.approx(ref["mean_duration_obswin_units"])
+    else:
+        # the start-up's waits (and arrivals turned away) make the duration random
+        duration_se = oc.se["duration_months_mean"] * inflate
+        assert abs(oc.values["duration_months_mean"] - ref["mean_duration_obswin_units"]) <= (
+            4 * duration_se
+        )
 
 
 def _patients(n_trials, n_patients, seed):
@@ -248,10 +261,12 @@ def test_recommendation_from_patients_reproduces_the_titecrm_example():
     assert sum(rec.pending) == 5  # no DLT and under 180 days: patients 1, 7, 8, 9, 10
 
 
-def test_recommendations_replay_simulated_trials_without_deviation():
+@pytest.mark.parametrize("start_up", [{}, TWO_STAGE], ids=["single-stage", "two-stage"])
+def test_recommendations_replay_simulated_trials_without_deviation(start_up):
     from theradose.engine import recommend_from_patients
 
-    design = tite_design(max_patients=15, timing={"accrual_per_month": 4.0, "accrual": "poisson"})
+    timing = {"accrual_per_month": 4.0, "accrual": "poisson"}
+    design = tite_design(max_patients=15, timing=timing, **start_up)
     state = run_trials(design, np.array([0.05, 0.1, 0.2, 0.3, 0.5, 0.7]), _patients(12, 15, 9))
     assert state.patient_while_pending.any()
     for trial in range(state.n_trials):
@@ -264,3 +279,96 @@ def test_recommendations_replay_simulated_trials_without_deviation():
             state.patient_dlt_time[trial][treated],
         )
         assert rec.deviations == ()
+
+
+def _dfcrm_start_up(arrival_gap, wait, group, n, n_levels, dlt, onset):
+    """dfcrm's two-stage titesim loop up to the first observed DLT, for one trial with fixed
+    accrual: the patients' (level, arrival) before it, and the time the model takes over (None
+    when the start-up lasts the whole trial). ``dlt``/``onset``: each patient's eventual DLT and
+    its onset after arrival, in enrolment order."""
+    levels = [min(j // group, n_levels - 1) for j in range(n)]
+    arrivals = [arrival_gap]
+    now = arrival_gap
+    while len(arrivals) < n:
+        now += arrival_gap  # the next arrival
+        seen = any(dlt[i] and arrivals[i] + onset[i] <= now for i in range(len(arrivals)))
+        if seen:
+            return list(zip(levels, arrivals, strict=False)), now
+        m = len(arrivals) - 1
+        if levels[m + 1] == levels[m] or now - arrivals[m] >= wait:
+            arrivals.append(now)  # else this arrival is turned away
+    return list(zip(levels, arrivals, strict=False)), None
+
+
+@pytest.mark.parametrize("wait", [1.0, 0.5, 2.0])
+def test_two_stage_start_up_follows_dfcrm_arrival_by_arrival(wait):
+    """Fixed accrual: the start-up's levels and arrival times, and the time of the first model
+    decision, equal dfcrm's loop bit for bit (its floating-point sums included)."""
+    design = tite_design(
+        max_patients=20,
+        crm={"start_up": "cohorts", "start_up_cohort_size": 3, "start_up_wait_months": wait},
+    )
+    p = np.array([0.02, 0.04, 0.06, 0.08, 0.1, 0.15])  # long start-ups
+    patients = _patients(300, 20, seed=4)
+    state = run_trials(design, p, patients)
+    for t in range(300):
+        level = state.patient_level[t]
+        dlt = patients.tolerance[t] < p[np.maximum(level, 0)]
+        start, handover = _dfcrm_start_up(1 / 3, wait, 3, 20, 6, dlt, patients.onset[t])
+        k = len(start)
+        np.testing.assert_array_equal(level[:k], [lv for lv, _ in start])
+        np.testing.assert_array_equal(state.patient_arrival[t, :k], [a for _, a in start])
+        if handover is not None:
+            assert state.patient_arrival[t, k] == handover  # the first patient the model places
+
+
+@pytest.mark.parametrize("accrual", ["fixed", "poisson"])
+def test_two_stage_never_moves_up_early_in_the_start_up(accrual):
+    """Until a DLT is seen, patient j gets level j // 3 (arrivals turned away, not enrolled),
+    and a new level's first patient arrives at least the wait after the previous patient."""
+    design = tite_design(
+        max_patients=24,
+        timing={"accrual_per_month": 5.0, "accrual": accrual},
+        crm={"start_up": "cohorts", "start_up_cohort_size": 3, "start_up_wait_months": 0.8},
+    )
+    p = np.array([0.05, 0.1, 0.2, 0.3, 0.5, 0.7])
+    patients = _patients(400, 24, seed=5)
+    state = run_trials(design, p, patients)
+    arrival, level = state.patient_arrival, state.patient_level
+    onset = arrival + state.patient_dlt_time
+    checked = 0
+    for t in range(400):
+        for j in range(1, 24):
+            if np.any(state.patient_dlt[t, :j] & (onset[t, :j] <= arrival[t, j])):
+                break  # a DLT was seen: the model has the trial
+            assert level[t, j] == min(j // 3, 5)
+            if level[t, j] > level[t, j - 1]:
+                assert arrival[t, j] - arrival[t, j - 1] >= 0.8
+                checked += 1
+    assert checked > 200
+    if accrual == "poisson":  # turned-away arrivals use their own stream: same seed, same trials
+        again = run_trials(design, p, patients)
+        np.testing.assert_array_equal(again.patient_arrival, arrival)
+
+
+@pytest.mark.parametrize(
+    ("crm", "message"),
+    [
+        ({"start_up_wait_months": 1.0}, 'start_up_wait_months: only with start_up = "cohorts"'),
+        ({"start_up_cohort_size": 3}, 'start_up_cohort_size: only with start_up = "cohorts"'),
+        (
+            {"start_up": "cohorts", "start_up_wait_months": 0},
+            "start_up_wait_months = 0: must be a number > 0",
+        ),
+        (
+            {"start_up": "cohorts", "start_up_cohort_size": 0},
+            "start_up_cohort_size = 0: must be an integer",
+        ),
+    ],
+)
+def test_bad_start_up(crm, message):
+    from theradose.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        tite_design(crm=crm)
+    assert any(message in line for line in caught.value.messages), caught.value.messages

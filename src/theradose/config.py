@@ -563,6 +563,9 @@ def _parse_crm(table: _Table, fields: DesignFields) -> dict[str, Any]:
         table.error('intercept: only for model = "logistic"')
     estimate = table.choice("estimate", ESTIMATES)
     start_up = table.choice("start_up", CRM_START_UPS)
+    start_up_cohort_size = table.integer("start_up_cohort_size", 1, default=1)
+    if "start_up_cohort_size" in table.data and start_up != "cohorts":
+        table.error('start_up_cohort_size: only with start_up = "cohorts"')
     return {
         "model": model,
         "intercept": intercept,
@@ -570,6 +573,7 @@ def _parse_crm(table: _Table, fields: DesignFields) -> dict[str, Any]:
         "prior_var": table.number("prior_var", POSITIVE, default=DEFAULT_PRIOR_VAR),
         "estimate": estimate or ("plugin" if "estimate" not in table.data else None),
         "start_up": start_up or ("none" if "start_up" not in table.data else None),
+        "start_up_cohort_size": start_up_cohort_size,
         "no_skip": table.boolean("no_skip", default=True),
         "coherent": table.boolean("coherent", default=True),
     }
@@ -589,6 +593,7 @@ def _build_crm(fields: DesignFields, options: dict[str, Any]):
         prior_var=options["prior_var"],
         estimate=options["estimate"],
         start_up=options["start_up"],
+        start_up_cohort_size=options["start_up_cohort_size"],
     )
     constraints = []
     if options["no_skip"]:
@@ -602,6 +607,9 @@ def _parse_tite_crm(table: _Table, fields: DesignFields) -> dict[str, Any]:
     options = _parse_crm(table, fields)
     weights = table.choice("weights", TITE_WEIGHTS)
     options["weights"] = weights or ("linear" if "weights" not in table.data else None)
+    options["start_up_wait_months"] = table.number("start_up_wait_months", POSITIVE)
+    if "start_up_wait_months" in table.data and options["start_up"] != "cohorts":
+        table.error('start_up_wait_months: only with start_up = "cohorts"')
     options["coherent"] = False  # the last patient's outcome is not known yet
     return options
 
@@ -643,8 +651,10 @@ def _build_tite_crm(fields: DesignFields, options: dict[str, Any]):
         prior_var=crm.prior_var,
         estimate=crm.estimate,
         start_up=crm.start_up,
+        start_up_cohort_size=crm.start_up_cohort_size,
         window=fields.timing.dlt_window_months,
         weights=options["weights"],
+        start_up_wait=options["start_up_wait_months"],
     )
     return method, constraints, stopping
 
@@ -808,6 +818,7 @@ METHODS: dict[str, MethodSpec] = {
                 "no_skip",
                 "coherent",
                 "start_up",
+                "start_up_cohort_size",
             ),
             parse=_parse_crm,
             build=_build_crm,
@@ -873,6 +884,8 @@ METHODS: dict[str, MethodSpec] = {
                 "estimate",
                 "no_skip",
                 "start_up",
+                "start_up_cohort_size",
+                "start_up_wait_months",
                 "weights",
             ),
             parse=_parse_tite_crm,

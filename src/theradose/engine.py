@@ -31,6 +31,7 @@ TOLERANCE_STREAM = 0
 ARRIVAL_STREAM = 1
 ONSET_STREAM = 2
 DOSIMETRY_STREAM = 3
+TURNED_AWAY_STREAM = 4
 
 
 def decide(design: Design, state: TrialState) -> None:
@@ -97,7 +98,8 @@ class VirtualPatients:
     design's timing and the scenario's onset model (None when no design needs time);
     ``dosimetry_seed``: the stream of the patients' organ Gy/GBq; ``organs`` (the scenario's
     DosimetryTruth), ``true_gy_per_gbq`` [trial, patient, organ] and ``measured_gy_per_gbq``
-    [trial, patient, design organ]: the patients' dosimetry for one design and scenario.
+    [trial, patient, design organ]: the patients' dosimetry for one design and scenario;
+    ``turned_away_seed``: the stream of accrual gaps after arrivals a design turns away.
     """
 
     tolerance: np.ndarray
@@ -107,6 +109,7 @@ class VirtualPatients:
     organs: object = None
     true_gy_per_gbq: np.ndarray | None = None
     measured_gy_per_gbq: np.ndarray | None = None
+    turned_away_seed: np.random.SeedSequence | None = None
 
     def head(self, n_patients: int) -> VirtualPatients:
         """The first ``n_patients`` patients of every trial."""
@@ -332,6 +335,8 @@ def _run_tite(design, state, dlt_prob, patients, onset) -> None:
     """Patient by patient: at the arrival that opens each cohort, decide from the follow-up
     available then; the cohort's other patients join the same level as they arrive."""
     window = design.timing.dlt_window_months
+    turns_away = getattr(design.method, "turns_away", False)
+    spare_gaps = np.random.default_rng(patients.turned_away_seed or np.random.SeedSequence(0))
     one = np.ones(state.n_trials, dtype=np.int32)
     rows = np.flatnonzero(state.active)
     _enrol(design, state, rows, one[rows], dlt_prob, patients, onset)
@@ -351,6 +356,14 @@ def _run_tite(design, state, dlt_prob, patients, onset) -> None:
             continue
         decide(design, state)
         suspended = _suspended(design, state)
+        if turns_away and suspended.any():
+            # This arrival and the next ones are turned away until the design may go on; the
+            # first patient to arrive after that is enrolled (dfcrm's two-stage titesim).
+            while suspended.any():
+                gap = design.timing.gaps(spare_gaps.random(int(suspended.sum())))
+                state.time[suspended] += gap
+                suspended = _suspended(design, state)
+            decide(design, state)
         while suspended.any():
             # Accrual waits until the next pending patient has a DLT or completes the window.
             state.time[suspended] = _next_event(state, window)[suspended]
@@ -370,8 +383,10 @@ def _suspended(design: Design, state: TrialState) -> np.ndarray:
     suspend = getattr(design.method, "suspend", None)
     if suspend is None:
         return np.zeros(state.n_trials, dtype=bool)
-    waiting = np.isfinite(_next_event(state, design.timing.dlt_window_months))
-    return state.active & suspend(state) & waiting
+    held = state.active & suspend(state)
+    if getattr(design.method, "turns_away", False):
+        return held  # time moves on with each arrival turned away
+    return held & np.isfinite(_next_event(state, design.timing.dlt_window_months))
 
 
 def _next_event(state: TrialState, window: float) -> np.ndarray:
@@ -419,6 +434,7 @@ def chunk_patients(
         _uniforms(seed, chunk, ARRIVAL_STREAM, n_trials, n_patients),
         _uniforms(seed, chunk, ONSET_STREAM, n_trials, n_patients),
         dosimetry_seed=dosimetry_seed,
+        turned_away_seed=np.random.SeedSequence(seed, spawn_key=(chunk, TURNED_AWAY_STREAM)),
     )
 
 

@@ -162,8 +162,9 @@ def skeleton_problem(
 class Crm:
     """CRM (``method = "crm"``): Bayesian one-parameter model, level closest to the target.
 
-    ``start_up = "cohorts"`` escalates one level per cohort until the first DLT, then follows the
-    model (two-stage CRM, Cheung 2011 ch. 4).
+    ``start_up = "cohorts"`` escalates one level each time ``start_up_cohort_size`` patients
+    have been treated at the current level, until the first DLT, then follows the model
+    (two-stage CRM, Cheung 2011 ch. 4; dfcrm's initial design ``x0``).
     """
 
     n_levels: int
@@ -173,6 +174,7 @@ class Crm:
     prior_var: float = DEFAULT_PRIOR_VAR
     estimate: str = "plugin"
     start_up: str = "none"
+    start_up_cohort_size: int = 1
     key = "crm"
     count_based = True
     n_nodes: int = field(init=False, repr=False)
@@ -229,10 +231,21 @@ class Crm:
     def propose(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
         proposal = closest_to_target(self.estimates(state), self.target)
         if self.start_up == "cohorts":
-            before_first_dlt = self.dlts_so_far(state) == 0
-            step_up = np.minimum(np.maximum(state.level, 0) + 1, self.n_levels - 1)
-            proposal = np.where(before_first_dlt, step_up, proposal)
+            proposal = np.where(self.in_start_up(state), self.start_up_level(state), proposal)
         return proposal, np.zeros(state.n_trials, dtype=np.int8)
+
+    def in_start_up(self, state: TrialState) -> np.ndarray:
+        """Trials still in the start-up (no DLT known yet), [trial]."""
+        if self.start_up != "cohorts":
+            return np.zeros(state.n_trials, dtype=bool)
+        return self.dlts_so_far(state) == 0
+
+    def start_up_level(self, state: TrialState) -> np.ndarray:
+        """The start-up's next level: one up once the current level has its patients, [trial]."""
+        level = np.maximum(state.level, 0)
+        filled = state.current(state.n) >= self.start_up_cohort_size
+        step_up = np.minimum(level + filled, self.n_levels - 1)
+        return np.where(state.level < 0, state.next_level, step_up)
 
     def select_mtd(self, state: TrialState) -> np.ndarray:
         return closest_to_target(self.estimates(state), self.target)

@@ -46,9 +46,21 @@ class TiteCrm(Crm):
 
     window: float = 1.0  # DLT assessment window, months
     weights: str = "linear"
+    start_up_wait: float | None = None  # months; None: the DLT window
     key = "tite-crm"
     count_based = False
     tite = True
+    turns_away = True  # arrivals during a start-up wait are not enrolled
+
+    def suspend(self, state: TrialState) -> np.ndarray:
+        """Trials whose start-up must wait before moving up a level, [trial]."""
+        moving_up = self.in_start_up(state) & (self.start_up_level(state) > state.level)
+        if not moving_up.any():
+            return moving_up
+        wait = self.window if self.start_up_wait is None else self.start_up_wait
+        arrival = np.where(np.isnan(state.patient_arrival), -np.inf, state.patient_arrival)
+        # dfcrm's test, as a difference: (arrival now) − (last arrival) ≥ wait
+        return moving_up & (state.time - arrival.max(axis=1) < wait)
 
     def _fingerprint(self, state: TrialState) -> bytes:
         return state.patient_level.tobytes() + state.time.tobytes() + state.n.tobytes()
