@@ -25,6 +25,7 @@ from theradose.dosimetry import (
     bed,
     bed_factor,
     cap_activities,
+    capped_moments,
     correlation_problems,
     eqd2,
     exceedance_prob,
@@ -348,11 +349,13 @@ def test_exceedance_of_a_level_schedule_and_of_one_cycle():
     assert exceedance_prob(post, dosimetry, np.zeros(2)).max() == 0.0
 
 
-def test_admissible_levels_equal_thresholding_the_exceedance():
+@pytest.mark.parametrize("prior_strength", [5, 4.5])  # whole and fractional degrees of freedom
+def test_admissible_levels_equal_thresholding_the_exceedance(prior_strength):
     rng = np.random.default_rng(7)
     n_trials = 3000
+    kidney = kidney_model(max_exceed_prob=0.1, prior_strength=prior_strength)
     dosimetry = Dosimetry(
-        organs=(kidney_model(max_exceed_prob=0.1), marrow_model(max_exceed_prob=0.2)),
+        organs=(kidney, marrow_model(max_exceed_prob=0.2)),
         cycles=4,
         measurement_cv=0.15,
     )
@@ -464,6 +467,11 @@ def test_capping_invariants_and_reference(case):
     first = _estimated(dosimetry, a[:, :1], measured)
     assert np.all(estimated <= np.maximum(limits, first) * (1 + 1e-9))
     np.testing.assert_array_equal(out.capped, (a[:, 1:] < planned[:, None]).any(axis=1))
+    # the engine's form: the schedule's moments, without the per-cycle array
+    moments, capped = capped_moments(planned, measured, dosimetry)
+    np.testing.assert_allclose(moments.total, a.sum(axis=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(moments.total_sq, np.square(a).sum(axis=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(capped, out.capped)
     if case["rule"] == "cycles":
         assert np.all((a == planned[:, None]) | (a == 0))
         assert np.all(np.diff(a, axis=1) <= 0)

@@ -301,3 +301,56 @@ def test_every_method_runs_with_organ_limits(method):
     assert set(oc.values["organ_exceed_pct"]) == {"kidney"}
     assert 0 <= oc.values["capped_pct"] <= 100
     assert len(oc.values["ruled_out_pct"]) == 5
+
+
+@pytest.mark.parametrize("tite", [False, True], ids=["cohorts", "tite-boin"])
+def test_running_statistics_are_those_of_the_patients_treated(tite):
+    """The engine keeps the constraint's statistics as running sums over the chunk's patients;
+    after every trial they equal the statistics of the patients it treated, and the records
+    written at the end follow from each patient's level and dosimetry."""
+    from theradose.dosimetry import DosimetryStats, ScheduleMoments, capped_moments, true_cumulative
+
+    source = {
+        "method": "tite-boin" if tite else "boin",
+        "target": 0.25,
+        "doses": DOSES,
+        "max_patients": 24,
+        "boin": {"max_at_dose": 9},  # trials of many lengths
+        "dosimetry": {
+            "cycles": 4,
+            "measurement_cv": 0.15,
+            "patient_cap": True,
+            "organ": [
+                KIDNEY,
+                {**KIDNEY, "name": "red_marrow", "gy_per_gbq_median": 0.03, "limit_gy": 2.0},
+            ],
+        },
+    }
+    if tite:
+        source["timing"] = {"accrual_per_month": 3.0, "dlt_window_months": 2.0}
+    design = design_from_dict(source, "d.toml")
+    scen = load_scenarios(DESIGNS / "dosimetry_scenarios.toml")[0]
+    truth = truth_for(scen, design)
+    patients = chunk_patients(3, 0, 300, design.max_patients, tite).with_dosimetry(design, scen)
+    state = run_trials(design, truth.dlt_prob, patients)
+    treated = state.patient_level >= 0
+    assert 0 < treated.sum(axis=1).min() < treated.sum(axis=1).max()  # trials of many lengths
+    expected = DosimetryStats.from_measured(patients.measured_gy_per_gbq, treated)
+    for name in ("count", "sum_log", "sum_sq_log"):
+        np.testing.assert_allclose(
+            getattr(state.dosimetry_stats, name), getattr(expected, name), rtol=1e-12, atol=1e-9
+        )
+    planned = np.asarray(DOSES)[np.maximum(state.patient_level, 0)]
+    moments, capped = capped_moments(planned, patients.measured_gy_per_gbq, design.dosimetry)
+    np.testing.assert_array_equal(state.patient_capped, capped & treated)
+    assert state.patient_capped.any()
+    np.testing.assert_array_equal(state.patient_total_activity[treated], moments.total[treated])
+    assert np.isnan(state.patient_total_activity[~treated]).all()
+    kidney = design.dosimetry.organs[0]
+    organ = patients.organs.organs[patients.organs.index(["kidney"])[0]]
+    true_g = patients.true_gy_per_gbq[..., patients.organs.index(["kidney"])[0]]
+    cumulative = true_cumulative(kidney, organ, ScheduleMoments(*moments), true_g)
+    np.testing.assert_array_equal(state.patient_cumulative[..., 0][treated], cumulative[treated])
+    np.testing.assert_array_equal(
+        state.patient_exceeds[..., 0], treated & (cumulative > kidney.limit * (1 + 1e-9))
+    )

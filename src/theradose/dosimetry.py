@@ -67,11 +67,13 @@ __all__ = [
     "OrganNtcp",
     "OrganTruth",
     "SampledPatients",
+    "ScheduleMoments",
     "Toxicity",
     "admissible_levels",
     "bed",
     "bed_factor",
     "cap_activities",
+    "capped_moments",
     "correlation_problems",
     "eqd2",
     "exceedance_prob",
@@ -284,10 +286,23 @@ def _threshold(limit, s1, s2, k):
 
 def _cumulative(g, s1, s2, k):
     """g·S1 + k·g²·S2: cumulative absorbed dose (k = 0) or BED, from the schedule's moments."""
+    if np.ndim(k) == 0 and k == 0:
+        return g * s1
     return g * s1 + k * g * g * s2
 
 
+class ScheduleMoments(NamedTuple):
+    """A schedule by the two sums its cumulative absorbed dose and BED depend on
+    (g·S1 + k·g²·S2): ``total`` S1 = Σ_c a_c (GBq) and ``total_sq`` S2 = Σ_c a_c², [...] each.
+    Accepted wherever activities [..., cycle] are."""
+
+    total: np.ndarray
+    total_sq: np.ndarray
+
+
 def _moments(activities) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(activities, ScheduleMoments):
+        return activities.total, activities.total_sq
     a = _nonnegative("activity", activities)
     return a.sum(axis=-1), np.square(a).sum(axis=-1)
 
@@ -727,10 +742,15 @@ def sample_patients(
     mu = np.array([o.log_median for o in organs])
     sd = np.array([o.log_sd for o in organs])
     draws = rng.standard_normal((n_patients, n_trials, 2, n)).transpose(1, 0, 2, 3)
-    z = draws[:, :, 0, :] @ _cholesky(correlation, n).T
+    z = draws[:, :, 0, :]
+    if correlation is not None:
+        z = z @ _cholesky(correlation, n).T
     log_true = mu + sd * z
     tau = float(log_sd(measurement_cv))
-    return SampledPatients(np.exp(log_true), np.exp(log_true + tau * draws[:, :, 1, :]))
+    true = np.exp(log_true)
+    if tau == 0:  # exact dosimetry: the measurement is the true value
+        return SampledPatients(true, true.copy())
+    return SampledPatients(true, np.exp(log_true + tau * draws[:, :, 1, :]))
 
 
 def patient_dlt_prob(gy_per_gbq, activities, truth: DosimetryTruth):
@@ -943,18 +963,30 @@ def admissible_levels(
     """Levels whose exceedance probability is at most every organ's ``max_exceed_prob``,
     bool [trial, level] — the dosimetry constraint mask.
 
-    Equal to ``(exceedance_prob(...) <= max_exceed_prob).all(-1)`` but compares the standardised
-    threshold with the t quantile t_ν(1 − p), computed once per distinct ν (ν = ν0 + n takes a
-    handful of values): ~10 times faster than evaluating every tail (benchmarks/).
+    Equal to ``(exceedance_prob(...) <= max_exceed_prob).all(-1)`` but compares each level's
+    log threshold with the predictive quantile loc + t_ν(1 − p)·scale, the t quantile computed
+    once per distinct ν (ν = ν0 + n takes a handful of values): many times faster than
+    evaluating every tail (benchmarks/).
     """
-    log_thr = _log_thresholds(dosimetry, activity, cycles)
+    log_thr = _log_thresholds(dosimetry, activity, cycles)  # [level, organ]
     df, loc, scale = posterior.predictive(of)
-    p_max = np.array([o.max_exceed_prob for o in dosimetry.organs])
-    unique_df, inverse = np.unique(df, return_inverse=True)
-    q = special.stdtrit(unique_df[:, None], 1 - p_max[None, :])  # [distinct df, organ]
-    quantile = q[inverse.reshape(df.shape), np.arange(df.shape[-1])]  # [trial, organ]
-    standardised = (log_thr - loc[:, None, :]) / scale[:, None, :]
-    return (standardised >= quantile[:, None, :]).all(axis=-1)
+    allowed = np.ones((df.shape[0], log_thr.shape[0]), dtype=bool)
+    for j, organ in enumerate(dosimetry.organs):
+        quantile = _t_quantiles(df[:, j], 1 - organ.max_exceed_prob)
+        bound = loc[:, j] + quantile * scale[:, j]  # the predictive's (1 − p) quantile
+        allowed &= log_thr[None, :, j] >= bound[:, None]
+    return allowed
+
+
+def _t_quantiles(df: np.ndarray, prob: float) -> np.ndarray:
+    """Student-t quantiles t_ν(prob) [...] for degrees of freedom ``df`` [...], one evaluation
+    per distinct value (a lookup table when they are whole numbers, as ν0 + n usually is)."""
+    low, high = df.min(initial=np.inf), df.max(initial=-np.inf)
+    if np.isfinite(low) and high - low < 4096 and np.all(df == np.floor(df)):
+        table = special.stdtrit(np.arange(low, high + 1), prob)
+        return table[(df - low).astype(np.intp)]
+    unique, inverse = np.unique(df, return_inverse=True)
+    return special.stdtrit(unique, prob)[inverse.reshape(df.shape)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1001,6 +1033,44 @@ def cap_activities(
     -------
     CappedActivities : activities [..., cycle], capped [...]
     """
+    rule, planned, later = _later_cycles(planned_activity, measured_gy_per_gbq, dosimetry, rule)
+    c = dosimetry.cycles
+    if c == 1:
+        return CappedActivities(planned[..., None].copy(), np.zeros(planned.shape, dtype=bool))
+    if rule == "reduce":
+        activities = np.concatenate(
+            [planned[..., None], np.repeat(later[..., None], c - 1, axis=-1)], axis=-1
+        )
+    else:
+        given = np.arange(1, c + 1) <= later[..., None]
+        activities = np.where(given, planned[..., None], 0.0)
+    capped = (activities[..., 1:] < planned[..., None]).any(axis=-1)
+    return CappedActivities(activities, capped)
+
+
+def capped_moments(
+    planned_activity, measured_gy_per_gbq, dosimetry: Dosimetry, *, rule: str | None = None
+) -> tuple[ScheduleMoments, np.ndarray]:
+    """:func:`cap_activities` as the schedule's moments, without the [..., cycle] array (the
+    engine's form): S1 = A + (C−1)·x and S2 = A² + (C−1)·x² ("reduce"), n·A and n·A² ("cycles").
+
+    Returns
+    -------
+    (ScheduleMoments [...], capped [...])
+    """
+    rule, planned, later = _later_cycles(planned_activity, measured_gy_per_gbq, dosimetry, rule)
+    c = dosimetry.cycles
+    if c == 1:
+        return ScheduleMoments(planned.copy(), planned * planned), np.zeros(planned.shape, bool)
+    if rule == "reduce":
+        moments = ScheduleMoments(planned + (c - 1) * later, planned**2 + (c - 1) * later**2)
+        return moments, later < planned
+    return ScheduleMoments(later * planned, later * planned**2), (later < c) & (planned > 0)
+
+
+def _later_cycles(planned_activity, measured_gy_per_gbq, dosimetry: Dosimetry, rule):
+    """The capping rule, the planned activity [...] and what the rule gives after cycle 1:
+    the activity of every later cycle ("reduce") or the number of cycles given ("cycles")."""
     rule = dosimetry.cap_rule if rule is None else rule
     if rule not in CAP_RULES:
         raise ValueError(f"rule = {rule!r}: must be one of {', '.join(map(repr, CAP_RULES))}")
@@ -1013,30 +1083,28 @@ def cap_activities(
     planned = np.broadcast_to(planned, np.broadcast_shapes(planned.shape, g.shape[:-1]))
     c = dosimetry.cycles
     if c == 1:
-        return CappedActivities(planned[..., None].copy(), np.zeros(planned.shape, dtype=bool))
-    limit = np.array([o.limit for o in dosimetry.organs])
-    k = np.array([o.limit_bed_factor for o in dosimetry.organs])
-    a = planned[..., None]
-    first = _cumulative(g, a, a * a, k)  # [..., organ] estimate after cycle 1
+        return rule, planned, None
+    # One organ at a time: [...] arrays, not [..., organ] ones with a short last axis (faster).
+    later = planned if rule == "reduce" else np.full(planned.shape, float(c))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if rule == "reduce":
-            budget = limit - first
-            lin = (c - 1) * g
-            quad = (c - 1) * k * g * g
-            fits = 2 * budget / (lin + np.sqrt(lin * lin + 4 * quad * budget))
-            fits = np.where(budget <= 0, 0.0, np.where(lin > 0, fits, np.inf))
-            later = np.minimum(planned, fits.min(axis=-1))
-            activities = np.concatenate(
-                [planned[..., None], np.repeat(later[..., None], c - 1, axis=-1)], axis=-1
-            )
-        else:
-            # A relative tolerance so that a schedule landing exactly on the limit is allowed.
-            n_fit = np.where(first > 0, np.floor(limit / first * (1 + 1e-12)), np.inf)
-            n_cycles = np.clip(n_fit.min(axis=-1), 1, c)
-            given = np.arange(1, c + 1) <= n_cycles[..., None]
-            activities = np.where(given, planned[..., None], 0.0)
-    capped = (activities[..., 1:] < planned[..., None]).any(axis=-1)
-    return CappedActivities(activities, capped)
+        for j, organ in enumerate(dosimetry.organs):
+            g_j, limit, k = g[..., j], organ.limit, organ.limit_bed_factor
+            first = _cumulative(g_j, planned, planned * planned, k)  # estimate after cycle 1
+            if rule == "reduce":
+                budget = limit - first
+                lin = (c - 1) * g_j
+                if k:
+                    quad = (c - 1) * k * g_j * g_j
+                    fits = 2 * budget / (lin + np.sqrt(lin * lin + 4 * quad * budget))
+                else:
+                    fits = budget / lin
+                fits = np.where(budget <= 0, 0.0, np.where(lin > 0, fits, np.inf))
+            else:
+                # A relative tolerance so that a schedule landing exactly on the limit is allowed.
+                n_fit = np.where(first > 0, np.floor(limit / first * (1 + 1e-12)), np.inf)
+                fits = np.maximum(n_fit, 1.0)
+            later = np.minimum(later, fits)
+    return rule, planned, later
 
 
 # ---------------------------------------------------------------------------------------------

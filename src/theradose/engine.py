@@ -98,7 +98,9 @@ class VirtualPatients:
     design's timing and the scenario's onset model (None when no design needs time);
     ``dosimetry_seed``: the stream of the patients' organ Gy/GBq; ``organs`` (the scenario's
     DosimetryTruth), ``true_gy_per_gbq`` [trial, patient, organ] and ``measured_gy_per_gbq``
-    [trial, patient, design organ]: the patients' dosimetry for one design and scenario;
+    [trial, patient, design organ]: the patients' dosimetry for one design and scenario, with
+    ``measured_log_sums``: Σ log and Σ log² of the measured values of the first k patients,
+    [k, trial, design organ] for k = 0 … patients (the running statistics of the constraint);
     ``turned_away_seed``: the stream of accrual gaps after arrivals a design turns away.
     """
 
@@ -110,10 +112,12 @@ class VirtualPatients:
     true_gy_per_gbq: np.ndarray | None = None
     measured_gy_per_gbq: np.ndarray | None = None
     turned_away_seed: np.random.SeedSequence | None = None
+    measured_log_sums: tuple[np.ndarray, np.ndarray] | None = None
 
     def head(self, n_patients: int) -> VirtualPatients:
         """The first ``n_patients`` patients of every trial."""
         cut = lambda a: None if a is None else a[:, :n_patients]  # noqa: E731
+        sums = self.measured_log_sums
         return replace(
             self,
             tolerance=cut(self.tolerance),
@@ -121,6 +125,7 @@ class VirtualPatients:
             onset=cut(self.onset),
             true_gy_per_gbq=cut(self.true_gy_per_gbq),
             measured_gy_per_gbq=cut(self.measured_gy_per_gbq),
+            measured_log_sums=None if sums is None else tuple(a[: n_patients + 1] for a in sums),
         )
 
     def with_dosimetry(self, design: Design, scenario: Scenario) -> VirtualPatients:
@@ -145,14 +150,23 @@ class VirtualPatients:
             measurement_cv=cv,
             correlation=truth.correlation,
         )
-        measured = None
+        measured = sums = None
         if dosimetry is not None and dosimetry.organs:
             measured = sampled.measured_gy_per_gbq[..., truth.index(dosimetry.names)]
+            # patient-major: each running sum adds a whole [trial, organ] block (numpy's cumsum
+            # along a leading axis is several times slower)
+            log_g = np.log(measured).transpose(1, 0, 2)
+            sums = np.zeros((2, n_patients + 1) + log_g.shape[1:])
+            for k in range(n_patients):
+                np.add(sums[0, k], log_g[k], out=sums[0, k + 1])
+                np.add(sums[1, k], np.square(log_g[k]), out=sums[1, k + 1])
+            sums = (sums[0], sums[1])
         return replace(
             self,
             organs=truth,
             true_gy_per_gbq=sampled.true_gy_per_gbq,
             measured_gy_per_gbq=measured,
+            measured_log_sums=sums,
         )
 
 
@@ -206,76 +220,89 @@ def _enrol(
 
 
 def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, p_dlt):
-    """Give the cohort its cycles (capped from each patient's measured Gy/GBq when the design
-    says so), record the dosimetry, and return each patient's DLT probability: from their own
-    organ doses (NTCP) in a dosimetry-driven scenario, else the level's."""
-    from theradose.dosimetry import (
-        EXACT_LIMIT_RTOL,
-        cap_activities,
-        patient_dlt_prob,
-        true_cumulative,
-    )
+    """Bring the running dosimetry statistics up to date with the cohort, and return each
+    patient's DLT probability: from their own organ doses (NTCP, on their schedule, capped from
+    their measured Gy/GBq when the design says so) in a dosimetry-driven scenario, else the
+    level's. The patients' records (activity given, capping, true cumulative organ doses) are
+    written once, when the trials end (:func:`_finish_dosimetry`): they follow from each
+    patient's level and dosimetry alone."""
+    from theradose.dosimetry import patient_dlt_prob
+
+    if enrolled.all() and (cols == cols[0]).all():
+        # every trial enrols the same places (the cohort engine): rows × a slice, two slices
+        # (views, not copies) while every trial is running
+        r = slice(None) if rows.size == state.n_trials else rows
+        c = slice(int(cols[0, 0]), int(cols[0, -1]) + 1)
+    else:
+        r, c = rows[:, None], cols
+    measured = patients.measured_gy_per_gbq
+    if measured is not None:
+        # patients join in order, so the statistics are the chunk's running sums at the count
+        stats, (sum_log, sum_sq_log) = state.dosimetry_stats, patients.measured_log_sums
+        after = state.n_enrolled[rows] + enrolled.sum(axis=1)
+        if rows.size == state.n_trials and (after == after[0]).all():
+            at, after = slice(None), int(after[0])  # every trial: no gather
+        else:
+            at = rows
+        stats.count[at] = after[:, None] if isinstance(after, np.ndarray) else after
+        stats.sum_log[at] = sum_log[after, at]
+        stats.sum_sq_log[at] = sum_sq_log[after, at]
+    organs = patients.organs
+    if organs is not None and organs.toxicity is not None and organs.toxicity.uses_ntcp:
+        planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
+        schedule, _ = _schedules(design, planned, None if measured is None else measured[r, c])
+        return patient_dlt_prob(patients.true_gy_per_gbq[r, c], schedule, organs)
+    return p_dlt
+
+
+def _schedules(design: Design, planned: np.ndarray, measured: np.ndarray | None):
+    """Patients' schedules (as ScheduleMoments) from their planned activity per cycle [...] —
+    capped from their measured Gy/GBq [..., design organ] when the design says so — and
+    whether each was capped."""
+    from theradose.dosimetry import ScheduleMoments, capped_moments
 
     dosimetry = design.dosimetry
-    cycles = 1 if dosimetry is None else dosimetry.cycles
-    planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
-    capped = np.zeros(cols.shape, dtype=bool)
-    full = bool(enrolled.all())  # a whole cohort: write [row, slot] blocks without masking
-    if full and (cols == cols[0]).all():
-        # every trial enrols the same places (the cohort engine): rows × a slice is fastest
-        r, c = rows, slice(int(cols[0, 0]), int(cols[0, -1]) + 1)
-    elif full:
-        r, c = rows[:, None], cols
-    else:
-        r, c = rows[:, None].repeat(cols.shape[1], 1)[enrolled], cols[enrolled]
-
-    measured = None
-    if patients.measured_gy_per_gbq is not None:
-        measured = (
-            patients.measured_gy_per_gbq[r, c]
-            if full
-            else (patients.measured_gy_per_gbq[rows[:, None], cols])
-        )  # [row, slot, organ]
     if dosimetry is not None and dosimetry.capping and measured is not None:
-        schedule = cap_activities(planned, measured, dosimetry)
-        activities, capped = schedule.activities, schedule.capped
-    else:
-        activities = np.repeat(planned[..., None], cycles, axis=-1)
+        return capped_moments(planned, measured, dosimetry)
+    cycles = 1 if dosimetry is None else dosimetry.cycles
+    uncapped = np.zeros(planned.shape, dtype=bool)
+    return ScheduleMoments(cycles * planned, cycles * planned * planned), uncapped
 
-    def put(target, values):
-        target[r, c] = values if full else values[enrolled]
 
-    put(state.patient_total_activity, activities.sum(axis=-1))
-    put(state.patient_capped, capped)
-    if measured is not None:
-        put(state.patient_measured_gy_per_gbq, measured)
-        log_g = np.log(measured) if full else np.where(enrolled[..., None], np.log(measured), 0.0)
-        stats = state.dosimetry_stats
-        at = slice(None) if rows.size == state.n_trials else rows  # every trial: no gather
-        stats.count[at] += enrolled.sum(axis=1)[:, None]
-        stats.sum_log[at] += log_g.sum(axis=1)
-        stats.sum_sq_log[at] += (log_g**2).sum(axis=1)
-        truth = patients.organs
-        index = truth.index(dosimetry.names)
-        true_g = (
-            patients.true_gy_per_gbq[r, c]
-            if full
-            else patients.true_gy_per_gbq[rows[:, None], cols]
+def _finish_dosimetry(design: Design, state: TrialState, patients: VirtualPatients) -> None:
+    """After the trials, every treated patient's records: activity given over the cycles,
+    capping, measured Gy/GBq and, per organ with a limit in the design, the TRUE cumulative dose
+    (or BED) and whether it passes the limit (NaN, False for places nobody took)."""
+    from theradose.dosimetry import EXACT_LIMIT_RTOL, true_cumulative
+
+    if state.dosimetry_stats is None:
+        return
+    enrolled = state.patient_level >= 0
+    n = enrolled.shape[1]
+    planned = np.where(enrolled, np.asarray(design.doses, dtype=float)[state.patient_level], 0.0)
+    measured = patients.measured_gy_per_gbq
+    measured = None if measured is None else measured[:, :n]
+    schedule, capped = _schedules(design, planned, measured)
+    state.patient_total_activity = np.where(enrolled, schedule.total, np.nan)
+    state.patient_total_activity_sq = np.where(enrolled, schedule.total_sq, np.nan)
+    state.patient_capped = capped & enrolled
+    n_organs = state.dosimetry_stats.count.shape[1]
+    state.patient_cumulative = np.full(enrolled.shape + (n_organs,), np.nan)
+    state.patient_exceeds = np.zeros(enrolled.shape + (n_organs,), dtype=bool)
+    if measured is None:
+        return
+    state.patient_measured_gy_per_gbq = measured.copy()
+    state.patient_measured_gy_per_gbq[~enrolled] = np.nan
+    truth = patients.organs
+    index = truth.index(design.dosimetry.names)
+    for j, model in enumerate(design.dosimetry.organs):
+        true_g = patients.true_gy_per_gbq[:, :n, index[j]]
+        cumulative = true_cumulative(model, truth.organs[index[j]], schedule, true_g)
+        state.patient_cumulative[..., j] = np.where(enrolled, cumulative, np.nan)
+        # as passes_limit: a patient capped exactly onto the limit does not pass it
+        state.patient_exceeds[..., j] = enrolled & (
+            cumulative > model.limit * (1 + EXACT_LIMIT_RTOL)
         )
-        true_g = true_g[..., index]
-        for j, model in enumerate(dosimetry.organs):
-            cumulative = true_cumulative(model, truth.organs[index[j]], activities, true_g[..., j])
-            put(state.patient_cumulative[..., j], cumulative)
-            # as passes_limit: a patient capped exactly onto the limit does not pass it
-            put(state.patient_exceeds[..., j], cumulative > model.limit * (1 + EXACT_LIMIT_RTOL))
-    if (
-        patients.organs is not None
-        and patients.organs.toxicity is not None
-        and (patients.organs.toxicity.uses_ntcp)
-    ):
-        true_all = patients.true_gy_per_gbq[rows[:, None], cols]
-        return patient_dlt_prob(true_all, activities, patients.organs)
-    return p_dlt
 
 
 def run_trials(
@@ -303,16 +330,17 @@ def run_trials(
         _admit_start(design, state)
     if getattr(design.method, "tite", False):
         _run_tite(design, state, dlt_prob, patients, onset)
-        return state
-    window = 0.0 if design.timing is None else design.timing.dlt_window_months
-    while True:
-        rows = np.flatnonzero(state.active)
-        if rows.size == 0:
-            break
-        size = np.minimum(design.cohort_size, design.max_patients - state.n_enrolled[rows])
-        _enrol(design, state, rows, size, dlt_prob, patients, onset)
-        state.time[rows] += window  # the cohort's DLT window completes before the decision
-        decide(design, state)
+    else:
+        window = 0.0 if design.timing is None else design.timing.dlt_window_months
+        while True:
+            rows = np.flatnonzero(state.active)
+            if rows.size == 0:
+                break
+            size = np.minimum(design.cohort_size, design.max_patients - state.n_enrolled[rows])
+            _enrol(design, state, rows, size, dlt_prob, patients, onset)
+            state.time[rows] += window  # the cohort's DLT window completes before the decision
+            decide(design, state)
+    _finish_dosimetry(design, state, patients)
     return state
 
 
@@ -467,9 +495,9 @@ def run_chunk(
     if state.patient_total_activity is not None:
         extra.update(
             total_activity=np.where(enrolled, state.patient_total_activity, 0.0),
-            capped=state.patient_capped & enrolled,
-            cumulative=np.where(enrolled[..., None], state.patient_cumulative, np.nan),
-            exceeds=state.patient_exceeds & enrolled[..., None],
+            capped=state.patient_capped,  # the records are NaN / False where nobody was treated
+            cumulative=state.patient_cumulative,
+            exceeds=state.patient_exceeds,
             ruled_out_at=state.ruled_out_at,
         )
     return ChunkResult(

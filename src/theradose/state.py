@@ -77,8 +77,11 @@ class TrialState:
     patient_dlt_time: np.ndarray | None = None  # [trial, patient] months after arrival; NaN if none
     patient_activity: np.ndarray | None = None  # [trial, patient] activity given (dose units)
     patient_while_pending: np.ndarray | None = None  # [trial, patient] enrolled with others pending
+    # Dosimetry records: the engine writes them when its trials end (they follow from each
+    # patient's level and dosimetry); during a trial the constraint reads dosimetry_stats.
     patient_measured_gy_per_gbq: np.ndarray | None = None  # [trial, patient, organ] (design's)
     patient_total_activity: np.ndarray | None = None  # [trial, patient] over all cycles, capped
+    patient_total_activity_sq: np.ndarray | None = None  # [trial, patient] Σ over cycles of a²
     patient_capped: np.ndarray | None = None  # [trial, patient] later cycles reduced
     patient_cumulative: np.ndarray | None = None  # [trial, patient, organ] true dose or BED
     patient_exceeds: np.ndarray | None = None  # [trial, patient, organ] true value > limit
@@ -147,13 +150,8 @@ class TrialState:
         self.last_cohort_y[trials] = n_dlt
 
     def with_dosimetry(self, n_organs: int) -> TrialState:
-        """Add the per-patient dosimetry records (NaN until a patient is treated)."""
-        shape = self.patient_level.shape
-        self.patient_measured_gy_per_gbq = np.full(shape + (n_organs,), np.nan)
-        self.patient_total_activity = np.full(shape, np.nan)
-        self.patient_capped = np.zeros(shape, dtype=bool)
-        self.patient_cumulative = np.full(shape + (n_organs,), np.nan)
-        self.patient_exceeds = np.zeros(shape + (n_organs,), dtype=bool)
+        """Add the running dosimetry statistics and when levels were ruled out; the engine writes
+        the per-patient dosimetry records when the trials end."""
         self.ruled_out_at = np.full((self.n_trials, self.n_levels), -1, dtype=np.int32)
         from theradose.dosimetry import DosimetryStats
 

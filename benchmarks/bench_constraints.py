@@ -1,0 +1,85 @@
+"""What organ-dose constraints cost: engine time of a design with and without its limits.
+
+Run with ``python benchmarks/bench_constraints.py [--trials N] [--repeats R]``. Each pair runs the
+same chunks of virtual patients (truths computed once, outside the timing) and prints trials per
+second of engine time for both designs and their ratio; the two designs of a pair alternate
+chunk by chunk, so a change in the machine's load hits both. Not a test: numbers go in the README.
+
+Pairs (the 177Lu-PSMA-like BOIN of ``designs/``, 5 levels, 30 patients, 4 cycles):
+
+- a fixed-probability scenario: no dosimetry vs the kidney limit alone (measurement CV 0.15);
+- the NTCP scenario "marrow-driven": no limits vs kidney, red-marrow and parotid limits with
+  patient capping (``designs/boin_psma_dosimetry.toml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+from theradose.config import _read_toml, design_from_dict, load_design, load_scenarios
+from theradose.engine import chunk_patients, chunk_sizes, run_chunk
+from theradose.scenario import Scenario, truth_for
+
+ROOT = Path(__file__).resolve().parents[1]
+DESIGNS = ROOT / "designs"
+FIXED = Scenario("fixed", (0.05, 0.12, 0.25, 0.4, 0.55))
+
+
+def kidney_only():
+    """designs/boin_psma_dosimetry.toml with its kidney limit alone."""
+    path = DESIGNS / "boin_psma_dosimetry.toml"
+    source = copy.deepcopy(_read_toml(str(path)))
+    source["dosimetry"]["organ"] = [
+        o for o in source["dosimetry"]["organ"] if o["name"] == "kidney"
+    ]
+    source["name"] = "BOIN + kidney limit"
+    return design_from_dict(source, path)
+
+
+def no_dosimetry():
+    source = copy.deepcopy(_read_toml(str(DESIGNS / "boin_psma.toml")))
+    del source["dosimetry"]
+    source["name"] = "BOIN, no dosimetry"
+    return design_from_dict(source, DESIGNS / "boin_psma.toml")
+
+
+def compare(pair, scenario, n_trials: int, repeats: int) -> None:
+    truths = [truth_for(scenario, design) for design in pair]
+    seconds = [0.0, 0.0]
+    for design, truth in zip(pair, truths, strict=True):  # warm-up
+        run_chunk(design, scenario, chunk_patients(0, 0, 500, design.max_patients, False), truth)
+    done = 0
+    for _ in range(repeats):
+        for chunk, size in enumerate(chunk_sizes(n_trials)):
+            patients = chunk_patients(1, chunk, size, pair[0].max_patients, False)
+            for i, (design, truth) in enumerate(zip(pair, truths, strict=True)):
+                start = time.perf_counter()
+                run_chunk(design, scenario, patients, truth)
+                seconds[i] += time.perf_counter() - start
+            done += size
+    rates = [done / s for s in seconds]
+    print(
+        f"{scenario.name:<14} {pair[0].name:<34} {rates[0]:>9,.0f} trials/s | "
+        f"{pair[1].name:<42} {rates[1]:>9,.0f} trials/s | cost {seconds[1] / seconds[0]:.2f}x"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    ntcp = {s.name: s for s in load_scenarios(DESIGNS / "dosimetry_scenarios.toml")}
+    compare((no_dosimetry(), kidney_only()), FIXED, args.trials, args.repeats)
+    pair = (
+        load_design(DESIGNS / "boin_psma.toml"),
+        load_design(DESIGNS / "boin_psma_dosimetry.toml"),
+    )
+    compare(pair, ntcp["marrow-driven"], args.trials, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
