@@ -8,8 +8,8 @@ chunk by chunk, so a change in the machine's load hits both. Not a test: numbers
 Pairs (the 177Lu-PSMA-like BOIN of ``designs/``, 5 levels, 30 patients, 4 cycles):
 
 - a fixed-probability scenario: no dosimetry vs the kidney limit alone (measurement CV 0.15);
-- the NTCP scenario "marrow-driven": no limits vs kidney, red-marrow and parotid limits with
-  patient capping (``designs/boin_psma_dosimetry.toml``).
+- the NTCP scenario "marrow-driven": 4 cycles with no organs vs kidney, red-marrow and parotid
+  limits with patient capping (``designs/boin_psma_dosimetry.toml``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ def no_dosimetry():
     return design_from_dict(source, DESIGNS / "boin_psma.toml")
 
 
+def no_limits():
+    """designs/boin_psma.toml (4 cycles) without the organs it tracks."""
+    source = copy.deepcopy(_read_toml(str(DESIGNS / "boin_psma.toml")))
+    del source["dosimetry"]["organ"]
+    source["name"] = "BOIN, no organ limits"
+    return design_from_dict(source, DESIGNS / "boin_psma.toml")
+
+
 def compare(pair, scenario, n_trials: int, repeats: int) -> None:
     truths = [truth_for(scenario, design) for design in pair]
     seconds = [0.0, 0.0]
@@ -74,10 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     ntcp = {s.name: s for s in load_scenarios(DESIGNS / "dosimetry_scenarios.toml")}
     compare((no_dosimetry(), kidney_only()), FIXED, args.trials, args.repeats)
-    pair = (
-        load_design(DESIGNS / "boin_psma.toml"),
-        load_design(DESIGNS / "boin_psma_dosimetry.toml"),
-    )
+    pair = (no_limits(), load_design(DESIGNS / "boin_psma_dosimetry.toml"))
     compare(pair, ntcp["marrow-driven"], args.trials, args.repeats)
 
 

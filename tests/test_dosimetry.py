@@ -867,7 +867,7 @@ def test_bad_organ_values_are_all_reported():
     messages = err.value.messages
     assert "gy_per_gbq_median = -0.4: must be a number > 0" in messages
     assert "gy_per_gbq_cv = 0.0: must be a number > 0" in messages
-    assert "max_exceed_prob = 1.5: must be a number in (0, 1)" in messages
+    assert "max_exceed_prob = 1.5: must be a number in (0, 1]" in messages
     assert any(m.startswith("limit_bed_gy = 40.0: a BED limit needs") for m in messages)
     assert isinstance(err.value, ValueError) and len(messages) == 4
 

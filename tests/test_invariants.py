@@ -269,3 +269,25 @@ def test_results_do_not_depend_on_the_designs_alongside(alone, monkeypatch):
     together = simulate([bigger, *DESIGNS], SCENARIOS, n_trials=700, seed=5)[1 + alone]
     for a, b in zip(by_itself, together, strict=True):
         assert_same_simulations(a, b)
+
+
+def test_benchmark_breaks_ties_by_the_true_probabilities():
+    """O'Quigley et al.'s complete-information benchmark: levels with equal rates are equally
+    close to the target; the tie goes to the truer choice, not always to the lowest level."""
+    from theradose.engine import benchmark_selection
+
+    low = np.array([0.05, 0.06, 0.07, 0.08])  # all below a target of 0.25
+    tolerance = np.array([[0.5] * 10, [0.055] * 4 + [0.5] * 6, [0.065] * 2 + [0.5] * 8])
+    # rates: all 0; 0 then 0.4 (levels 2-4); 0 then 0.2 (levels 3, 4): the top level each time
+    # (lowest-index tie-breaking would say 1, 2, 3)
+    np.testing.assert_array_equal(benchmark_selection(tolerance, low, 0.25), [3, 3, 3])
+    high = np.array([0.5, 0.6, 0.7])  # all above: every rate 1, the lowest level is the closest
+    np.testing.assert_array_equal(benchmark_selection(np.full((1, 6), 0.01), high, 0.25), [0])
+    # random tolerances: the chosen level's rate is always as close as any other's
+    rng = np.random.default_rng(3)
+    u = rng.random((500, 12))
+    p = np.array([0.05, 0.1, 0.2, 0.3, 0.5])
+    chosen = benchmark_selection(u, p, 0.3)
+    rate = (u[:, :, None] < p).mean(axis=1)
+    gap = np.abs(rate - 0.3)
+    assert np.all(gap[np.arange(500), chosen] <= gap.min(axis=1) + 1e-12)

@@ -129,16 +129,24 @@ def _is_number(value) -> bool:
 
 
 def _check_number(
-    out: list[str], key: str, value, low: float, high: float | None = None, *, closed: bool = False
+    out: list[str],
+    key: str,
+    value,
+    low: float,
+    high: float | None = None,
+    *,
+    closed: bool = False,
+    high_closed: bool = False,
 ) -> None:
-    """Append a problem unless ``value`` is a finite number > low (>= low if closed), < high."""
+    """Append a problem unless ``value`` is a finite number > low (>= low if closed) and < high
+    (<= high if high_closed)."""
     if high is not None:
-        allowed = f"in {'[' if closed else '('}{low:g}, {high:g})"
+        allowed = f"in {'[' if closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
     else:
         allowed = f"{'>=' if closed else '>'} {low:g}"
     ok = _is_number(value) and (value >= low if closed else value > low)
     if ok and high is not None:
-        ok = value < high
+        ok = value <= high if high_closed else value < high
     if not ok:
         out.append(f"{key} = {show_value(value)}: must be a number {allowed}")
 
@@ -416,7 +424,8 @@ class OrganModel(_LognormalOrgan):
     limit_bed_gy : limit on the cumulative BED, which needs the three radiobiology values
     alpha_beta_gy, repair_half_time_h, effective_half_time_h : radiobiology the protocol assumes
     max_exceed_prob : a level is not admissible when P(a new patient's cumulative absorbed dose
-        or BED > limit) is above this
+        or BED > limit) is above this; 1 tracks the organ (its doses are reported against the
+        limit) without ever ruling a level out
     """
 
     prior_strength: float = 5.0
@@ -427,7 +436,7 @@ class OrganModel(_LognormalOrgan):
     def problems(self) -> list[str]:
         out = super().problems()
         _check_number(out, "prior_strength", self.prior_strength, 0.0)
-        _check_number(out, "max_exceed_prob", self.max_exceed_prob, 0.0, 1.0)
+        _check_number(out, "max_exceed_prob", self.max_exceed_prob, 0.0, 1.0, high_closed=True)
         if (self.limit_gy is None) == (self.limit_bed_gy is None):
             given = "both" if self.limit_gy is not None else "neither"
             out.append(f"limit: give exactly one of limit_gy, limit_bed_gy (got {given})")
@@ -469,6 +478,12 @@ class OrganModel(_LognormalOrgan):
 
     def describe(self, cycles: int) -> str:
         quantity = "BED" if self.limit_is_bed else "absorbed dose"
+        if self.max_exceed_prob >= 1:
+            return (
+                f"{self.name}: tracked, not limited: each patient's cumulative {quantity} over "
+                f"{cycles} cycle(s) is reported against {self.limit:g} Gy (max_exceed_prob = 1 "
+                "never rules a level out)."
+            )
         return (
             f"{self.name}: a level is admissible only while P(a new patient's cumulative "
             f"{quantity} over {cycles} cycle(s) > {self.limit:g} Gy) ≤ {self.max_exceed_prob:g}, "
@@ -981,6 +996,8 @@ def admissible_levels(
 def _t_quantiles(df: np.ndarray, prob: float) -> np.ndarray:
     """Student-t quantiles t_ν(prob) [...] for degrees of freedom ``df`` [...], one evaluation
     per distinct value (a lookup table when they are whole numbers, as ν0 + n usually is)."""
+    if prob <= 0:  # max_exceed_prob = 1 (scipy's stdtrit gives +inf at 0, not −inf)
+        return np.full(df.shape, -np.inf)
     low, high = df.min(initial=np.inf), df.max(initial=-np.inf)
     if np.isfinite(low) and high - low < 4096 and np.all(df == np.floor(df)):
         table = special.stdtrit(np.arange(low, high + 1), prob)

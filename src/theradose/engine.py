@@ -22,7 +22,7 @@ import numpy as np
 
 from theradose.design import Design
 from theradose.results import ChunkResult, Simulations
-from theradose.scenario import DesignTruth, Scenario, closest_to_target, truth_for
+from theradose.scenario import DesignTruth, Scenario, truth_for
 from theradose.state import NO_LEVEL, StopReason, TrialState, highest_level
 from theradose.timing import Onset
 
@@ -430,9 +430,17 @@ def _next_event(state: TrialState, window: float) -> np.ndarray:
 def benchmark_selection(tolerance: np.ndarray, dlt_prob: np.ndarray, target: float) -> np.ndarray:
     """Complete-information benchmark (O'Quigley, Paoletti & Maccario 2002, *Biostatistics*
     3:51–56): with every patient's tolerance known, each level's DLT rate is the fraction of
-    tolerances below its true probability; select the level closest to the target, [trial]."""
-    rate = (tolerance[:, :, None] < np.asarray(dlt_prob)[None, None, :]).mean(axis=1)
-    return closest_to_target(rate, target)
+    tolerances below its true probability; select the level closest to the target, [trial].
+
+    Levels with the same rate (few patients, close probabilities) are equally close; the tie
+    goes to the one whose true probability is closest to the target — with every rate below
+    the target, the highest of them, not the lowest.
+    """
+    p = np.asarray(dlt_prob, dtype=float)
+    rate = (tolerance[:, :, None] < p[None, None, :]).mean(axis=1)
+    distance = np.abs(rate - target)
+    tied = distance <= distance.min(axis=1, keepdims=True) + 1e-12
+    return np.where(tied, np.abs(p - target)[None, :], np.inf).argmin(axis=1)
 
 
 def _uniforms(seed: int, chunk: int, stream: int, n_trials: int, n_patients: int) -> np.ndarray:

@@ -185,8 +185,10 @@ _HIST_BINS = 4000
 _HIST_SPAN = 4.0  # histogram of cumulative organ dose up to 4 × the limit (the rest: last bin)
 
 
-def _hist_quantile(counts: np.ndarray, limit: float, prob: float) -> float:
-    cdf = np.cumsum(counts) / max(counts.sum(), 1)
+def _hist_quantile(counts: np.ndarray, limit: float, prob: float) -> float | None:
+    if counts.sum() == 0:  # nobody treated
+        return None
+    cdf = np.cumsum(counts) / counts.sum()
     index = int(np.searchsorted(cdf, prob))
     return float((index + 0.5) * _HIST_SPAN * limit / _HIST_BINS)
 
