@@ -945,3 +945,55 @@ def test_describe_reads_as_protocol_text():
     assert "cumulative BED over 4 cycle(s) > 40 Gy) ≤ 0.1" in text
     assert "measured after cycle 1 with a CV of 0.15" in text
     assert "Later cycles are capped" in text
+
+
+def test_dlt_cause_follows_the_hazard_shares():
+    """Competing causes: given a DLT, cause k with probability H_k / ΣH, H_k = −log(1 − q_k);
+    one cause alone takes every DLT."""
+    from theradose.dosimetry import dlt_cause
+
+    q = np.array([0.05, 0.2, 0.1])
+    hazard = -np.log1p(-q)
+    u = np.random.default_rng(4).random(400_000)
+    p_dlt = 1 - np.prod(1 - q)
+    dlt = u < p_dlt
+    cause = dlt_cause(np.broadcast_to(q, (u.size, 3)), u)[dlt]
+    share = np.bincount(cause, minlength=3) / dlt.sum()
+    expected = hazard / hazard.sum()
+    assert np.all(np.abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / dlt.sum()))
+    alone = dlt_cause(np.array([[0.0, 0.3, 0.0]] * 5), np.array([0.0, 0.1, 0.2, 0.29, 0.299]))
+    np.testing.assert_array_equal(alone, [1] * 5)
+
+
+def test_dlt_causes_make_up_the_patient_probability():
+    from theradose.dosimetry import dlt_causes
+
+    scenario = DosimetryTruth(
+        organs=(
+            kidney_truth(),
+            OrganTruth(name="marrow", gy_per_gbq_median=0.03, gy_per_gbq_cv=0.3),
+        ),
+        toxicity=Toxicity(
+            background_prob=0.05,
+            organs=(
+                OrganNtcp(name="kidney", td50_gy=28.0, m=0.1, dlt_onset="late"),
+                OrganNtcp(
+                    name="marrow", td50_gy=1.5, gamma50=2.0, dlt_onset="early", onset_shape=2
+                ),
+            ),
+        ),
+    )
+    g = np.exp(np.random.default_rng(5).normal([-0.6, -3.5], 0.4, size=(50, 2)))
+    activities = np.full((50, 4), 7.4)
+    causes = dlt_causes(g, activities, scenario)
+    assert causes.shape == (50, 3) and np.all(causes[:, 0] == 0.05)
+    np.testing.assert_array_equal(
+        1 - (1 - causes[:, 0]) * (1 - causes[:, 1]) * (1 - causes[:, 2]),
+        patient_dlt_prob(g, activities, scenario),
+    )
+    assert scenario.toxicity.organs[1].onset(None).kind == "early"
+    assert scenario.toxicity.organs[0].onset(None).shape == 3.0  # the default shape
+    with pytest.raises(DosimetryError, match="onset_shape: only with"):
+        OrganNtcp(name="kidney", td50_gy=28.0, m=0.1, onset_shape=2.0)
+    with pytest.raises(DosimetryError, match="dlt_onset = 'soon'|dlt_onset = \"soon\""):
+        OrganNtcp(name="kidney", td50_gy=28.0, m=0.1, dlt_onset="soon")

@@ -209,6 +209,24 @@ def test_unknown_organ_in_a_scenario(tmp_path):
     assert "toxicity.liver: no [scenario.organ.liver]" in str(caught.value)
 
 
+def test_bad_organ_onset_gets_one_line_per_problem(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[[scenario]]\nname = "x"\n[scenario.organ.kidney]\ngy_per_gbq_median = 0.5\n'
+        'gy_per_gbq_cv = 0.3\n[scenario.toxicity]\nmodel = "ntcp"\n'
+        '[scenario.toxicity.kidney]\ntd50_gy = 30\nm = 0.1\ndlt_onset = "soon"\n'
+        "onset_shap = 2\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_scenarios(path)
+    assert caught.value.messages == [
+        f'{path}: scenario[1] ("x") [toxicity] [kidney] unknown key \'onset_shap\' (did you '
+        "mean 'onset_shape'?)",
+        f'{path}: scenario[1] ("x") [toxicity] [kidney] dlt_onset = "soon": must be one of '
+        '"uniform", "late", "early"',
+    ]
+
+
 def test_example_files_load():
     for name in ("boin_psma_dosimetry.toml", "crm_dotatate_bed.toml", "boin_psma.toml"):
         design = load_design(DESIGNS / name)
@@ -366,3 +384,68 @@ def test_running_statistics_are_those_of_the_patients_treated(tite):
     np.testing.assert_array_equal(
         state.patient_exceeds[..., 0], treated & (cumulative > kidney.limit * (1 + 1e-9))
     )
+
+
+def _onset_scenario(kidney_onset, marrow_onset):
+    from theradose.config import scenarios_from_dict
+
+    tox = {"model": "ntcp", "background_prob": 0.03}
+    tox["kidney"] = {"td50_gy": 28.0, "m": 0.12, **kidney_onset}
+    tox["red_marrow"] = {"td50_gy": 2.0, "gamma50": 2.0, **marrow_onset}
+    organs = {
+        "kidney": {"gy_per_gbq_median": 0.6, "gy_per_gbq_cv": 0.4},
+        "red_marrow": {"gy_per_gbq_median": 0.05, "gy_per_gbq_cv": 0.35},
+    }
+    entry = {"name": "onsets", "organ": organs, "toxicity": tox}
+    return scenarios_from_dict({"scenario": [entry]}, "s.toml")[0]
+
+
+def _timed_boin():
+    source = {
+        "method": "boin",
+        "target": 0.25,
+        "doses": DOSES,
+        "max_patients": 24,
+        "dosimetry": {"cycles": 4},
+        "timing": {"accrual_per_month": 2.0, "dlt_window_months": 3.0},
+    }
+    return design_from_dict(source, "d.toml")
+
+
+def test_each_organ_gives_its_dlts_their_own_onset():
+    """Marrow DLTs early, kidney DLTs late, the background uniform: each DLT's onset follows the
+    organ that causes it, the cause drawn with probability H_k / ΣH given the patient's doses."""
+    from theradose.dosimetry import ScheduleMoments, dlt_causes
+    from theradose.timing import Onset
+
+    scen = _onset_scenario({"dlt_onset": "late", "onset_shape": 4.0}, {"dlt_onset": "early"})
+    design = _timed_boin()
+    truth = truth_for(scen, design)
+    patients = chunk_patients(6, 0, 3000, design.max_patients, True).with_dosimetry(design, scen)
+    state = run_trials(design, truth.dlt_prob, patients, scen.onset)
+    dlt = state.patient_dlt
+    fraction = state.patient_dlt_time[dlt] / 3.0
+    activity = np.asarray(DOSES)[np.maximum(state.patient_level, 0)] * 4
+    schedule = ScheduleMoments(activity, activity * activity / 4)
+    causes = dlt_causes(patients.true_gy_per_gbq, schedule, patients.organs)[dlt]
+    hazard = -np.log1p(-np.clip(causes, 0.0, 1 - 1e-15))  # as dlt_cause
+    share = hazard / hazard.sum(axis=1, keepdims=True)
+    onsets = [Onset("uniform"), Onset("late", 4.0), Onset("early")]
+    for x in (0.25, 0.5, 0.75):
+        p = share @ np.array([o.cdf(x) for o in onsets])  # each DLT's P(onset ≤ x)
+        observed = (fraction <= x).sum()
+        assert abs(observed - p.sum()) <= 4 * np.sqrt((p * (1 - p)).sum()), x
+    assert dlt.sum() > 1000 and 0.2 < share[:, 1].mean() < 0.8  # both organs matter
+
+
+def test_organ_onsets_equal_to_the_scenarios_change_nothing():
+    design = _timed_boin()
+    plain = _onset_scenario({}, {})
+    same = _onset_scenario({"dlt_onset": "uniform"}, {"dlt_onset": "uniform"})
+    runs = []
+    for scen in (plain, same):
+        truth = truth_for(scen, design)
+        patients = chunk_patients(7, 0, 300, design.max_patients, True).with_dosimetry(design, scen)
+        runs.append(run_trials(design, truth.dlt_prob, patients, scen.onset))
+    np.testing.assert_array_equal(runs[0].patient_level, runs[1].patient_level)
+    np.testing.assert_array_equal(runs[0].patient_dlt_time, runs[1].patient_dlt_time)

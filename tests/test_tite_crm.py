@@ -183,15 +183,21 @@ def test_no_dlt_is_counted_before_its_onset():
         assert np.all((follow >= 0) & (follow <= 1))
 
 
-def test_late_onset_fractions():
-    onset = Onset("late", 3.0)
+@pytest.mark.parametrize("kind", ["late", "early"])
+def test_onset_fractions_follow_their_distribution(kind):
+    onset = Onset(kind, 3.0)
     u = np.random.default_rng(0).random(200_000)
     x = onset.fraction(u)
-    assert np.all((x > 0) & (x <= 1))
+    assert np.all((x >= 0) & (x <= 1))
+    assert np.all(np.diff(onset.fraction(np.sort(u))) >= 0)  # increasing in the draw
     grid = np.linspace(0.05, 0.95, 10)
     empirical = (x[:, None] <= grid).mean(axis=0)
     assert np.all(np.abs(empirical - onset.cdf(grid)) < 4 * np.sqrt(0.25 / u.size))
-    assert onset.cdf(0.5) < 0.2  # most DLTs in the window's second half
+    if kind == "late":
+        assert onset.cdf(0.5) < 0.2  # most DLTs in the window's second half
+    else:  # the mirror image: most in the first half
+        assert onset.cdf(0.5) > 0.8
+        assert onset.cdf(0.3) == pytest.approx(1 - Onset("late", 3.0).cdf(0.7), abs=1e-15)
 
 
 def test_fast_accrual_and_late_onset_enrol_patients_while_others_are_pending():

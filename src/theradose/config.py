@@ -20,6 +20,7 @@ and add a :class:`MethodSpec` to :data:`METHODS`; to add a top-level key, add it
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -963,13 +964,15 @@ TRUTH_ORGAN_KEYS = (
     "effective_half_time_h",
 )
 TOXICITY_KEYS = ("model", "background_prob")
-NTCP_KEYS = ("td50_gy", "m", "gamma50")
+NTCP_KEYS = ("td50_gy", "m", "gamma50", "dlt_onset", "onset_shape")
 
 
 def _build_record(table: _Table, factory, values: dict[str, Any]):
     """``factory(**values)`` from theradose.dosimetry, its problems reported in this table."""
     from theradose.dosimetry import DosimetryError
 
+    known = {f.name for f in dataclasses.fields(factory)}
+    values = {k: v for k, v in values.items() if k in known}  # unknown keys: reported already
     try:
         return factory(**values)
     except DosimetryError as error:
@@ -1279,6 +1282,9 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
             first_index[name] = index
         truth = _read_organ_truth(table)
         ntcp = truth is not None and truth.toxicity is not None and truth.toxicity.uses_ntcp
+        toxicity = table.data.get("toxicity")
+        if truth is None and isinstance(toxicity, Mapping):  # its errors are reported already
+            ntcp = toxicity.get("model", "ntcp") == "ntcp"
         dlt_prob = table.numbers(
             "dlt_prob",
             CLOSED_UNIT,
@@ -1296,7 +1302,7 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
         )
         shape = table.number("onset_shape", POSITIVE, default=DEFAULT_ONSET_SHAPE)
         if "onset_shape" in table.data and kind == "uniform":
-            table.error('onset_shape: only with dlt_onset = "late"')
+            table.error('onset_shape: only with dlt_onset = "late" or "early"')
         if name is not None and dlt_prob is not None and kind is not None and shape is not None:
             scenarios.append(Scenario(name, dlt_prob, Onset(kind, shape), truth))
     report.raise_if_any()

@@ -53,6 +53,7 @@ from scipy import special
 from scipy.stats import qmc
 
 from theradose.config import show_value
+from theradose.timing import ONSETS
 
 __all__ = [
     "CAP_RULES",
@@ -75,6 +76,8 @@ __all__ = [
     "cap_activities",
     "capped_moments",
     "correlation_problems",
+    "dlt_cause",
+    "dlt_causes",
     "eqd2",
     "exceedance_prob",
     "gy_per_gbq_threshold",
@@ -601,12 +604,18 @@ def _duplicate_names(organs) -> list[str]:
 class OrganNtcp:
     """The true NTCP of one organ (``[scenario.toxicity.<name>]``): Lyman–Kutcher–Burman with
     ``m`` (:func:`lkb_ntcp`) or logistic with ``gamma50`` (:func:`logistic_ntcp`), on the
-    organ's EQD2 (with radiobiology) or absorbed dose (without) — :meth:`OrganTruth.eud`."""
+    organ's EQD2 (with radiobiology) or absorbed dose (without) — :meth:`OrganTruth.eud`.
+
+    ``dlt_onset`` ("uniform", "late", "early") and ``onset_shape``: when in the DLT window the
+    DLTs this organ causes occur (:class:`theradose.timing.Onset`); None: the scenario's.
+    """
 
     name: str
     td50_gy: float
     m: float | None = None
     gamma50: float | None = None
+    dlt_onset: str | None = None
+    onset_shape: float | None = None
 
     def __post_init__(self) -> None:
         _raise_if_any(self.problems())
@@ -625,7 +634,23 @@ class OrganNtcp:
             _check_number(out, "m", self.m, 0.0)
         if self.gamma50 is not None:
             _check_number(out, "gamma50", self.gamma50, 0.0)
+        if self.dlt_onset is not None and self.dlt_onset not in ONSETS:
+            allowed = ", ".join(show_value(k) for k in ONSETS)
+            out.append(f"dlt_onset = {show_value(self.dlt_onset)}: must be one of {allowed}")
+        if self.onset_shape is not None:
+            _check_number(out, "onset_shape", self.onset_shape, 0.0)
+            if self.dlt_onset in (None, "uniform"):
+                out.append('onset_shape: only with dlt_onset = "late" or "early"')
         return out
+
+    def onset(self, default):
+        """This organ's :class:`theradose.timing.Onset`, ``default`` (the scenario's) if none."""
+        from theradose.timing import DEFAULT_ONSET_SHAPE, Onset
+
+        if self.dlt_onset is None:
+            return default
+        shape = DEFAULT_ONSET_SHAPE if self.onset_shape is None else self.onset_shape
+        return Onset(self.dlt_onset, shape)
 
     def ntcp(self, eud_gy):
         if self.m is not None:
@@ -785,15 +810,51 @@ def patient_dlt_prob(gy_per_gbq, activities, truth: DosimetryTruth):
     -------
     array [...]
     """
+    spare = 1.0
+    for q in _cause_probs(gy_per_gbq, activities, truth):
+        spare = spare * (1 - q)
+    return 1 - spare
+
+
+def dlt_causes(gy_per_gbq, activities, truth: DosimetryTruth):
+    """Each cause's probability of a DLT for each patient, [..., cause]: the background first,
+    then each organ of ``truth.toxicity`` (its NTCP), in that order; P(DLT) = 1 − Π(1 − q)
+    (:func:`patient_dlt_prob`)."""
+    qs = _cause_probs(gy_per_gbq, activities, truth)
+    shape = np.broadcast_shapes(*(np.shape(q) for q in qs))
+    return np.stack([np.broadcast_to(q, shape) for q in qs], axis=-1)
+
+
+def _cause_probs(gy_per_gbq, activities, truth: DosimetryTruth) -> list:
     tox = truth.toxicity
     if tox is None or not tox.uses_ntcp:
         raise ValueError('patient DLT probabilities need a toxicity model = "ntcp"')
     g = _nonnegative("Gy/GBq", gy_per_gbq)
     s1, s2 = _moments(activities)
-    spare = 1.0 - tox.background_prob
+    qs = [np.float64(tox.background_prob)]
     for ntcp, j in zip(tox.organs, truth.index([o.name for o in tox.organs]), strict=True):
-        spare = spare * (1 - ntcp.ntcp(truth.organs[j]._eud(g[..., j], s1, s2)))
-    return 1 - spare
+        qs.append(ntcp.ntcp(truth.organs[j]._eud(g[..., j], s1, s2)))
+    return qs
+
+
+def dlt_cause(cause_probs, tolerance):
+    """Which cause gives each DLT, [...] (index into the causes of :func:`dlt_causes`).
+
+    The causes act as competing risks with cumulative hazards H_k = −log(1 − q_k), so that
+    P(DLT) = 1 − exp(−Σ H_k) = 1 − Π(1 − q_k), and given a DLT the cause is k with probability
+    H_k / Σ H (exact when the cause-specific hazards are proportional over the window). A
+    patient has a DLT iff u < P(DLT), so u / P(DLT) is uniform given a DLT: it picks the cause,
+    keeping the latent tolerances common across designs. Meaningless where there is no DLT.
+    """
+    q = np.clip(np.asarray(cause_probs, dtype=float), 0.0, 1.0 - 1e-15)
+    hazard = -np.log1p(-q)
+    total = hazard.sum(axis=-1)
+    p_dlt = -np.expm1(-total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.cumsum(hazard, axis=-1) / total[..., None]
+        w = np.asarray(tolerance, dtype=float) / p_dlt
+    cause = (share <= w[..., None]).sum(axis=-1)
+    return np.minimum(cause, q.shape[-1] - 1)
 
 
 # ---------------------------------------------------------------------------------------------

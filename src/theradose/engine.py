@@ -193,8 +193,11 @@ def _enrol(
     cols = np.minimum(cols, n_max - 1)
     level = state.next_level[rows]
     p_dlt = dlt_prob[level][:, None]
+    onset_fraction = None  # each DLT's onset, when the organ causing it has its own onset model
     if design.dosimetry is not None or patients.organs is not None:
-        p_dlt = _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, p_dlt)
+        p_dlt, onset_fraction = _treat_with_dosimetry(
+            design, state, patients, rows, cols, enrolled, level, p_dlt, onset
+        )
     dlt = (patients.tolerance[rows[:, None], cols] < p_dlt) & enrolled
     r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
     lvl = np.broadcast_to(level[:, None], cols.shape)[enrolled]
@@ -213,20 +216,24 @@ def _enrol(
             gaps[:, 0] = 0.0
         arrival = state.time[rows, None] + np.cumsum(gaps, axis=1)
         state.patient_arrival[r, c] = arrival[enrolled]
-        onset_months = window * onset.fraction(patients.onset[rows[:, None], cols])
+        if onset_fraction is None:
+            onset_fraction = onset.fraction(patients.onset[rows[:, None], cols])
+        onset_months = window * onset_fraction
         state.patient_dlt_time[r, c] = np.where(dlt, onset_months, np.nan)[enrolled]
         state.time[rows] = arrival.max(axis=1)
     state.record_cohort(rows, size, dlt.sum(axis=1))
 
 
-def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, p_dlt):
+def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, p_dlt, onset):
     """Bring the running dosimetry statistics up to date with the cohort, and return each
     patient's DLT probability: from their own organ doses (NTCP, on their schedule, capped from
     their measured Gy/GBq when the design says so) in a dosimetry-driven scenario, else the
-    level's. The patients' records (activity given, capping, true cumulative organ doses) are
-    written once, when the trials end (:func:`_finish_dosimetry`): they follow from each
-    patient's level and dosimetry alone."""
-    from theradose.dosimetry import patient_dlt_prob
+    level's; with it, when organs have their own DLT onset and the trial has time, each
+    patient's onset as a fraction of the window, from the organ that causes the DLT
+    (:func:`theradose.dosimetry.dlt_cause`), else None. The patients' records (activity given,
+    capping, true cumulative organ doses) are written once, when the trials end
+    (:func:`_finish_dosimetry`): they follow from each patient's level and dosimetry alone."""
+    from theradose.dosimetry import dlt_cause, dlt_causes, patient_dlt_prob
 
     if enrolled.all() and (cols == cols[0]).all():
         # every trial enrols the same places (the cohort engine): rows × a slice, two slices
@@ -251,8 +258,22 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
     if organs is not None and organs.toxicity is not None and organs.toxicity.uses_ntcp:
         planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
         schedule, _ = _schedules(design, planned, None if measured is None else measured[r, c])
-        return patient_dlt_prob(patients.true_gy_per_gbq[r, c], schedule, organs)
-    return p_dlt
+        true_g = patients.true_gy_per_gbq[r, c]
+        own = [o.onset(None) for o in organs.toxicity.organs]
+        if patients.onset is None or all(o is None for o in own):
+            return patient_dlt_prob(true_g, schedule, organs), None
+        causes = dlt_causes(true_g, schedule, organs)  # [row, slot, cause]
+        spare = 1.0
+        for k in range(causes.shape[-1]):  # as patient_dlt_prob, to the last bit
+            spare = spare * (1 - causes[..., k])
+        cause = dlt_cause(causes, patients.tolerance[r, c])
+        uniform = patients.onset[r, c]
+        fraction = onset.fraction(uniform)  # the background's (the scenario's) and the default
+        for k, organ_onset in enumerate(own, start=1):
+            if organ_onset is not None:
+                fraction = np.where(cause == k, organ_onset.fraction(uniform), fraction)
+        return 1 - spare, fraction
+    return p_dlt, None
 
 
 def _schedules(design: Design, planned: np.ndarray, measured: np.ndarray | None):

@@ -6,9 +6,10 @@ follow-up, depend on accrual and on the DLT window. Times are in months from the
 
 - Accrual: Poisson at ``accrual_per_month`` (exponential gaps) or fixed spacing 1/rate.
 - Onset of a patient's DLT, as a fraction of the window: uniform (the TITE-CRM convention of
-  Cheung & Chappell 2000, and dfcrm's ``titesim``), or "late": a Weibull with shape ``k``
+  Cheung & Chappell 2000, and dfcrm's ``titesim``), "late": a Weibull with shape ``k``
   and scale equal to the window, truncated to it, so most DLTs fall in the window's second half
-  for k ≥ 2.
+  for k ≥ 2, or "early": its mirror image (fraction 1 − x for a "late" x), most DLTs in the
+  first half (e.g. blood counts after a radiopharmaceutical, with kidney damage "late").
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 DAYS_PER_MONTH = 30.4375
 ACCRUALS = ("poisson", "fixed")
-ONSETS = ("uniform", "late")
+ONSETS = ("uniform", "late", "early")
 DEFAULT_ONSET_SHAPE = 3.0
 
 
@@ -46,19 +47,32 @@ class Onset:
     shape: float = DEFAULT_ONSET_SHAPE
 
     def fraction(self, uniform: np.ndarray) -> np.ndarray:
-        """Onset as a fraction of the DLT window, in (0, 1], by inversion of U(0, 1) draws.
+        """Onset as a fraction of the DLT window, in [0, 1], by inversion of U(0, 1) draws
+        (increasing in the draw for every kind).
 
         "late": F(x) = (1 − exp(−x^k)) / (1 − exp(−1)) on [0, 1], a Weibull with scale equal to
-        the window truncated to it.
+        the window truncated to it; "early": 1 − F(1 − x).
         """
         uniform = np.asarray(uniform, dtype=float)
         if self.kind == "uniform":
             return uniform
-        return (-np.log1p(-uniform * (1 - np.exp(-1.0)))) ** (1.0 / self.shape)
+        if self.kind == "early":
+            return 1.0 - _late_fraction(1.0 - uniform, self.shape)
+        return _late_fraction(uniform, self.shape)
 
     def cdf(self, fraction: np.ndarray) -> np.ndarray:
         """P(onset ≤ fraction of the window | DLT)."""
         x = np.clip(np.asarray(fraction, dtype=float), 0.0, 1.0)
         if self.kind == "uniform":
             return x
-        return -np.expm1(-(x**self.shape)) / (1 - np.exp(-1.0))
+        if self.kind == "early":
+            return 1.0 - _late_cdf(1.0 - x, self.shape)
+        return _late_cdf(x, self.shape)
+
+
+def _late_fraction(uniform: np.ndarray, shape: float) -> np.ndarray:
+    return (-np.log1p(-uniform * (1 - np.exp(-1.0)))) ** (1.0 / shape)
+
+
+def _late_cdf(x: np.ndarray, shape: float) -> np.ndarray:
+    return -np.expm1(-(x**shape)) / (1 - np.exp(-1.0))
