@@ -230,6 +230,18 @@ def test_table_three_plus_three():
     assert "treat 3 more at this level" in invoke("table", THREE_PLUS_THREE).stdout
 
 
+DESIGN_FILES = sorted(p for p in DESIGNS.glob("*.toml") if "scenarios" not in p.name)
+DESIGN_FILES = [p for p in DESIGN_FILES if p.name != "late_onset.toml"]  # scenario files
+
+
+@pytest.mark.parametrize("design", DESIGN_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("fmt", ["rich", "json"])
+def test_table_works_for_every_example_design(design, fmt):
+    result = invoke("table", str(design), "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip()
+
+
 def test_table_unknown_format_is_a_usage_error():
     result = invoke("table", BOIN, "--format", "html")
     assert result.exit_code == 2

@@ -231,6 +231,8 @@ def design_header_lines(design: Design) -> list[str]:
         f"cohorts of {design.cohort_size}, starting at level {design.start_level + 1}; "
         f"at most {design.max_patients} patients"
     )
+    if design.timing is not None:
+        lines.append(design.timing.describe())
     for rule in (*design.constraints, *design.stopping):
         if hasattr(rule, "describe"):
             lines.append(rule.describe())

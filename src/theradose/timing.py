@@ -32,6 +32,14 @@ class Timing:
     dlt_window_months: float
     accrual: str = "poisson"
 
+    def describe(self) -> str:
+        how = "Poisson" if self.accrual == "poisson" else "fixed spacing"
+        days = self.dlt_window_months * DAYS_PER_MONTH
+        return (
+            f"Accrual {self.accrual_per_month:g} patient(s) a month ({how}); DLT window "
+            f"{self.dlt_window_months:g} months ({days:.0f} days)."
+        )
+
     def gaps(self, uniform: np.ndarray) -> np.ndarray:
         """Months between consecutive arrivals, from U(0, 1) draws of the same shape."""
         if self.accrual == "fixed":

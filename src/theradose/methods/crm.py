@@ -176,6 +176,7 @@ class Crm:
     start_up: str = "none"
     start_up_cohort_size: int = 1
     key = "crm"
+    label = "CRM (O'Quigley, Pepe & Fisher 1990)"
     count_based = True
     n_nodes: int = field(init=False, repr=False)
 
@@ -250,6 +251,20 @@ class Crm:
     def select_mtd(self, state: TrialState) -> np.ndarray:
         return closest_to_target(self.estimates(state), self.target)
 
+    def describe(self) -> str:
+        estimate = "at the posterior mean of β" if self.estimate == "plugin" else "posterior mean"
+        text = (
+            f"{self.label}, {self.model.name} model, β ~ N(0, "
+            f"{self.prior_var:g}); next level and MTD: the DLT probability ({estimate}) closest "
+            "to the target."
+        )
+        if self.start_up == "cohorts":
+            text += (
+                f" Start-up: {self.start_up_cohort_size} patient(s) a level, one level up at a "
+                "time, until the first DLT; then the model."
+            )
+        return text
+
     def prob_above_target(self, state: TrialState, level: int) -> np.ndarray:
         """P(p_level > target | data) for each trial, [trial]."""
         data, index, post = self._posterior(state)
@@ -288,7 +303,7 @@ class Crm:
     def skeleton_rows(self) -> list[dict[str, float | int | None]]:
         """The model before any data: per level the skeleton, the indifference interval, the prior
         mean DLT probability and the prior P(DLT probability > target)."""
-        empty = TrialState.start(1, self.n_levels, 0)
+        empty = TrialState.start(1, self.n_levels, 0, max_patients=1)  # no patients yet
         _, _, post = self._posterior(empty)
         prior_mean = post.weights @ self.model.p(post.nodes)
         overdose = self.level_summary(empty)["p_overdose"][0]

@@ -48,6 +48,7 @@ class TiteCrm(Crm):
     weights: str = "linear"
     start_up_wait: float | None = None  # months; None: the DLT window
     key = "tite-crm"
+    label = "TITE-CRM (Cheung & Chappell 2000)"
     count_based = False
     tite = True
     turns_away = True  # arrivals during a start-up wait are not enrolled
@@ -61,6 +62,22 @@ class TiteCrm(Crm):
         arrival = np.where(np.isnan(state.patient_arrival), -np.inf, state.patient_arrival)
         # dfcrm's test, as a difference: (arrival now) − (last arrival) ≥ wait
         return moving_up & (state.time - arrival.max(axis=1) < wait)
+
+    def describe(self) -> str:
+        text = super().describe()
+        weight = (
+            f"the fraction of the {self.window:g}-month window followed up"
+            if self.weights == "linear"
+            else f"the adaptive weight of Cheung & Chappell (window {self.window:g} months)"
+        )
+        text += f" Decides at each arrival; a patient without a DLT so far weighs {weight}."
+        if self.start_up == "cohorts":
+            wait = self.window if self.start_up_wait is None else self.start_up_wait
+            text += (
+                f" Before moving up in the start-up, the last patient must have been followed for "
+                f"{wait:g} months; patients arriving meanwhile are not enrolled."
+            )
+        return text
 
     def _fingerprint(self, state: TrialState) -> bytes:
         return state.patient_level.tobytes() + state.time.tobytes() + state.n.tobytes()
