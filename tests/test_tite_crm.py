@@ -100,6 +100,7 @@ def test_adaptive_weights_follow_cheung_chappell():
 # dfcrm's two-stage titesim: x0 = 3 patients a level (1, 1, 1, 2, 2, 2, …, 6, 6, …) until the
 # first DLT, waiting tgrp = one window after a group's last patient before moving up.
 TWO_STAGE = {"crm": {"start_up": "cohorts", "start_up_cohort_size": 3}}
+TWO_STAGE_SOURCE = {"crm": {"skeleton": SKELETON, **TWO_STAGE["crm"]}}
 
 
 @pytest.mark.slow
@@ -378,3 +379,21 @@ def test_bad_start_up(crm, message):
     with pytest.raises(ConfigError) as caught:
         tite_design(crm=crm)
     assert any(message in line for line in caught.value.messages), caught.value.messages
+
+
+def test_recommend_in_a_two_stage_start_up():
+    """During the start-up the design waits for the last patient's follow-up before moving up;
+    once it is long enough it moves up; a DLT hands the trial to the model at once."""
+    from theradose.engine import recommend_from_patients
+    from theradose.timing import DAYS_PER_MONTH
+
+    design = design_from_dict({**tite_design().source, **TWO_STAGE_SOURCE}, "two_stage.toml")
+    level = np.zeros(3, dtype=int)
+    days = lambda *d: np.array(d) / DAYS_PER_MONTH  # noqa: E731
+    held = recommend_from_patients(design, level, np.zeros(3, bool), days(50, 30, 10))
+    assert held.suspended and held.start_up_wait and held.next_level is None
+    assert held.review_in * DAYS_PER_MONTH == pytest.approx(DAYS_PER_MONTH - 10)  # a 1-month wait
+    done = recommend_from_patients(design, level, np.zeros(3, bool), days(90, 70, 31))
+    assert not done.suspended and done.next_level == 1
+    dlt = recommend_from_patients(design, level, np.array([True, False, False]), days(50, 30, 10))
+    assert not dlt.suspended and not dlt.start_up_wait and dlt.next_level == 0

@@ -659,6 +659,8 @@ class Recommendation:
     notes: tuple[str, ...] = ()  # how the data were read, in words
     suspended: bool = False  # accrual waits for more follow-up (next_level is None)
     review_in: float | None = None  # months until a pending patient's window closes, if suspended
+    # (for a start-up wait: until the last patient has been followed long enough)
+    start_up_wait: bool = False  # the suspension is a two-stage start-up's wait before moving up
     pending: tuple[bool, ...] = ()  # [patient] still in the DLT window without a DLT (when known)
 
     @property
@@ -900,9 +902,19 @@ def recommend_from_patients(
         ),
         notes=tuple(notes),
         suspended=held,
-        review_in=float(_next_event(now, window)[0]) if held else None,
+        review_in=_review_in(design, now) if held else None,
+        start_up_wait=held and getattr(design.method, "turns_away", False),
         pending=tuple(now.pending(window)[0].tolist()),
     )
+
+
+def _review_in(design: Design, now: TrialState) -> float:
+    """Months from now (time 0) until a suspension may lift: the end of a start-up wait, or
+    the next pending patient's window closing."""
+    wait_ends = getattr(design.method, "start_up_wait_ends", None)
+    if wait_ends is not None and getattr(design.method, "turns_away", False):
+        return float(wait_ends(now)[0] - now.time[0])
+    return float(_next_event(now, design.timing.dlt_window_months)[0])
 
 
 def _attach_dosimetry(design, state, gy_per_gbq, enrolled) -> None:

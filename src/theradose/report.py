@@ -788,7 +788,8 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
     Keys: ``next_level``, ``next_activity``, ``stop``, ``stop_reason`` (a
     :class:`~theradose.state.StopReason` name in lower case), ``stop_reason_text``,
     ``suspended`` (accrual waits for more follow-up; ``next_level`` is null then),
-    ``review_in_days`` (when suspended: days until a pending patient's window closes), ``mtd``,
+    ``review_in_days`` (when suspended: days until a pending patient's window closes, or, with
+    ``start_up_wait``, until a two-stage start-up may move up), ``mtd``,
     ``mtd_activity``, ``levels`` (per level: ``level``, ``activity``, ``n``, ``dlt``,
     ``pending`` when known, and the method's estimates), ``deviations``, ``warnings``,
     ``notes``, ``outcomes``, ``patients`` (from a patient file: per patient ``patient``,
@@ -834,6 +835,7 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
             "stop_reason": None if rec.stop_reason is None else rec.stop_reason.name.lower(),
             "stop_reason_text": None if rec.stop_reason is None else rec.stop_reason.label,
             "suspended": rec.suspended,
+            "start_up_wait": rec.start_up_wait,
             "review_in_days": None if rec.review_in is None else rec.review_in * DAYS_PER_MONTH,
             "mtd": None if rec.mtd is None else rec.mtd + 1,
             "mtd_activity": None if rec.mtd is None else activity(design, rec.mtd),
@@ -901,6 +903,15 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
         lines.append(Text(f"WARNING: {warning}.", style="bold red"))
     if rec.stop:
         lines.append(Text(f"Stop the trial: {rec.stop_reason.label}.", style="bold"))
+    elif rec.start_up_wait:
+        lines.append(
+            Text(
+                "Wait: the start-up moves up a level only once the last patient has been followed "
+                f"long enough (in {rec.review_in * DAYS_PER_MONTH:.4g} days) or a DLT is seen; "
+                "patients arriving meanwhile are not enrolled.",
+                style="bold",
+            )
+        )
     elif rec.suspended:
         closes = (
             ""

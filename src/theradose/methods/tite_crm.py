@@ -58,10 +58,21 @@ class TiteCrm(Crm):
         moving_up = self.in_start_up(state) & (self.start_up_level(state) > state.level)
         if not moving_up.any():
             return moving_up
-        wait = self.window if self.start_up_wait is None else self.start_up_wait
-        arrival = np.where(np.isnan(state.patient_arrival), -np.inf, state.patient_arrival)
         # dfcrm's test, as a difference: (arrival now) − (last arrival) ≥ wait
-        return moving_up & (state.time - arrival.max(axis=1) < wait)
+        return moving_up & (state.time - self._last_arrival(state) < self._wait)
+
+    def start_up_wait_ends(self, state: TrialState) -> np.ndarray:
+        """When the last patient will have been followed for the start-up wait, [trial]."""
+        return self._last_arrival(state) + self._wait
+
+    @property
+    def _wait(self) -> float:
+        return self.window if self.start_up_wait is None else self.start_up_wait
+
+    @staticmethod
+    def _last_arrival(state: TrialState) -> np.ndarray:
+        arrival = np.where(np.isnan(state.patient_arrival), -np.inf, state.patient_arrival)
+        return arrival.max(axis=1)
 
     def describe(self) -> str:
         text = super().describe()
