@@ -530,8 +530,10 @@ def test_sample_patients_distribution_and_common_random_numbers():
     np.testing.assert_array_equal(fewer.measured_gy_per_gbq, fewer.true_gy_per_gbq)  # exact
 
 
-def test_patient_dlt_prob_by_hand():
-    scenario = DosimetryTruth(
+def kidney_marrow_scenario(kidney=None, marrow=None) -> DosimetryTruth:
+    """Kidney (LKB on EQD2) and marrow (logistic) NTCP with 5% background; ``kidney`` and
+    ``marrow``: extra OrganNtcp fields (onsets)."""
+    return DosimetryTruth(
         organs=(
             kidney_truth(),
             OrganTruth(name="marrow", gy_per_gbq_median=0.03, gy_per_gbq_cv=0.3),
@@ -539,11 +541,15 @@ def test_patient_dlt_prob_by_hand():
         toxicity=Toxicity(
             background_prob=0.05,
             organs=(
-                OrganNtcp(name="kidney", td50_gy=28.0, m=0.10),
-                OrganNtcp(name="marrow", td50_gy=3.0, gamma50=2.0),
+                OrganNtcp(name="kidney", td50_gy=28.0, m=0.10, **(kidney or {})),
+                OrganNtcp(name="marrow", td50_gy=3.0, gamma50=2.0, **(marrow or {})),
             ),
         ),
     )
+
+
+def test_patient_dlt_prob_by_hand():
+    scenario = kidney_marrow_scenario()
     g = np.array([0.6, 0.05])
     activities = np.full(4, 7.4)
     kidney_eqd2 = eqd2(bed(0.6 * activities, 2.6, 2.8, 40.0), 2.6)
@@ -968,20 +974,8 @@ def test_dlt_cause_follows_the_hazard_shares():
 def test_dlt_causes_make_up_the_patient_probability():
     from theradose.dosimetry import dlt_causes
 
-    scenario = DosimetryTruth(
-        organs=(
-            kidney_truth(),
-            OrganTruth(name="marrow", gy_per_gbq_median=0.03, gy_per_gbq_cv=0.3),
-        ),
-        toxicity=Toxicity(
-            background_prob=0.05,
-            organs=(
-                OrganNtcp(name="kidney", td50_gy=28.0, m=0.1, dlt_onset="late"),
-                OrganNtcp(
-                    name="marrow", td50_gy=1.5, gamma50=2.0, dlt_onset="early", onset_shape=2
-                ),
-            ),
-        ),
+    scenario = kidney_marrow_scenario(
+        kidney={"dlt_onset": "late"}, marrow={"dlt_onset": "early", "onset_shape": 2.0}
     )
     g = np.exp(np.random.default_rng(5).normal([-0.6, -3.5], 0.4, size=(50, 2)))
     activities = np.full((50, 4), 7.4)
