@@ -94,9 +94,10 @@ def log_integrand(
 ) -> np.ndarray:
     """Log-likelihood + log-prior (unnormalised) of each state on shared nodes, [state, node]."""
     log_p, log_1mp = model.log_p(nodes)  # [node, level]
-    n = n.astype(float)
-    y = y.astype(float)
-    return y @ log_p.T + (n - y) @ log_1mp.T - 0.5 * (nodes / prior_sd) ** 2
+    counts = np.concatenate([y, n - y], axis=1).astype(float)  # DLTs, then non-DLTs
+    values = counts @ np.concatenate([log_p, log_1mp], axis=1).T  # one matrix product
+    values -= 0.5 * (nodes / prior_sd) ** 2
+    return values
 
 
 LogIntegrand = Callable[[np.ndarray], np.ndarray]  # nodes [node] → [state, node]
@@ -120,9 +121,11 @@ def posterior(
         left, q_left = gauss_legendre(n_below, -BETA_RANGE, split)
         right, q_right = gauss_legendre(n_nodes - n_below, split, BETA_RANGE)
         nodes, q = np.concatenate([left, right]), np.concatenate([q_left, q_right])
-    values = log_f(nodes)
-    shift = values.max(axis=1)
-    f = q * np.exp(values - shift[:, None])
+    f = log_f(nodes)  # a fresh array: turned into the weights in place
+    shift = f.max(axis=1)
+    f -= shift[:, None]
+    np.exp(f, out=f)
+    f *= q
     norm = f.sum(axis=1)
     return QuadraturePosterior(
         nodes=nodes, weights=f / norm[:, None], log_shift=shift, norm=norm, split=split,

@@ -144,16 +144,25 @@ class TiteCrm(Crm):
         if data.pending_level.shape[1] == 0:
             return values
         p = self.model.p(nodes).T  # [level, node]
-        # Only the slots that hold a pending patient (trials have few; the slot count is the
-        # largest of them), each factor 1 − w·p_d(β) > 0, summed in logs per trial.
-        trial, slot = np.nonzero(data.pending_weight > 0)  # sorted by trial
-        edges = np.searchsorted(trial, np.arange(0, values.shape[0] + _BLOCK, _BLOCK))
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-            if lo == hi:
-                continue
-            t, s = trial[lo:hi], slot[lo:hi]
-            weight = data.pending_weight[t, s]
-            terms = np.log1p(-weight[:, None] * p[data.pending_level[t, s]])  # [patient, node]
-            first = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])  # each trial's first patient
-            values[t[first]] += np.add.reduceat(terms, first, axis=0)
+        # Π over a trial's pending patients of 1 − w·p_d(β), then one log: factors lie in
+        # [1 − w, 1], so the product cannot underflow, and a product is many times cheaper than
+        # a log1p per pending patient and node. Slot k holds each trial's k-th pending patient
+        # (weight 0 where none: a factor of 1, skipped).
+        rows_with = np.flatnonzero((data.pending_weight > 0).any(axis=1))
+        for lo in range(0, rows_with.size, _BLOCK):
+            rows = rows_with[lo : lo + _BLOCK]
+            product = np.ones((rows.size, nodes.size))
+            for k in range(data.pending_weight.shape[1]):
+                weight = data.pending_weight[rows, k]
+                use = np.flatnonzero(weight > 0)
+                if use.size == 0:
+                    continue
+                factor = p[data.pending_level[rows[use], k]]  # a copy: p_d(β) of each patient
+                factor *= -weight[use, None]
+                factor += 1.0
+                if use.size == rows.size:
+                    product *= factor
+                else:
+                    product[use] *= factor
+            values[rows] += np.log(product)
         return values
