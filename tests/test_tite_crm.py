@@ -11,7 +11,7 @@ from theradose.engine import VirtualPatients, run_trials, select_mtd, simulate
 from theradose.methods.crm import EmpiricModel
 from theradose.methods.tite_crm import TiteCrm
 from theradose.results import OperatingCharacteristics
-from theradose.scenario import Scenario
+from theradose.scenario import Scenario, truth_for
 from theradose.state import TrialState
 from theradose.timing import Onset
 
@@ -397,3 +397,32 @@ def test_recommend_in_a_two_stage_start_up():
     assert not done.suspended and done.next_level == 1
     dlt = recommend_from_patients(design, level, np.array([True, False, False]), days(50, 30, 10))
     assert not dlt.suspended and not dlt.start_up_wait and dlt.next_level == 0
+
+
+def test_a_start_up_move_a_constraint_forbids_is_no_wait():
+    """Two-stage start-up under an organ-dose limit that keeps the trial at level 1: the
+    start-up never moves up, so it never waits; patients arrive every third of a window."""
+    source = {
+        **tite_design().source,
+        **TWO_STAGE_SOURCE,
+        "doses": [1.85, 3.7, 5.55, 7.4, 9.25, 11.1],
+        "dosimetry": {
+            "cycles": 4,
+            "organ": [
+                {
+                    "name": "kidney",
+                    "gy_per_gbq_median": 0.43,
+                    "gy_per_gbq_cv": 0.37,
+                    "prior_strength": 50,
+                    "limit_gy": 6.0,  # level 1 (7.4 GBq in all) admissible, level 2 never
+                    "max_exceed_prob": 0.10,
+                }
+            ],
+        },
+    }
+    design = design_from_dict(source, "blocked.toml")
+    scen = Scenario("safe", (0.0,) * 6)
+    patients = _patients(50, 30, seed=6).with_dosimetry(design, scen)
+    state = run_trials(design, truth_for(scen, design).dlt_prob, patients)
+    assert (state.patient_level == 0).all()
+    np.testing.assert_allclose(np.diff(state.patient_arrival, axis=1), 1 / 3, rtol=1e-9)

@@ -54,8 +54,10 @@ class TiteCrm(Crm):
     turns_away = True  # arrivals during a start-up wait are not enrolled
 
     def suspend(self, state: TrialState) -> np.ndarray:
-        """Trials whose start-up must wait before moving up a level, [trial]."""
-        moving_up = self.in_start_up(state) & (self.start_up_level(state) > state.level)
+        """Trials whose start-up must wait before moving up a level, [trial]: read after
+        :func:`theradose.engine.decide`, so a move up that a constraint forbids (an organ-dose
+        limit) is no move and no wait."""
+        moving_up = self.in_start_up(state) & (state.next_level > state.level)
         if not moving_up.any():
             return moving_up
         # dfcrm's test, as a difference: (arrival now) − (last arrival) ≥ wait
