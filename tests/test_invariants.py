@@ -235,11 +235,24 @@ def _numbers(value) -> list[float]:
 
 def assert_same_simulations(a, b) -> None:
     for f in dataclasses.fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, np.ndarray):
-            assert x.dtype == y.dtype and np.array_equal(x, y), f.name
-        else:
-            assert x == y, f.name
+        _assert_same(getattr(a, f.name), getattr(b, f.name), f.name)
+
+
+def _assert_same(x, y, where: str) -> None:
+    """Equal to the bit, through dicts, lists and arrays (dtype too)."""
+    if isinstance(x, np.ndarray):
+        assert isinstance(y, np.ndarray) and x.dtype == y.dtype, where
+        assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), where
+    elif isinstance(x, dict):
+        assert isinstance(y, dict) and x.keys() == y.keys(), where
+        for key in x:
+            _assert_same(x[key], y[key], f"{where}[{key!r}]")
+    elif isinstance(x, list | tuple):
+        assert type(x) is type(y) and len(x) == len(y), where
+        for i, (u, v) in enumerate(zip(x, y, strict=True)):
+            _assert_same(u, v, f"{where}[{i}]")
+    else:
+        assert x == y, where
 
 
 SCENARIOS = (scenario(0.05, 0.25, 0.5, name="A"), scenario(0.3, 0.45, 0.6, name="B"))

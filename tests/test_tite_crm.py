@@ -426,3 +426,17 @@ def test_a_start_up_move_a_constraint_forbids_is_no_wait():
     state = run_trials(design, truth_for(scen, design).dlt_prob, patients)
     assert (state.patient_level == 0).all()
     np.testing.assert_allclose(np.diff(state.patient_arrival, axis=1), 1 / 3, rtol=1e-9)
+
+
+def test_two_stage_with_poisson_accrual_is_the_same_for_any_number_of_workers(monkeypatch):
+    """Arrivals turned away draw their gaps from a stream of each chunk's own."""
+    import theradose.engine as engine
+    from test_invariants import assert_same_simulations
+
+    monkeypatch.setattr(engine, "CHUNK_TRIALS", 150)
+    timing = {"accrual_per_month": 4.0, "accrual": "poisson"}
+    design = tite_design(max_patients=18, timing=timing, **TWO_STAGE)
+    scen = [scenario(0.05, 0.1, 0.2, 0.3, 0.5, 0.7)]
+    one = simulate([design], scen, n_trials=400, seed=3, workers=1)[0][0]
+    two = simulate([design], scen, n_trials=400, seed=3, workers=2)[0][0]
+    assert_same_simulations(one, two)
