@@ -220,7 +220,7 @@ def test_bad_organ_onset_gets_one_line_per_problem(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_scenarios(path)
     assert caught.value.messages == [
-        f'{path}: scenario[1] ("x") [toxicity] [kidney] unknown key \'onset_shap\' (did you '
+        f"{path}: scenario[1] (\"x\") [toxicity] [kidney] unknown key 'onset_shap' (did you "
         "mean 'onset_shape'?)",
         f'{path}: scenario[1] ("x") [toxicity] [kidney] dlt_onset = "soon": must be one of '
         '"uniform", "late", "early"',
@@ -449,3 +449,41 @@ def test_organ_onsets_equal_to_the_scenarios_change_nothing():
         runs.append(run_trials(design, truth.dlt_prob, patients, scen.onset))
     np.testing.assert_array_equal(runs[0].patient_level, runs[1].patient_level)
     np.testing.assert_array_equal(runs[0].patient_dlt_time, runs[1].patient_dlt_time)
+
+
+def test_per_patient_figures_count_only_trials_that_treated_anyone(tmp_path):
+    """A trial that stops before treating anyone has no '% of patients': with no level
+    admissible every such figure is None ('—' in the table), not 0."""
+    from typer.testing import CliRunner
+
+    from theradose.cli import app
+
+    scen = Scenario("S", (0.05, 0.1, 0.2, 0.3, 0.5))
+    none = boin_with([{**KIDNEY, "limit_gy": 1.0}])
+    some = boin_with([KIDNEY], measurement_cv=0.15)
+    sims = simulate([none, some], [scen], 200, seed=4)
+    empty, full = (OperatingCharacteristics.from_simulations(row[0]) for row in sims)
+    assert empty.values["capped_pct"] is None and empty.values["activity_mean"] is None
+    assert empty.values["organ_exceed_pct"] == {"kidney": None}
+    assert empty.values["organ_cumulative_p95"] == {"kidney": None}
+    assert full.values["activity_mean"] > 0
+    design = tmp_path / "none.toml"
+    design.write_text(
+        'method = "boin"\ntarget = 0.25\ndoses = [3.7, 5.55, 7.4, 9.25, 11.1]\n'
+        "max_patients = 24\n[dosimetry]\ncycles = 4\n[[dosimetry.organ]]\n"
+        + "".join(
+            f"{k} = {v!r}\n".replace("'", '"') for k, v in {**KIDNEY, "limit_gy": 1.0}.items()
+        )
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            str(design),
+            "--scenarios",
+            str(DESIGNS / "dosimetry_scenarios.toml"),
+            "--trials",
+            "50",
+        ],
+    )
+    assert result.exit_code == 0, result.output  # the report renders with those None figures

@@ -149,10 +149,12 @@ class Simulations:
         return bool(self.durations)
 
     def _add_dosimetry(self, chunk: ChunkResult) -> None:
-        """Per-trial fractions and means (summed, with squares, for their Monte Carlo errors),
-        a histogram of every patient's true cumulative organ dose (for percentiles in bounded
-        memory), and when each level was first ruled out."""
+        """Per-trial fractions and means (summed, with squares, for their Monte Carlo errors)
+        over the trials that treated anyone, a histogram of every patient's true cumulative organ
+        dose (for percentiles in bounded memory), and when each level was first ruled out."""
         treated = chunk.total_activity > 0
+        anyone = treated.any(axis=1)  # a trial that stopped before treating anyone has no %
+        self._accumulate("trials_treated", int(anyone.sum()))
         n_treated = np.maximum(treated.sum(axis=1), 1)
         per_trial = {
             "capped": chunk.capped.sum(axis=1) / n_treated,
@@ -164,8 +166,8 @@ class Simulations:
                 np.nan_to_num(np.nansum(chunk.cumulative, axis=1)) / (n_treated[:, None])
             )
         for name, values in per_trial.items():
-            self._accumulate(f"{name}_sum", values.sum(axis=0))
-            self._accumulate(f"{name}_sq", (values**2).sum(axis=0))
+            self._accumulate(f"{name}_sum", values[anyone].sum(axis=0))
+            self._accumulate(f"{name}_sq", (values[anyone] ** 2).sum(axis=0))
         for j, limit in enumerate(self.organ_limits):
             values = chunk.cumulative[..., j]
             values = values[np.isfinite(values)]
@@ -309,20 +311,24 @@ def _dosimetry_figures(sim: Simulations, values: dict, se: dict) -> None:
         for key in keys:
             values[key] = se[key] = None
         return
-    capped, capped_se = _mean_se(d["capped_sum"], d["capped_sq"], t)
-    activity, activity_se = _mean_se(d["activity_sum"], d["activity_sq"], t)
-    values["capped_pct"], se["capped_pct"] = float(100 * capped), float(100 * capped_se)
-    values["activity_mean"], se["activity_mean"] = float(activity), float(activity_se)
+    # per-patient figures: means over the trials that treated anyone (None when none did)
+    n = int(d["trials_treated"])
+    mean_se = lambda name: _mean_se(d[f"{name}_sum"], d[f"{name}_sq"], max(n, 1))  # noqa: E731
+    number = lambda x, scale=1.0: None if n == 0 else float(scale * x)  # noqa: E731
+    capped, capped_se = mean_se("capped")
+    activity, activity_se = mean_se("activity")
+    values["capped_pct"], se["capped_pct"] = number(capped, 100), number(capped_se, 100)
+    values["activity_mean"], se["activity_mean"] = number(activity), number(activity_se)
     for key in ("organ_exceed_pct", "organ_cumulative_mean", "organ_cumulative_p95"):
         values[key], se[key] = {}, {}
     if sim.organs:
-        exceed, exceed_se = _mean_se(d["exceed_sum"], d["exceed_sq"], t)
-        cumulative, cumulative_se = _mean_se(d["cumulative_sum"], d["cumulative_sq"], t)
+        exceed, exceed_se = mean_se("exceed")
+        cumulative, cumulative_se = mean_se("cumulative")
         for j, (organ, limit) in enumerate(zip(sim.organs, sim.organ_limits, strict=True)):
-            values["organ_exceed_pct"][organ] = float(100 * exceed[j])
-            se["organ_exceed_pct"][organ] = float(100 * exceed_se[j])
-            values["organ_cumulative_mean"][organ] = float(cumulative[j])
-            se["organ_cumulative_mean"][organ] = float(cumulative_se[j])
+            values["organ_exceed_pct"][organ] = number(exceed[j], 100)
+            se["organ_exceed_pct"][organ] = number(exceed_se[j], 100)
+            values["organ_cumulative_mean"][organ] = number(cumulative[j])
+            se["organ_cumulative_mean"][organ] = number(cumulative_se[j])
             values["organ_cumulative_p95"][organ] = _hist_quantile(d[f"hist_{j}"], limit, 0.95)
             se["organ_cumulative_p95"][organ] = None
     ruled = d["ruled_out"]
