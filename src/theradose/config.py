@@ -624,17 +624,18 @@ def _parse_tite_boin(table: _Table, fields: DesignFields) -> dict[str, Any]:
     return options
 
 
+def _extended(base: Any, cls: type, **extra: Any) -> Any:
+    """A ``cls`` (a time-to-event method) with every setting of ``base`` (its method) plus
+    ``extra``, so that a new setting of the base method can never be left behind."""
+    settings = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}
+    return cls(**settings, **extra)
+
+
 def _build_tite_boin(fields: DesignFields, options: dict[str, Any]):
     boin, constraints, stopping = _build_boin(fields, options)
-    method = TiteBoin(
-        boin.n_levels,
-        boin.target,
-        boin.max_patients,
-        p_saf=boin.p_saf,
-        p_tox=boin.p_tox,
-        elimination_cutoff=boin.elimination_cutoff,
-        extra_safe=boin.extra_safe,
-        extra_safe_offset=boin.extra_safe_offset,
+    method = _extended(
+        boin,
+        TiteBoin,
         window=fields.timing.dlt_window_months,
         max_pending_fraction=options["max_pending_fraction"],
         min_complete=options["min_complete"],
@@ -644,15 +645,9 @@ def _build_tite_boin(fields: DesignFields, options: dict[str, Any]):
 
 def _build_tite_crm(fields: DesignFields, options: dict[str, Any]):
     crm, constraints, stopping = _build_crm(fields, options)
-    method = TiteCrm(
-        crm.n_levels,
-        crm.target,
-        crm.model,
-        crm.max_patients,
-        prior_var=crm.prior_var,
-        estimate=crm.estimate,
-        start_up=crm.start_up,
-        start_up_cohort_size=crm.start_up_cohort_size,
+    method = _extended(
+        crm,
+        TiteCrm,
         window=fields.timing.dlt_window_months,
         weights=options["weights"],
         start_up_wait=options["start_up_wait_months"],

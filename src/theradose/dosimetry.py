@@ -154,6 +154,11 @@ def _check_number(
         out.append(f"{key} = {show_value(value)}: must be a number {allowed}")
 
 
+def _check_name(out: list[str], name) -> None:
+    if not isinstance(name, str) or not name.strip():
+        out.append(f"name = {show_value(name)}: must be a non-empty string")
+
+
 def _raise_if_any(problems: list[str]) -> None:
     if problems:
         raise DosimetryError(problems)
@@ -339,8 +344,7 @@ class _LognormalOrgan:
     def problems(self) -> list[str]:
         """Every problem of the values, one line each (empty when valid)."""
         out: list[str] = []
-        if not isinstance(self.name, str) or not self.name.strip():
-            out.append(f"name = {show_value(self.name)}: must be a non-empty string")
+        _check_name(out, self.name)
         _check_number(out, "gy_per_gbq_median", self.gy_per_gbq_median, 0.0)
         _check_number(out, "gy_per_gbq_cv", self.gy_per_gbq_cv, 0.0)
         given = [key for key in RADIOBIOLOGY_KEYS if getattr(self, key) is not None]
@@ -622,8 +626,7 @@ class OrganNtcp:
 
     def problems(self) -> list[str]:
         out: list[str] = []
-        if not isinstance(self.name, str) or not self.name.strip():
-            out.append(f"name = {show_value(self.name)}: must be a non-empty string")
+        _check_name(out, self.name)
         _check_number(out, "td50_gy", self.td50_gy, 0.0)
         if (self.m is None) == (self.gamma50 is None):
             given = "both" if self.m is not None else "neither"
