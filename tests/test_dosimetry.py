@@ -972,7 +972,7 @@ def test_dlt_cause_follows_the_hazard_shares():
 
 
 def test_dlt_causes_make_up_the_patient_probability():
-    from theradose.dosimetry import dlt_causes
+    from theradose.dosimetry import dlt_causes, dlt_prob_from_causes
 
     scenario = kidney_marrow_scenario(
         kidney={"dlt_onset": "late"}, marrow={"dlt_onset": "early", "onset_shape": 2.0}
@@ -984,6 +984,9 @@ def test_dlt_causes_make_up_the_patient_probability():
     np.testing.assert_array_equal(
         1 - (1 - causes[:, 0]) * (1 - causes[:, 1]) * (1 - causes[:, 2]),
         patient_dlt_prob(g, activities, scenario),
+    )
+    np.testing.assert_array_equal(
+        dlt_prob_from_causes(causes), patient_dlt_prob(g, activities, scenario)
     )
     assert scenario.toxicity.organs[1].onset(None).kind == "early"
     assert scenario.toxicity.organs[0].onset(None).shape == 3.0  # the default shape

@@ -42,6 +42,7 @@ Every function is vectorised over trials, levels and patients; none loops over t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ __all__ = [
     "correlation_problems",
     "dlt_cause",
     "dlt_causes",
+    "dlt_prob_from_causes",
     "eqd2",
     "exceedance_prob",
     "gy_per_gbq_threshold",
@@ -327,8 +329,21 @@ def _moments(activities) -> tuple[np.ndarray, np.ndarray]:
 # Records (one-to-one with the TOML tables)
 
 
+class _Record:
+    """A record read from a design or scenario file: the fields named in ``_sequences`` are
+    stored as (nested) tuples, so the record stays hashable, and every problem of the values
+    is raised at once on construction (:class:`DosimetryError`)."""
+
+    _sequences: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in self._sequences:
+            object.__setattr__(self, name, _tupled(getattr(self, name)))
+        _raise_if_any(self.problems())
+
+
 @dataclass(frozen=True, kw_only=True)
-class _LognormalOrgan:
+class _LognormalOrgan(_Record):
     """An organ whose Gy/GBq is lognormal between patients, with optional radiobiology."""
 
     name: str
@@ -337,9 +352,6 @@ class _LognormalOrgan:
     alpha_beta_gy: float | None = None
     repair_half_time_h: float | None = None
     effective_half_time_h: float | None = None
-
-    def __post_init__(self) -> None:
-        _raise_if_any(self.problems())
 
     def problems(self) -> list[str]:
         """Every problem of the values, one line each (empty when valid)."""
@@ -415,6 +427,13 @@ class OrganTruth(_LognormalOrgan):
     alpha_beta_gy, repair_half_time_h, effective_half_time_h : optional radiobiology; with it
         NTCP is evaluated on EQD2 of the cumulative BED, without it on the absorbed dose
     """
+
+    @classmethod
+    def as_expected_by(cls, model: OrganModel) -> OrganTruth:
+        """Patients as a design's prior for the organ expects them (its median, CV and
+        radiobiology): the truth for an organ a scenario does not describe."""
+        shared = dataclasses.fields(_LognormalOrgan)
+        return cls(**{f.name: getattr(model, f.name) for f in shared})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -507,7 +526,7 @@ def _tupled(value):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Dosimetry:
+class Dosimetry(_Record):
     """The design's ``[dosimetry]`` section.
 
     Attributes
@@ -530,11 +549,7 @@ class Dosimetry:
     patient_cap: bool = False
     cap_rule: str = "reduce"
     correlation: tuple[tuple[float, ...], ...] | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "organs", tuple(self.organs))
-        object.__setattr__(self, "correlation", _tupled(self.correlation))
-        _raise_if_any(self.problems())
+    _sequences = ("organs", "correlation")
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -605,7 +620,7 @@ def _duplicate_names(organs) -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class OrganNtcp:
+class OrganNtcp(_Record):
     """The true NTCP of one organ (``[scenario.toxicity.<name>]``): Lyman–Kutcher–Burman with
     ``m`` (:func:`lkb_ntcp`) or logistic with ``gamma50`` (:func:`logistic_ntcp`), on the
     organ's EQD2 (with radiobiology) or absorbed dose (without) — :meth:`OrganTruth.eud`.
@@ -620,9 +635,6 @@ class OrganNtcp:
     gamma50: float | None = None
     dlt_onset: str | None = None
     onset_shape: float | None = None
-
-    def __post_init__(self) -> None:
-        _raise_if_any(self.problems())
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -662,17 +674,14 @@ class OrganNtcp:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Toxicity:
+class Toxicity(_Record):
     """``[scenario.toxicity]``: P(DLT) = 1 − (1 − background_prob)·Π_organs (1 − NTCP_organ)
     with ``model = "ntcp"``; ``"dlt_prob"`` takes the scenario's DLT probabilities instead."""
 
     model: str = "ntcp"
     background_prob: float = 0.0
     organs: tuple[OrganNtcp, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "organs", tuple(self.organs))
-        _raise_if_any(self.problems())
+    _sequences = ("organs",)
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -691,18 +700,14 @@ class Toxicity:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DosimetryTruth:
+class DosimetryTruth(_Record):
     """The truth about a scenario's patients: each organ's Gy/GBq, optionally correlated between
     organs (on the log scale, in ``organs`` order), and the toxicity model."""
 
     organs: tuple[OrganTruth, ...]
     toxicity: Toxicity | None = None
     correlation: tuple[tuple[float, ...], ...] | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "organs", tuple(self.organs))
-        object.__setattr__(self, "correlation", _tupled(self.correlation))
-        _raise_if_any(self.problems())
+    _sequences = ("organs", "correlation")
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -813,8 +818,19 @@ def patient_dlt_prob(gy_per_gbq, activities, truth: DosimetryTruth):
     -------
     array [...]
     """
+    return _combined(_cause_probs(gy_per_gbq, activities, truth))
+
+
+def dlt_prob_from_causes(causes):
+    """P(DLT) = 1 − Π(1 − q) [...] from each cause's probability [..., cause]
+    (:func:`dlt_causes`): to the last bit what :func:`patient_dlt_prob` gives."""
+    causes = np.asarray(causes)
+    return _combined(causes[..., k] for k in range(causes.shape[-1]))
+
+
+def _combined(cause_probs):
     spare = 1.0
-    for q in _cause_probs(gy_per_gbq, activities, truth):
+    for q in cause_probs:  # background first, then organs: always in this order
         spare = spare * (1 - q)
     return 1 - spare
 

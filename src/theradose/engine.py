@@ -233,7 +233,12 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
     (:func:`theradose.dosimetry.dlt_cause`), else None. The patients' records (activity given,
     capping, true cumulative organ doses) are written once, when the trials end
     (:func:`_finish_dosimetry`): they follow from each patient's level and dosimetry alone."""
-    from theradose.dosimetry import dlt_cause, dlt_causes, patient_dlt_prob
+    from theradose.dosimetry import (
+        dlt_cause,
+        dlt_causes,
+        dlt_prob_from_causes,
+        patient_dlt_prob,
+    )
 
     if enrolled.all() and (cols == cols[0]).all():
         # every trial enrols the same places (the cohort engine): rows × a slice, two slices
@@ -263,16 +268,13 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
         if patients.onset is None or all(o is None for o in own):
             return patient_dlt_prob(true_g, schedule, organs), None
         causes = dlt_causes(true_g, schedule, organs)  # [row, slot, cause]
-        spare = 1.0
-        for k in range(causes.shape[-1]):  # as patient_dlt_prob, to the last bit
-            spare = spare * (1 - causes[..., k])
         cause = dlt_cause(causes, patients.tolerance[r, c])
         uniform = patients.onset[r, c]
         fraction = onset.fraction(uniform)  # the background's (the scenario's) and the default
         for k, organ_onset in enumerate(own, start=1):
             if organ_onset is not None:
                 fraction = np.where(cause == k, organ_onset.fraction(uniform), fraction)
-        return 1 - spare, fraction
+        return dlt_prob_from_causes(causes), fraction
     return p_dlt, None
 
 

@@ -89,16 +89,7 @@ def organ_truth(scenario: Scenario, design) -> object | None:
     names = {o.name for o in organs}
     for model in () if dosimetry is None else dosimetry.organs:
         if model.name not in names:
-            organs.append(
-                OrganTruth(
-                    name=model.name,
-                    gy_per_gbq_median=model.gy_per_gbq_median,
-                    gy_per_gbq_cv=model.gy_per_gbq_cv,
-                    alpha_beta_gy=model.alpha_beta_gy,
-                    repair_half_time_h=model.repair_half_time_h,
-                    effective_half_time_h=model.effective_half_time_h,
-                )
-            )
+            organs.append(OrganTruth.as_expected_by(model))
     if not organs:
         return None
     if scenario.truth is not None and len(organs) == len(scenario.truth.organs):
