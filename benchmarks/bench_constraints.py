@@ -15,11 +15,11 @@ Pairs (the 177Lu-PSMA-like BOIN of ``designs/``, 5 levels, 30 patients, 4 cycles
 from __future__ import annotations
 
 import argparse
-import copy
 import time
+import tomllib
 from pathlib import Path
 
-from theradose.config import _read_toml, design_from_dict, load_design, load_scenarios
+from theradose.config import design_from_dict, load_design, load_scenarios
 from theradose.engine import chunk_patients, chunk_sizes, run_chunk
 from theradose.scenario import Scenario, truth_for
 
@@ -28,10 +28,16 @@ DESIGNS = ROOT / "designs"
 FIXED = Scenario("fixed", (0.05, 0.12, 0.25, 0.4, 0.55))
 
 
+def _source(path: Path) -> dict:
+    """A design file as the dict it parses to (fresh each call, to edit)."""
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
 def kidney_only():
     """designs/boin_psma_dosimetry.toml with its kidney limit alone."""
     path = DESIGNS / "boin_psma_dosimetry.toml"
-    source = copy.deepcopy(_read_toml(str(path)))
+    source = _source(path)
     source["dosimetry"]["organ"] = [
         o for o in source["dosimetry"]["organ"] if o["name"] == "kidney"
     ]
@@ -40,7 +46,7 @@ def kidney_only():
 
 
 def no_dosimetry():
-    source = copy.deepcopy(_read_toml(str(DESIGNS / "boin_psma.toml")))
+    source = _source(DESIGNS / "boin_psma.toml")
     del source["dosimetry"]
     source["name"] = "BOIN, no dosimetry"
     return design_from_dict(source, DESIGNS / "boin_psma.toml")
@@ -48,7 +54,7 @@ def no_dosimetry():
 
 def no_limits():
     """designs/boin_psma.toml (4 cycles) without the organs it tracks."""
-    source = copy.deepcopy(_read_toml(str(DESIGNS / "boin_psma.toml")))
+    source = _source(DESIGNS / "boin_psma.toml")
     del source["dosimetry"]["organ"]
     source["name"] = "BOIN, no organ limits"
     return design_from_dict(source, DESIGNS / "boin_psma.toml")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from hypothesis import strategies as st
 
 from theradose.design import Design
 from theradose.methods import Boin, ThreePlusThree
@@ -18,6 +19,20 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 def reference(name: str) -> dict:
     """A reference file of ../shared/reference (outputs of the established R packages)."""
     return json.loads((REFERENCE / name).read_text())
+
+
+_PROBABILITY = st.one_of(
+    st.sampled_from([0.0, 1.0, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6]),
+    st.floats(0.0, 1.0, allow_nan=False),
+)
+
+
+def true_probabilities(n_levels: int):
+    """Hypothesis strategy: non-decreasing true DLT probabilities of ``n_levels`` levels, with
+    0, 1 and ties likely."""
+    return st.lists(_PROBABILITY, min_size=n_levels, max_size=n_levels).map(
+        lambda p: tuple(sorted(p))
+    )
 
 
 def boin_design(

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
-from factories import REFERENCE, crm_design
+from factories import REFERENCE, crm_design, true_probabilities
 from reference_sim import RefStop, RefTrial, closest_level, crm, crm_fit, outcome_string
 from theradose.engine import run_trials, select_mtd
 from theradose.methods.crm import lee_cheung_skeleton, skeleton_problem
@@ -34,11 +34,6 @@ STOP = {
     RefStop.MAX_PATIENTS: StopReason.MAX_PATIENTS,
     RefStop.MAX_AT_DOSE: StopReason.MAX_AT_DOSE,
 }
-
-_probability = st.one_of(
-    st.sampled_from([0.0, 1.0, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6]),
-    st.floats(0.0, 1.0, allow_nan=False),
-)
 
 
 @st.composite
@@ -78,7 +73,7 @@ def crm_cases(draw) -> tuple[dict, tuple[float, ...]]:
         "safety_min_n": draw(st.integers(1, 9)),
         "max_at_dose": draw(st.none() | st.integers(4, 9)),
     }
-    p_true = tuple(sorted(draw(st.lists(_probability, min_size=n_levels, max_size=n_levels))))
+    p_true = draw(true_probabilities(n_levels))
     return options, p_true
 
 

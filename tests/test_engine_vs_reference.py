@@ -19,7 +19,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from factories import boin_design, three_plus_three_design
+from factories import boin_design, three_plus_three_design, true_probabilities
 from reference_sim import (
     RefStop,
     RefTrial,
@@ -40,17 +40,12 @@ STOP = {
     RefStop.MAX_AT_DOSE: StopReason.MAX_AT_DOSE,
 }
 
-_probability = st.one_of(
-    st.sampled_from([0.0, 1.0, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6]),
-    st.floats(0.0, 1.0, allow_nan=False),
-)
-
 
 @st.composite
 def scenarios(draw, min_levels: int = 2, max_levels: int = 7) -> tuple[float, ...]:
     """Non-decreasing true DLT probabilities, with 0, 1 and ties likely."""
     n_levels = draw(st.integers(min_levels, max_levels))
-    return tuple(sorted(draw(st.lists(_probability, min_size=n_levels, max_size=n_levels))))
+    return draw(true_probabilities(n_levels))
 
 
 def tolerances(seed: int, n_patients: int) -> np.ndarray:

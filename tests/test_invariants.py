@@ -19,23 +19,19 @@ from hypothesis import strategies as st
 from scipy.stats import beta
 
 import theradose.engine as engine
-from factories import boin_design, scenario, three_plus_three_design
+from factories import boin_design, scenario, three_plus_three_design, true_probabilities
 from theradose.engine import run_trials, select_mtd, simulate
 from theradose.results import OperatingCharacteristics
 from theradose.state import NO_LEVEL, StopReason
 
 N_TRIALS = 60
 
-_probability = st.one_of(
-    st.sampled_from([0.0, 1.0, 0.1, 0.3, 0.5]), st.floats(0.0, 1.0, allow_nan=False)
-)
-
 
 @st.composite
 def cases(draw):
     """A design (3+3 or BOIN, as a dict of its options) and non-decreasing true probabilities."""
     n_levels = draw(st.integers(2, 7))
-    p_true = tuple(sorted(draw(st.lists(_probability, min_size=n_levels, max_size=n_levels))))
+    p_true = draw(true_probabilities(n_levels))
     if draw(st.booleans()):
         cap = draw(st.one_of(st.none(), st.integers(1, 6 * n_levels)))
         options = {

@@ -40,7 +40,9 @@ def _example_state():
     return state
 
 
-def tite_design(**overrides):
+def tite_source(**overrides):
+    """A TITE-CRM design file as a dict: dfcrm's titesim conventions, with ``overrides``
+    (sections merged key by key)."""
     source = {
         "method": "tite-crm",
         "target": 0.3,
@@ -55,7 +57,11 @@ def tite_design(**overrides):
             source[key] = {**source.get(key, {}), **value}
         else:
             source[key] = value
-    return design_from_dict(source, "tite.toml")
+    return source
+
+
+def tite_design(**overrides):
+    return design_from_dict(tite_source(**overrides), "tite.toml")
 
 
 def test_titecrm_example():
@@ -100,7 +106,6 @@ def test_adaptive_weights_follow_cheung_chappell():
 # dfcrm's two-stage titesim: x0 = 3 patients a level (1, 1, 1, 2, 2, 2, …, 6, 6, …) until the
 # first DLT, waiting tgrp = one window after a group's last patient before moving up.
 TWO_STAGE = {"crm": {"start_up": "cohorts", "start_up_cohort_size": 3}}
-TWO_STAGE_SOURCE = {"crm": {"skeleton": SKELETON, **TWO_STAGE["crm"]}}
 
 
 @pytest.mark.slow
@@ -230,14 +235,8 @@ def test_bad_timing(timing, message):
 def test_tite_needs_timing_and_forbids_coherence():
     from theradose.config import ConfigError
 
-    source = {
-        "method": "tite-crm",
-        "target": 0.3,
-        "levels": 6,
-        "cohort_size": 1,
-        "max_patients": 30,
-        "crm": {"skeleton": SKELETON, "coherent": True},
-    }
+    source = tite_source(crm={"coherent": True})
+    del source["timing"]
     with pytest.raises(ConfigError) as caught:
         design_from_dict(source, "t.toml")
     text = str(caught.value)
@@ -387,7 +386,7 @@ def test_recommend_in_a_two_stage_start_up():
     from theradose.engine import recommend_from_patients
     from theradose.timing import DAYS_PER_MONTH
 
-    design = design_from_dict({**tite_design().source, **TWO_STAGE_SOURCE}, "two_stage.toml")
+    design = tite_design(**TWO_STAGE)
     level = np.zeros(3, dtype=int)
     days = lambda *d: np.array(d) / DAYS_PER_MONTH  # noqa: E731
     held = recommend_from_patients(design, level, np.zeros(3, bool), days(50, 30, 10))
@@ -403,8 +402,7 @@ def test_a_start_up_move_a_constraint_forbids_is_no_wait():
     """Two-stage start-up under an organ-dose limit that keeps the trial at level 1: the
     start-up never moves up, so it never waits; patients arrive every third of a window."""
     source = {
-        **tite_design().source,
-        **TWO_STAGE_SOURCE,
+        **tite_source(**TWO_STAGE),
         "doses": [1.85, 3.7, 5.55, 7.4, 9.25, 11.1],
         "dosimetry": {
             "cycles": 4,
