@@ -13,11 +13,12 @@ from theradose.methods import Boin, ThreePlusThree
 from theradose.scenario import Scenario
 from theradose.stopping import MaxAtDose, MaxPatients
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "reference"
 
 
 def reference(name: str) -> dict:
-    """A reference file of ../shared/reference (outputs of the established R packages)."""
+    """A reference file of tests/reference (outputs of the established R packages; provenance in
+    its README)."""
     return json.loads((REFERENCE / name).read_text())
 
 

@@ -3,7 +3,7 @@
 independent adaptive quadrature; the feasibility bound and rounding rules; exact enumeration
 against simulation; bad design files.
 
-Reference runs: ../shared/reference/ewoc_update.json and ewoc_sim.json (doses are the level
+Reference runs: tests/reference/ewoc_update.json and ewoc_sim.json (doses are the level
 numbers 1..6, θ = 0.3, uniform priors, "nearest" rounding, no skipping, first cohort at level 1).
 """
 
