@@ -58,7 +58,11 @@ def boin_design(
 
 
 def three_plus_three_design(
-    n_levels: int = 6, deescalate: bool = True, max_patients: int | None = None, target: float = 0.3
+    n_levels: int = 6,
+    deescalate: bool = True,
+    max_patients: int | None = None,
+    target: float = 0.3,
+    start_level: int = 0,
 ) -> Design:
     max_patients = 6 * n_levels if max_patients is None else max_patients
     return Design(
@@ -66,7 +70,7 @@ def three_plus_three_design(
         method=ThreePlusThree(n_levels, deescalate),
         target=target,
         n_levels=n_levels,
-        start_level=0,
+        start_level=start_level,
         cohort_size=3,
         max_patients=max_patients,
         stopping=(MaxPatients(max_patients),),

@@ -498,19 +498,171 @@ def test_recommend_patients_tite_boin_suspends_accrual(tmp_path):
     assert data["deviations"] == [] and data["warnings"] == []
 
 
-def test_recommend_patients_warns_when_a_design_waiting_for_complete_data_has_pending(tmp_path):
-    patients = write(tmp_path, "level,dlt,followup_days\n1,0,200\n1,0,190\n1,0,40\n")
+# Patient 3 is at day 40 of the window without a DLT.
+PENDING_AT_DAY_40 = "level,dlt,followup_days\n1,0,200\n1,0,190\n1,0,40\n"
+
+
+@pytest.mark.parametrize(
+    ("design", "options", "window_days"),
+    [
+        (BOIN_TIMED, (), 3 * 30.4375),  # [timing] dlt_window_months = 3
+        (BOIN, ("--dlt-window-days", "90"), 90.0),
+        (CRM, ("--dlt-window-days", "90"), 90.0),
+    ],
+)
+def test_recommend_patients_waits_while_a_design_deciding_on_complete_data_has_pending(
+    tmp_path, design, options, window_days
+):
+    import datetime
+    import math
+
+    patients = write(tmp_path, PENDING_AT_DAY_40)
     out = tmp_path / "rec.json"
-    result = invoke("recommend", BOIN_TIMED, "--patients", patients, "--json", str(out))
+    result = invoke("recommend", design, "--patients", patients, *options, "--json", str(out))
     assert result.exit_code == 0, result.output
-    assert "WARNING: " in result.stdout and "Next cohort: level 2" in result.stdout
+    assert "Wait: patient 3 (followed for 40 days) is still in the DLT window" in result.stdout
+    assert "Next cohort" not in result.stdout and "WARNING" not in result.stdout
+    assert f"closes in {window_days - 40:.4g} days" in result.stdout
     data = json.loads(out.read_text())
-    assert len(data["warnings"]) == 1 and "patient 3 (followed for 40 days)" in data["warnings"][0]
+    assert (data["wait"], data["next_level"], data["stop"], data["suspended"]) == (
+        True, None, False, False
+    )  # fmt: skip
+    assert data["pending_patients"] == [3]
+    assert data["review_in_days"] == pytest.approx(window_days - 40)
+    assert data["complete_in_days"] == pytest.approx(window_days - 40)
+    today = datetime.date.today()
+    assert data["review_on"] == str(today + datetime.timedelta(math.ceil(window_days - 40)))
     assert [p["pending"] for p in data["patients"]] == [False, False, True]
-    # without [timing] follow-up cannot be judged: every patient counts as complete, with a note
-    result = invoke("recommend", BOIN, "--patients", patients, "--json", str(out))
-    assert "WARNING" not in result.stdout and "Note: the design has no [timing]" in result.stdout
-    assert json.loads(out.read_text())["warnings"] == []
+    assert data["levels"][0]["n"] == 3 and data["levels"][0]["pending"] == 1
+    assert data["basis"] is None and data["mtd_on_complete_data"] and data["warnings"] == []
+
+
+@pytest.mark.parametrize(
+    ("design", "options"),
+    [(BOIN_TIMED, ()), (BOIN, ("--dlt-window-days", "90")), (CRM, ("--dlt-window-days", "90"))],
+)
+@pytest.mark.parametrize(
+    ("rows", "outcomes"),
+    [
+        ("1,0,200\n1,0,190\n1,0,95\n", "1NNN"),  # patient 3's window has closed
+        ("1,0,200\n1,0,190\n1,1,40\n", "1NNT"),  # a DLT completes a patient at once
+        ("1,0,200\n1,1,190\n1,0,180\n2,0,100\n", "1NTN 2N"),  # within a cohort
+    ],
+)
+def test_recommend_patients_with_nobody_pending_is_the_complete_data_decision(
+    tmp_path, design, options, rows, outcomes
+):
+    patients = write(tmp_path, "level,dlt,followup_days\n" + rows)
+    out, reference = tmp_path / "rec.json", tmp_path / "ref.json"
+    result = invoke("recommend", design, "--patients", patients, *options, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert "Wait" not in result.stdout and "Next cohort: level" in result.stdout
+    assert invoke("recommend", design, "-o", outcomes, "--json", str(reference)).exit_code == 0
+    data, expected = json.loads(out.read_text()), json.loads(reference.read_text())
+    assert not data["wait"] and data["pending_patients"] == [] and data["outcomes"] == outcomes
+    for key in ("next_level", "stop", "stop_reason", "mtd", "basis", "rule_states", "deviations"):
+        assert data[key] == expected[key], key
+    for level, reference_level in zip(data["levels"], expected["levels"], strict=True):
+        assert level.pop("pending") == 0
+        assert level == reference_level
+
+
+def test_recommend_patients_needs_the_dlt_window(tmp_path):
+    patients = write(tmp_path, PENDING_AT_DAY_40)
+    for design in (BOIN, CRM):
+        assert_bad_input(
+            invoke("recommend", design, "--patients", patients),
+            f"error: {design}: --patients needs the DLT window: add [timing] dlt_window_months "
+            "to the design or pass --dlt-window-days",
+        )
+    # a bad patient file and no window: both problems at once
+    bad = write(tmp_path, "level,dlt,followup_days\n9,0,10\n", "bad.csv")
+    result = invoke("recommend", BOIN, "--patients", bad)
+    assert_bad_input(result, "needs the DLT window", "column 'level': 9 is not a level")
+    assert_bad_input(
+        invoke("recommend", BOIN, "-o", "1NNN", "--dlt-window-days", "90"),
+        "--dlt-window-days goes with --patients",
+    )
+    assert_bad_input(
+        invoke("recommend", BOIN, "--patients", patients, "--dlt-window-days", "0"),
+        "the DLT window must be days > 0",
+    )
+
+
+def test_dlt_window_days_overrides_the_design_with_a_note(tmp_path):
+    patients = write(tmp_path, PENDING_AT_DAY_40)
+    out = tmp_path / "rec.json"
+    # a 30-day window: patient 3 (day 40) has completed it
+    args = ("recommend", BOIN_TIMED, "--patients", patients, "--dlt-window-days", "30")
+    result = invoke(*args, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert not data["wait"] and data["next_level"] == 2
+    assert data["notes"][0] == (
+        "the DLT window is 30 days (--dlt-window-days), not the design's 91.31 days "
+        "([timing] dlt_window_months = 3)"
+    )
+    # the same window as the design's: no note
+    same = ("recommend", BOIN_TIMED, "-p", patients, "--dlt-window-days", "91.3125")
+    assert invoke(*same, "--json", str(out)).exit_code == 0
+    assert json.loads(out.read_text())["notes"] == [
+        "the MTD estimate and the estimates per level use the 2 patients with complete data "
+        "(a DLT, or the window closed); the counts include the pending patients"
+    ]
+    # a time-to-event design is rebuilt with the window: patients 4 to 6 complete at 15 days
+    rows = "level,dlt,followup_days\n1,0,200\n1,0,190\n1,0,180\n2,0,20\n2,0,18\n2,0,16\n"
+    tite = write(tmp_path, rows, "tite.csv")
+    invoke("recommend", TITE_BOIN, "-p", tite, "--json", str(out))
+    assert json.loads(out.read_text())["suspended"]
+    invoke("recommend", TITE_BOIN, "-p", tite, "--dlt-window-days", "15", "--json", str(out))
+    data = json.loads(out.read_text())
+    assert not data["suspended"] and data["next_level"] == 3 and data["pending_patients"] == []
+
+
+def test_recommend_patients_tite_boin_shows_the_basis_of_its_decision(tmp_path):
+    """De-escalation from the level of the MTD estimate, with the quantities that decided."""
+    patients = write(
+        tmp_path, "level,dlt,followup_days,dlt_day\n1,0,300,\n1,0,290,\n1,0,280,\n"
+        "2,0,250,\n2,0,240,\n2,0,230,\n3,0,150,\n3,1,140,20\n3,0,130,\n3,1,40,10\n"
+        "3,0,30,\n3,0,20,\n",
+    )  # fmt: skip
+    out = tmp_path / "rec.json"
+    result = invoke("recommend", TITE_BOIN, "--patients", patients, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    # Yuan et al. (2018) by hand at level 3: n = 6, y = 2, m = 2 (days 30 and 20 of 91.3125)
+    window = 3 * 30.4375
+    stft = 30 / window + 20 / window
+    pi_hat = (2 + 0.3 / 2) / (6 - 2 + 1)
+    p_tilde = (2 + (2 - stft) * pi_hat / (1 - pi_hat)) / 6
+    basis = data["basis"]
+    assert (basis["level"], basis["n"], basis["y"], basis["m"]) == (3, 6, 2, 2)
+    assert basis["stft"] == pytest.approx(stft, rel=1e-12)
+    assert basis["p_tilde"] == pytest.approx(p_tilde, rel=1e-12)
+    assert (basis["lambda_e"], basis["lambda_d"]) == pytest.approx((0.2365, 0.3585), abs=1e-4)
+    assert basis["direction"] == -1 and p_tilde >= basis["lambda_d"]
+    assert not basis["suspended"] and not basis["too_many_pending"]
+    assert data["next_level"] == 2 and data["mtd"] == 3 and data["mtd_on_complete_data"]
+    # the estimate leaves the pending patients out: level 3 has 2 DLTs in 4 complete
+    assert data["levels"][2]["p_est"] == pytest.approx((2 + 0.05) / (4 + 0.1))
+    assert "Current MTD estimate on complete data (pending patients left out): level 3" in (
+        result.stdout
+    )
+    assert (
+        f"Decision basis at level 3: n = 6, y = 2 DLTs observed, m = 2 pending, "
+        f"STFT = {stft:.3f}, p̃ = {p_tilde:.3f}; λe = 0.236, λd = 0.359 (p̃ ≥ λd: de-escalate)"
+    ) in result.stdout
+    assert "The next cohort goes below the MTD estimate" in result.stdout
+
+
+def test_recommend_outcomes_boin_shows_the_basis(tmp_path):
+    out = tmp_path / "rec.json"
+    result = invoke("recommend", BOIN, "-o", "1NNN 2NTN", "--json", str(out))
+    basis = json.loads(out.read_text())["basis"]
+    assert (basis["level"], basis["n"], basis["y"], basis["direction"]) == (2, 3, 1, 0)
+    assert basis["rate"] == pytest.approx(1 / 3)
+    assert "Decision basis at level 2: n = 3, y = 1, y/n = 0.333" in result.stdout
+    assert "(λe < y/n < λd: stay)" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -257,9 +257,9 @@ def test_recommend_with_measured_dosimetry(tmp_path):
     path.write_text("\n".join(rows) + "\n")
     out = tmp_path / "rec.json"
     design = str(DESIGNS / "boin_psma_dosimetry.toml")
-    result = CliRunner().invoke(
-        app, ["recommend", design, "--patients", str(path), "--json", str(out)]
-    )
+    # the design has no [timing]: the window is given (every patient has completed it)
+    args = ["recommend", design, "--patients", str(path), "--dlt-window-days", "90"]
+    result = CliRunner().invoke(app, [*args, "--json", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     admissible = [level["admissible"] for level in data["levels"]]

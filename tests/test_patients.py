@@ -133,3 +133,41 @@ def test_missing_file(tmp_path):
     with pytest.raises(PatientFileError) as caught:
         read_patients(missing, 6)
     assert caught.value.messages == [f"{missing}: file not found"]
+
+
+# --- recommending from patients: a design deciding on complete data waits --------------------
+
+
+def test_a_design_deciding_on_complete_data_waits_for_pending_patients():
+    from factories import boin_design
+    from theradose.engine import recommend, recommend_from_patients
+
+    design = boin_design()  # no [timing]: the window is given
+    level, dlt = np.array([0, 0, 0, 1, 1, 1]), np.array([False, False, True, False, False, True])
+    days = np.array([200, 190, 180, 40, 20, 10]) / 30.4375
+    rec = recommend_from_patients(design, level, dlt, days, window=90 / 30.4375)
+    assert rec.wait and rec.next_level is None and not rec.stop and not rec.suspended
+    assert rec.pending_patients == (4, 5)  # patient 6 had a DLT: complete at day 10
+    assert rec.review_in * 30.4375 == pytest.approx(50) and rec.complete_in * 30.4375 == (
+        pytest.approx(70)
+    )
+    assert rec.n == (3, 3, 0, 0, 0, 0) and rec.y == (1, 1, 0, 0, 0, 0) and rec.basis == {}
+    # estimates on complete data: "1NNT 2T"
+    complete = recommend(design, [(0, (False, False, True)), (1, (True,))])
+    assert rec.mtd == complete.mtd and rec.mtd_on_complete_data
+    np.testing.assert_array_equal(rec.level_summary["p_est"], complete.level_summary["p_est"])
+    # complete follow-up: the complete-data decision, exactly
+    done = recommend_from_patients(design, level, dlt, days + 3, window=90 / 30.4375)
+    expected = recommend(design, [(0, (False, False, True)), (1, (False, False, True))])
+    assert not done.wait and done.next_level == expected.next_level == 1
+    assert (done.mtd, done.n, done.y, done.basis) == (
+        expected.mtd, expected.n, expected.y, expected.basis
+    )  # fmt: skip
+
+
+def test_following_patients_needs_the_dlt_window():
+    from factories import boin_design
+    from theradose.engine import recommend_from_patients
+
+    with pytest.raises(ValueError, match="needs the DLT window"):
+        recommend_from_patients(boin_design(), np.array([0]), np.array([False]), np.array([1.0]))

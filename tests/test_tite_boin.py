@@ -150,8 +150,52 @@ def test_recommendation_suspends_accrual_while_too_many_are_pending():
     assert rec.suspended and rec.next_level is None and not rec.stop
     assert rec.review_in == pytest.approx(3.0 - days[3])  # patient 4's window closes first
     assert rec.pending == (False, False, False, True, True, True) and rec.deviations == ()
+    assert rec.basis["suspended"] and rec.basis["too_many_pending"]  # 3 of 3 pending
+    assert rec.basis["too_few_complete"] and (rec.basis["level"], rec.basis["m"]) == (1, 3)
     # once two of the three have completed their window, accrual resumes
     later = recommend_from_patients(
         design, np.array([0, 0, 0, 1, 1, 1]), np.zeros(6, bool), days + 3.01 - days[4]
     )
     assert not later.suspended and later.next_level == 2
+
+
+def test_decision_basis_is_the_imputed_rate_by_hand():
+    """Yuan et al. (2018), p̃ = (y + (m − STFT)·π̂/(1 − π̂))/n, π̂ = (y + φ/2)/(n − m + 1), at
+    the current level, with the quantities the decision used."""
+    from theradose.engine import recommend_from_patients
+
+    design = tite_boin()  # window 3 months
+    level = np.array([0, 0, 0, 1, 1, 1, 1])
+    dlt = np.array([False, False, False, True, False, False, False])
+    followup = np.array([6.0, 5.5, 5.0, 2.0, 3.5, 1.5, 0.6])  # months
+    rec = recommend_from_patients(design, level, dlt, followup, np.array([0, 0, 0, 1.0, 0, 0, 0]))
+    n, y, m, stft = 4, 1, 2, 1.5 / 3 + 0.6 / 3  # patient 4's DLT completes them
+    pi_hat = (y + 0.15) / (n - m + 1)
+    p_tilde = (y + (m - stft) * pi_hat / (1 - pi_hat)) / n
+    basis = rec.basis
+    assert (basis["level"], basis["n"], basis["y"], basis["m"]) == (1, n, y, m)
+    assert basis["stft"] == pytest.approx(stft, rel=1e-12)
+    assert basis["p_tilde"] == pytest.approx(p_tilde, rel=1e-12)
+    lambda_e, lambda_d = design.method.lambdas
+    assert (basis["lambda_e"], basis["lambda_d"]) == (lambda_e, lambda_d)
+    expected = 1 if p_tilde <= lambda_e else -1 if p_tilde >= lambda_d else 0
+    assert basis["direction"] == expected == rec.next_level - 1
+    assert not basis["suspended"] and not rec.suspended  # 2 of 4 pending: not more than half
+
+
+def test_interim_mtd_estimate_leaves_pending_patients_out():
+    """The MTD estimate and p_est use complete data (BOIN's selection on the patients whose
+    window closed or who had a DLT); at the end of a trial that is everyone (unchanged)."""
+    from theradose.engine import recommend, recommend_from_patients
+
+    design = tite_boin()
+    level = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1])
+    dlt = np.array([False, False, False, True, True, False, False, False, False])
+    followup = np.array([9, 8.5, 8, 6, 5.5, 5, 0.3, 0.2, 0.1])  # patients 7-9 just treated
+    rec = recommend_from_patients(design, level, dlt, followup, np.array([0, 0, 0, 1, 1] + [0] * 4))
+    assert rec.mtd_on_complete_data and rec.pending[6:] == (True, True, True)
+    # as if patients 7 to 9 had not been treated: "1NNN 2TTN"
+    complete = recommend(design, [(0, (False,) * 3), (1, (True, True, False))])
+    assert rec.mtd == complete.mtd
+    np.testing.assert_allclose(rec.level_summary["p_est"], complete.level_summary["p_est"])
+    assert rec.n == (3, 6, 0, 0, 0, 0) and rec.y == (0, 2, 0, 0, 0, 0)

@@ -129,6 +129,14 @@ def simulate(
     plot_path: Annotated[
         Path | None, typer.Option("--plot", help="Write a selection bar chart (PNG, PDF, SVG).")
     ] = None,
+    trials_csv: Annotated[
+        Path | None,
+        typer.Option(
+            "--trials-csv",
+            help="Write one row per simulated trial as CSV (selected level, stop reason, "
+            "patients and DLTs per level, ...), streamed as the run goes.",
+        ),
+    ] = None,
     engine: Annotated[
         Engine,
         typer.Option(
@@ -151,6 +159,7 @@ def simulate(
                 exact=exact,
                 progress=progress,
                 engine=engine.value,
+                trials_csv=trials_csv,
             )
         from theradose import report
 
@@ -205,6 +214,14 @@ def recommend(
             "level, dlt (0/1), followup_days, optional dlt_day.",
         ),
     ] = None,
+    dlt_window_days: Annotated[
+        float | None,
+        typer.Option(
+            "--dlt-window-days",
+            help="With --patients: the DLT window in days, for a design without [timing] "
+            "dlt_window_months (given both, this one is used, with a note).",
+        ),
+    ] = None,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the recommendation as JSON.")
     ] = None,
@@ -234,9 +251,13 @@ def recommend(
         _fail(["--posterior needs --engine mcmc (the grid engine has no draws to save)"])
     if patients is not None and engine is Engine.mcmc:
         _fail(["--engine mcmc takes the trial's data as --outcomes, not --patients"])
+    if dlt_window_days is not None and patients is None:
+        _fail(["--dlt-window-days goes with --patients (an outcome string has no follow-up)"])
+    if dlt_window_days is not None and not 0 < dlt_window_days < float("inf"):
+        _fail([f"--dlt-window-days {dlt_window_days:g}: the DLT window must be days > 0"])
     with _bad_input_exits():
         if patients is not None:
-            result = run_patient_recommendation(design, patients)
+            result = run_patient_recommendation(design, patients, dlt_window_days)
         else:
             options = {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
             result = run_recommendation(design, outcomes or "", engine.value, options)
@@ -287,8 +308,8 @@ def calibrate(
     prior_mtd: Annotated[
         str | None,
         typer.Option(
-            "--prior-mtd", help="Prior MTD guesses to try (1-based, comma-separated); default: "
-            "the design's own."
+            "--prior-mtd",
+            help="Prior MTD guesses to try (1-based, comma-separated); default: the design's own.",
         ),
     ] = None,
     trials: Annotated[
@@ -318,8 +339,14 @@ def calibrate(
             (loaded,), scenario_list, _ = load_inputs([design], scenarios)
             with _progress(trials) as progress:
                 result = calibrate_skeleton(
-                    loaded, scenario_list, grid, mtds, n_trials=trials, seed=seed,
-                    workers=workers, progress=progress,
+                    loaded,
+                    scenario_list,
+                    grid,
+                    mtds,
+                    n_trials=trials,
+                    seed=seed,
+                    workers=workers,
+                    progress=progress,
                 )
         except CalibrationError as error:
             _fail([str(error)])

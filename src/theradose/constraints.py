@@ -9,8 +9,24 @@ import numpy as np
 from theradose.state import TrialState, highest_level
 
 
+class Constraint:
+    """Base of the dose constraints: ``allowed(state) -> bool [trial, level]``.
+
+    ``count_based``: depends on the counts alone (exact enumeration needs it). ``organ_limits``:
+    the mask is the dose range the organ-dose limits admit — the pipeline records when each level
+    is first ruled out, keeps the final MTD inside it and gives it to the method as
+    ``state.admissible``.
+    """
+
+    count_based: bool = True
+    organ_limits: bool = False
+
+    def allowed(self, state: TrialState) -> np.ndarray:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class NoSkip:
+class NoSkip(Constraint):
     """Never assign a level more than one above the highest level tried so far."""
 
     count_based = True
@@ -24,7 +40,7 @@ class NoSkip:
 
 
 @dataclass(frozen=True)
-class EscalationStep:
+class EscalationStep(Constraint):
     """Never assign a level more than ``max_step`` above the last cohort's level (dfcrm's
     ``restrict``; Cheung 2011, §3.4)."""
 
@@ -40,7 +56,7 @@ class EscalationStep:
 
 
 @dataclass(frozen=True)
-class MaxIncrement:
+class MaxIncrement(Constraint):
     """Never give an activity above (1 + ``factor``) × the highest activity given so far
     (relative increments: Neuenschwander, Branson & Gsponer 2008, *Stat Med* 27:2420–2439; crmPack
     ``IncrementsRelative``). Before anyone is treated, every level is allowed."""
@@ -65,7 +81,7 @@ class MaxIncrement:
 
 
 @dataclass(frozen=True)
-class Coherence:
+class Coherence(Constraint):
     """No escalation right after a cohort whose DLT fraction is at least the target
     (coherence in escalation, Cheung 2005, *Biometrika* 92:863–873)."""
 
@@ -84,7 +100,7 @@ class Coherence:
 
 
 @dataclass(frozen=True)
-class OrganDoseLimits:
+class OrganDoseLimits(Constraint):
     """Levels at which a new patient's cumulative organ dose stays within the limits.
 
     Each organ's population of log Gy/GBq is learnt from the dosimetry measured in the patients
@@ -99,7 +115,7 @@ class OrganDoseLimits:
     dosimetry: object  # theradose.dosimetry.Dosimetry
     activities: tuple[float, ...]  # per level, per cycle (planned)
     count_based = False
-    organ_limits = True  # the engine records when each level is first ruled out
+    organ_limits = True
 
     def exceedance(self, state: TrialState) -> np.ndarray:
         """P(a new patient passes each organ's limit) per level, [trial, level, organ]."""

@@ -20,6 +20,8 @@ class Design:
     constraints : masks over levels (``theradose.constraints``), combined by AND
     stopping : stopping rules (``theradose.stopping``), the first that fires gives the reason
     start_level : 0-based
+    select_tried_only : the final MTD is a level that treated patients (None: the method's
+        convention, ``method.select_tried_only``)
     """
 
     name: str
@@ -35,12 +37,20 @@ class Design:
     stopping: tuple[Any, ...] = ()
     timing: Any = None  # theradose.timing.Timing: accrual and DLT window, or None (no time)
     dosimetry: Any = None  # theradose.dosimetry.Dosimetry: cycles, organ limits, capping
+    select_tried_only: bool | None = None  # None: the method's convention
     source: dict[str, Any] = field(default_factory=dict, compare=False)
     path: str | None = field(default=None, compare=False)
 
     @property
     def method_key(self) -> str:
         return self.method.key
+
+    @property
+    def selects_tried_only(self) -> bool:
+        """Whether the final MTD must be a level that treated patients."""
+        if self.select_tried_only is None:
+            return self.method.select_tried_only
+        return self.select_tried_only
 
     def allowed(self, state: TrialState) -> np.ndarray:
         """Levels every constraint and the method itself allow, [trial, level]."""

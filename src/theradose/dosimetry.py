@@ -53,8 +53,8 @@ import numpy as np
 from scipy import special
 from scipy.stats import qmc
 
-from theradose.config import show_value
 from theradose.timing import ONSETS
+from theradose.validation import show_value
 
 __all__ = [
     "CAP_RULES",

@@ -14,8 +14,10 @@ sees the same first patients as one with more (common random numbers across desi
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -34,21 +36,40 @@ DOSIMETRY_STREAM = 3
 TURNED_AWAY_STREAM = 4
 
 
+def admissible_levels(design: Design, state: TrialState) -> np.ndarray:
+    """Levels the organ-dose limits admit now, [trial, level] (all when the design has none).
+
+    This is the dose range as the design may use it: the pipeline never treats or selects a
+    level outside it, and rule-based methods read it as the top of the range
+    (``state.admissible``).
+    """
+    mask = np.ones((state.n_trials, state.n_levels), dtype=bool)
+    for constraint in design.constraints:
+        if constraint.organ_limits:
+            mask &= constraint.allowed(state)
+    return mask
+
+
 def decide(design: Design, state: TrialState) -> None:
     """Choose each active trial's next level, or stop it; updates ``state`` in place."""
     levels = np.arange(state.n_levels)
+    constraint_allows = np.ones((state.n_trials, state.n_levels), dtype=bool)
+    admissible = np.ones_like(constraint_allows)
+    for constraint in design.constraints:
+        allowed = constraint.allowed(state)
+        if constraint.organ_limits:
+            admissible &= allowed
+            if state.ruled_out_at is not None:
+                first = ~allowed & (state.ruled_out_at < 0) & state.active[:, None]
+                state.ruled_out_at[first] = np.broadcast_to(state.n_enrolled[:, None], first.shape)[
+                    first
+                ]
+        constraint_allows &= allowed
+    state.admissible = admissible
     proposal, method_stop = design.method.propose(state)
     below = levels[None, :] <= proposal[:, None]
     method_allows = design.method.allowed(state) & below
-    at_or_below = method_allows.copy()
-    for constraint in design.constraints:
-        allowed = constraint.allowed(state)
-        if getattr(constraint, "organ_limits", False) and state.ruled_out_at is not None:
-            first = ~allowed & (state.ruled_out_at < 0) & state.active[:, None]
-            state.ruled_out_at[first] = np.broadcast_to(state.n_enrolled[:, None], first.shape)[
-                first
-            ]
-        at_or_below &= allowed
+    at_or_below = method_allows & constraint_allows
     has_level = at_or_below.any(axis=1)
     next_level = np.maximum(highest_level(at_or_below), 0)
 
@@ -75,16 +96,28 @@ def decide(design: Design, state: TrialState) -> None:
 def select_mtd(design: Design, state: TrialState) -> np.ndarray:
     """The final MTD of each trial, [trial]; none for trials stopped as too toxic.
 
+    The method's own selection, then two guarantees the pipeline gives every design: the MTD is
+    never a level the organ-dose limits rule out at the end of the trial, and, with the
+    design's ``select_tried_only``, it is a level that treated patients. When the method's
+    level fails either, the highest level below it that passes both is selected (none if no
+    level does).
+
     A method with ``mtd_is_next_level`` (BLRM, EWOC's "next_dose") selects the level the
     decision pipeline would give a next cohort after all the data: its proposal, then the
     highest level at or below it that the method and every constraint allow.
     """
-    if getattr(design.method, "mtd_is_next_level", False):
-        levels = np.arange(state.n_levels)
+    levels = np.arange(state.n_levels)
+    admissible = admissible_levels(design, state)
+    state.admissible = admissible
+    if design.method.mtd_is_next_level:
         proposal, _ = design.method.propose(state)
         mtd = highest_level(design.allowed(state) & (levels[None, :] <= proposal[:, None]))
     else:
         mtd = design.method.select_mtd(state)
+    eligible = admissible & (levels[None, :] <= mtd[:, None])
+    if design.selects_tried_only:
+        eligible &= state.n > 0
+    mtd = np.where(mtd == NO_LEVEL, NO_LEVEL, highest_level(eligible))
     no_mtd = [r.value for r in StopReason if not r.selects_mtd]
     return np.where(np.isin(state.stop_reason, no_mtd), NO_LEVEL, mtd)
 
@@ -351,7 +384,7 @@ def run_trials(
         n_organs = 0 if design.dosimetry is None else len(design.dosimetry.organs)
         state.with_dosimetry(n_organs)
         _admit_start(design, state)
-    if getattr(design.method, "tite", False):
+    if design.method.tite:
         _run_tite(design, state, dlt_prob, patients, onset)
     else:
         window = 0.0 if design.timing is None else design.timing.dlt_window_months
@@ -372,9 +405,7 @@ def _admit_start(design: Design, state: TrialState) -> None:
     under the prior; stop with no MTD when none is admissible."""
     levels = np.arange(state.n_levels)
     allowed = levels[None, :] <= state.next_level[:, None]
-    for constraint in design.constraints:
-        if getattr(constraint, "organ_limits", False):
-            allowed &= constraint.allowed(state)
+    allowed &= admissible_levels(design, state)
     none = ~allowed.any(axis=1)
     state.next_level = np.maximum(highest_level(allowed), 0).astype(np.int32)
     state.stop_reason[none] = StopReason.NO_ADMISSIBLE
@@ -386,7 +417,7 @@ def _run_tite(design, state, dlt_prob, patients, onset) -> None:
     """Patient by patient: at the arrival that opens each cohort, decide from the follow-up
     available then; the cohort's other patients join the same level as they arrive."""
     window = design.timing.dlt_window_months
-    turns_away = getattr(design.method, "turns_away", False)
+    turns_away = design.method.turns_away
     spare_gaps = np.random.default_rng(patients.turned_away_seed or np.random.SeedSequence(0))
     one = np.ones(state.n_trials, dtype=np.int32)
     rows = np.flatnonzero(state.active)
@@ -431,11 +462,10 @@ def _run_tite(design, state, dlt_prob, patients, onset) -> None:
 
 
 def _suspended(design: Design, state: TrialState) -> np.ndarray:
-    suspend = getattr(design.method, "suspend", None)
-    if suspend is None:
+    if not design.method.holds_accrual:
         return np.zeros(state.n_trials, dtype=bool)
-    held = state.active & suspend(state)
-    if getattr(design.method, "turns_away", False):
+    held = state.active & design.method.suspend(state)
+    if design.method.turns_away:
         return held  # time moves on with each arrival turned away
     return held & np.isfinite(_next_event(state, design.timing.dlt_window_months))
 
@@ -554,23 +584,28 @@ class _ChunkJob:
     chunk: int
     n_trials: int
     truths: tuple[tuple[DesignTruth, ...], ...]  # [design][scenario], computed once per run
+    keep_chunks: bool = False  # also return the per-trial ChunkResults (``simulate``'s on_chunk)
 
-    def __call__(self) -> list[list[Simulations]]:
+    def __call__(self) -> tuple[list[list[Simulations]], list[list[ChunkResult]] | None]:
         n_patients = max(d.max_patients for d in self.designs)
         timed = any(d.timing is not None for d in self.designs)
         patients = chunk_patients(self.seed, self.chunk, self.n_trials, n_patients, timed)
-        out = []
+        out, chunks = [], []
         for design, truths in zip(self.designs, self.truths, strict=True):
-            row = []
+            row, chunk_row = [], []
             for scenario, truth in zip(self.scenarios, truths, strict=True):
                 sim = empty_simulations(design, scenario, truth)
-                sim.add(run_chunk(design, scenario, patients, truth))
+                chunk = run_chunk(design, scenario, patients, truth)
+                sim.add(chunk)
                 row.append(sim)
+                if self.keep_chunks:  # else each chunk's per-patient arrays are freed at once
+                    chunk_row.append(chunk)
             out.append(row)
-        return out
+            chunks.append(chunk_row)
+        return out, (chunks if self.keep_chunks else None)
 
 
-def _run_job(job: _ChunkJob) -> list[list[Simulations]]:
+def _run_job(job: _ChunkJob) -> tuple[list[list[Simulations]], list[list[ChunkResult]] | None]:
     return job()
 
 
@@ -599,11 +634,15 @@ def simulate(
     seed: int,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    on_chunk: Callable[[int, list[list[ChunkResult]]], None] | None = None,
 ) -> list[list[Simulations]]:
     """Simulate every design under every scenario on the same virtual patients.
 
     Returns ``[design][scenario]`` :class:`Simulations`. ``progress(n)`` is called with the number
-    of trials finished after each chunk.
+    of trials finished after each chunk. ``on_chunk(chunk, results)`` receives each chunk's
+    per-trial outcomes, ``[design][scenario]`` :class:`ChunkResult`, in chunk order whatever the
+    number of workers (trial ``t`` of chunk ``c`` is trial ``c * CHUNK_TRIALS + t`` of the run),
+    so that per-trial records can be streamed without holding every trial.
     """
     for design in designs:
         for scenario in scenarios:
@@ -618,8 +657,9 @@ def simulate(
                     f"{design.name!r} must give the activity of each level (doses)"
                 )
     truths = tuple(tuple(truth_for(s, d) for s in scenarios) for d in designs)
+    keep = on_chunk is not None
     jobs = [
-        _ChunkJob(tuple(designs), tuple(scenarios), seed, i, size, truths)
+        _ChunkJob(tuple(designs), tuple(scenarios), seed, i, size, truths, keep_chunks=keep)
         for i, size in enumerate(chunk_sizes(n_trials))
     ]
     totals = [
@@ -627,19 +667,40 @@ def simulate(
         for d, row in zip(designs, truths, strict=True)
     ]
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_run_job, jobs)
-            _collect(totals, results, jobs, progress)
+        # closing (first): an error or an interruption cancels the chunks not yet started
+        with (
+            ProcessPoolExecutor(max_workers=workers) as pool,
+            closing(_in_order(pool, jobs, 2 * workers)) as results,
+        ):
+            _collect(totals, results, jobs, progress, on_chunk)
     else:
-        _collect(totals, map(_run_job, jobs), jobs, progress)
+        _collect(totals, map(_run_job, jobs), jobs, progress, on_chunk)
     return totals
 
 
-def _collect(totals, results, jobs, progress) -> None:
-    for job, result in zip(jobs, results, strict=True):
-        for row_total, row in zip(totals, result, strict=True):
+def _in_order(pool: ProcessPoolExecutor, jobs: Sequence[_ChunkJob], ahead: int):
+    """The jobs' results in chunk order, at most ``ahead`` jobs submitted and not yet taken, so
+    that finished chunks waiting behind a slow one (or a slow ``on_chunk``) stay few."""
+    pending = deque(pool.submit(_run_job, job) for job in jobs[:ahead])
+    try:
+        for job in jobs[ahead:]:
+            result = pending.popleft().result()
+            pending.append(pool.submit(_run_job, job))
+            yield result
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:  # an error or an interruption: do not start the rest
+            future.cancel()
+
+
+def _collect(totals, results, jobs, progress, on_chunk=None) -> None:
+    for job, (sims, chunks) in zip(jobs, results, strict=True):
+        for row_total, row in zip(totals, sims, strict=True):
             for total, sim in zip(row_total, row, strict=True):
                 total.merge(sim)
+        if on_chunk is not None:
+            on_chunk(job.chunk, chunks)
         if progress is not None:
             progress(job.n_trials)
 
@@ -657,17 +718,31 @@ class Recommendation:
     deviations: tuple[str, ...]  # cohorts given another level than the design said
     model_summary: dict[str, float] = field(default_factory=dict)  # e.g. posterior of β
     rule_states: tuple[str, ...] = ()  # where each stopping rule stands, in words
-    warnings: tuple[str, ...] = ()  # the decision rests on doubtful ground (pending patients)
+    warnings: tuple[str, ...] = ()  # the decision rests on doubtful ground
     notes: tuple[str, ...] = ()  # how the data were read, in words
     suspended: bool = False  # accrual waits for more follow-up (next_level is None)
-    review_in: float | None = None  # months until a pending patient's window closes, if suspended
+    review_in: float | None = None  # months until a pending window closes, if suspended or wait
     # (for a start-up wait: until the last patient has been followed long enough)
     start_up_wait: bool = False  # the suspension is a two-stage start-up's wait before moving up
     pending: tuple[bool, ...] = ()  # [patient] still in the DLT window without a DLT (when known)
+    # A design that decides on complete data with patients pending: no decision until they
+    # complete (next_level None); review_in: months until the first pending window closes,
+    # complete_in: until the last one does.
+    wait: bool = False
+    complete_in: float | None = None
+    # The quantities that decided at the current level (the method's ``decision_basis``, "level"
+    # 0-based), e.g. TITE-BOIN's n, y, m, STFT, p̃, λe, λd and its suspension rule.
+    basis: dict[str, float | int | bool] = field(default_factory=dict)
+    mtd_on_complete_data: bool = False  # the MTD estimate and estimates leave pending patients out
 
     @property
     def stop(self) -> bool:
         return self.stop_reason is not None
+
+    @property
+    def pending_patients(self) -> tuple[int, ...]:
+        """The pending patients' 1-based numbers."""
+        return tuple(i + 1 for i, flag in enumerate(self.pending) if flag)
 
 
 def recommend(
@@ -723,11 +798,9 @@ def recommend(
     summary = {k: np.asarray(v)[0] for k, v in final.method.level_summary(state).items()}
     summary.update(_organ_summary(design, state))
     model_summary = {}
-    if cohorts and hasattr(final.method, "model_summary"):
+    if cohorts:
         model_summary = {k: float(v[0]) for k, v in final.method.model_summary(state).items()}
-    rule_states = tuple(
-        rule.state_text(state, 0) for rule in final.stopping if hasattr(rule, "state_text")
-    )
+    rule_states = tuple(rule.state_text(state, 0) for rule in final.stopping)
     stopped = not state.active[0]
     return Recommendation(
         next_level=None if stopped else int(state.next_level[0]),
@@ -739,7 +812,13 @@ def recommend(
         deviations=tuple(deviations),
         model_summary=model_summary,
         rule_states=rule_states,
+        basis=_basis(final, state) if cohorts else {},
     )
+
+
+def _basis(design: Design, state: TrialState) -> dict[str, float | int | bool]:
+    """The method's decision basis for the first trial state, as plain numbers."""
+    return {k: np.asarray(v)[0].item() for k, v in design.method.decision_basis(state).items()}
 
 
 def patient_cohorts(
@@ -763,6 +842,7 @@ def recommend_from_patients(
     followup: np.ndarray,
     dlt_time: np.ndarray | None = None,
     gy_per_gbq: np.ndarray | None = None,
+    window: float | None = None,
 ) -> Recommendation:
     """The design's next decision for a real trial given patient by patient, as of now.
 
@@ -775,6 +855,8 @@ def recommend_from_patients(
     dlt_time : [patient] months from treatment to the DLT; NaN (or no array) where not known,
         taken as now
     gy_per_gbq : [patient, organ] measured dosimetry in the design's organ order (NaN: none)
+    window : the DLT window, months; default the design's ``[timing]``. A time-to-event
+        design's window is part of its method: give it a design built with that window.
 
     A time-to-event design (``method.tite``) decides as the engine does at a new patient's
     arrival: the trial state is built at "now" = time 0, each patient arriving at −follow-up,
@@ -782,9 +864,20 @@ def recommend_from_patients(
     (``suspended``, ``next_level`` None). The decision that opened each earlier cohort (the
     engine's cohorts: ``cohort_size`` patients in enrolment order) is recomputed from the data
     known at that patient's arrival — in the same batch of trial states — to list deviations.
-    Other designs decide on the counts (:func:`recommend`, cohorts from :func:`patient_cohorts`);
-    when such a design has [timing], patients without a DLT still within the window are
-    counted as having none, with a warning.
+
+    Other designs decide on complete data, as in simulation, where each cohort's window closes
+    before the next decision. While a patient without a DLT is within the window (a patient
+    with a DLT is complete whatever the follow-up) the answer is to wait (``wait``, no
+    ``next_level``, ``review_in`` until the first pending window closes, ``complete_in`` until
+    the last); the MTD estimate and the estimates then use the patients with complete data
+    (``mtd_on_complete_data``), the counts and deviations every patient. With no patient
+    pending the answer is :func:`recommend` on the cohorts (:func:`patient_cohorts`).
+
+    Raises
+    ------
+    ValueError
+        Without a window (no ``window`` and no ``[timing]``), or with a ``window`` other than a
+        time-to-event design's own.
     """
     from theradose.timing import DAYS_PER_MONTH
 
@@ -794,44 +887,35 @@ def recommend_from_patients(
     unknown = np.full(level.shape, np.nan) if dlt_time is None else np.asarray(dlt_time, float)
     n, size = level.size, design.cohort_size
     days = lambda months: f"{months * DAYS_PER_MONTH:.4g}"  # noqa: E731
-    tite = getattr(design.method, "tite", False)
+    tite = design.method.tite
+    own = None if design.timing is None else design.timing.dlt_window_months
+    if window is None and own is None:
+        raise ValueError(f"design {design.name!r}: patients' follow-up needs the DLT window")
+    if tite and window is not None and window != own:
+        raise ValueError(
+            f"design {design.name!r}: the DLT window of a time-to-event design is its own "
+            f"({own:g} months, not {window:g}); build the design with that window"
+        )
+    window = own if window is None else window
     # The engine's cohorts: blocks of enrolment for time-to-event designs, else cohorts treated.
     if tite or n == 0:
         last_cohort = n % size or size
     else:
         last_cohort = len(patient_cohorts(size, level, dlt)[-1][1])
     notes = []
-    if n < design.max_patients and last_cohort < size:
+    waiting = not tite and _pending(dlt, followup, window).any()
+    if n < design.max_patients and last_cohort < size and not waiting:
         notes.append(
             f"the data end within a cohort of {size}: this is the design's decision on the data "
             "so far; in simulation the cohort's remaining patients join the same level first"
         )
     if not tite:
-        rec = recommend(design, patient_cohorts(size, level, dlt), gy_per_gbq=gy_per_gbq)
-        if design.timing is None:
-            notes.append(
-                "the design has no [timing], so follow-up is not judged: every patient without "
-                "a DLT is taken to have completed the DLT window"
-            )
-            return replace(rec, notes=tuple(notes))
-        window = design.timing.dlt_window_months
-        pending = ~dlt & (followup < window)
-        warnings = ()
-        if pending.any():
-            which = np.flatnonzero(pending)
-            verb = "is" if which.size == 1 else "are"
-            warnings = (
-                f"the design decides on complete follow-up, but {_listed('patient', which + 1)} "
-                f"(followed for {_listed('', [days(f) for f in followup[which]])} days) {verb} "
-                f"still within the {days(window)}-day DLT window without a DLT: counted as "
-                "having no DLT",
-            )
-        pending = tuple(pending.tolist())
-        return replace(rec, notes=tuple(notes), warnings=warnings, pending=pending)
+        return _wait_for_complete_data(
+            design, level, dlt, followup, window, gy_per_gbq, tuple(notes)
+        )
     if n == 0:
         return recommend(design, [])
 
-    window = design.timing.dlt_window_months
     onset = np.where(np.isnan(unknown), followup, unknown)
     openers = np.arange(size, n, size)  # the patients whose arrival opened a later cohort
     known = np.append(openers, n)  # patients enrolled at each decision, the last one now
@@ -884,9 +968,7 @@ def recommend_from_patients(
     now = state.take(np.array([known.size - 1]))
     stopped, held = not now.active[0], bool(suspended[-1])
     mtd = int(select_mtd(design, now)[0])
-    model_summary = {}
-    if hasattr(design.method, "model_summary"):
-        model_summary = {k: float(v[0]) for k, v in design.method.model_summary(now).items()}
+    model_summary = {k: float(v[0]) for k, v in design.method.model_summary(now).items()}
     return Recommendation(
         next_level=None if stopped or held else int(now.next_level[0]),
         stop_reason=StopReason(int(now.stop_reason[0])) if stopped else None,
@@ -899,23 +981,75 @@ def recommend_from_patients(
         },
         deviations=tuple(deviations),
         model_summary=model_summary,
-        rule_states=tuple(
-            rule.state_text(now, 0) for rule in design.stopping if hasattr(rule, "state_text")
-        ),
+        rule_states=tuple(rule.state_text(now, 0) for rule in design.stopping),
         notes=tuple(notes),
         suspended=held,
         review_in=_review_in(design, now) if held else None,
-        start_up_wait=held and getattr(design.method, "turns_away", False),
+        start_up_wait=held and design.method.turns_away,
         pending=tuple(now.pending(window)[0].tolist()),
+        basis=_basis(design, now),
+        mtd_on_complete_data=bool(now.pending(window).any())
+        and design.method.selects_on_complete_data,
+    )
+
+
+def _pending(dlt: np.ndarray, followup: np.ndarray, window: float) -> np.ndarray:
+    """Patients without a DLT whose window has not closed, [patient] (a DLT completes a
+    patient's follow-up whenever it occurs)."""
+    return ~dlt & (followup < window)
+
+
+def _wait_for_complete_data(
+    design: Design,
+    level: np.ndarray,
+    dlt: np.ndarray,
+    followup: np.ndarray,
+    window: float,
+    gy_per_gbq: np.ndarray | None,
+    notes: tuple[str, ...],
+) -> Recommendation:
+    """A design deciding on complete data, given patients with their follow-up (months): its
+    decision when nobody is pending, else the answer to wait (:func:`recommend_from_patients`)."""
+    size = design.cohort_size
+    pending = _pending(dlt, followup, window)
+    everyone = recommend(design, patient_cohorts(size, level, dlt), gy_per_gbq=gy_per_gbq)
+    if not pending.any():
+        return replace(everyone, notes=notes, pending=tuple(pending.tolist()))
+    done = ~pending
+    measured = None if gy_per_gbq is None else np.asarray(gy_per_gbq)[done]
+    complete = recommend(design, patient_cohorts(size, level[done], dlt[done]), gy_per_gbq=measured)
+    left = window - followup[pending]
+    # The organ-dose constraint reads every measurement, pending patients' included.
+    is_organ = lambda name: name.startswith("p_exceed_") or name == "admissible"  # noqa: E731
+    estimates = {k: v for k, v in complete.level_summary.items() if not is_organ(k)}
+    organs = {k: v for k, v in everyone.level_summary.items() if is_organ(k)}
+    notes += (
+        f"the MTD estimate and the estimates per level use the {int(done.sum())} patients with "
+        "complete data (a DLT, or the window closed); the counts include the pending patients",
+    )
+    return Recommendation(
+        next_level=None,
+        stop_reason=None,
+        mtd=complete.mtd,
+        n=everyone.n,
+        y=everyone.y,
+        level_summary={**estimates, **organs},
+        deviations=everyone.deviations,
+        model_summary=complete.model_summary,
+        notes=notes,
+        review_in=float(left.min()),
+        complete_in=float(left.max()),
+        pending=tuple(pending.tolist()),
+        wait=True,
+        mtd_on_complete_data=True,
     )
 
 
 def _review_in(design: Design, now: TrialState) -> float:
     """Months from now (time 0) until a suspension may lift: the end of a start-up wait, or
     the next pending patient's window closing."""
-    wait_ends = getattr(design.method, "start_up_wait_ends", None)
-    if wait_ends is not None and getattr(design.method, "turns_away", False):
-        return float(wait_ends(now)[0] - now.time[0])
+    if design.method.turns_away:
+        return float(design.method.start_up_wait_ends(now)[0] - now.time[0])
     return float(_next_event(now, design.timing.dlt_window_months)[0])
 
 
@@ -939,7 +1073,7 @@ def _attach_dosimetry(design, state, gy_per_gbq, enrolled) -> None:
 def _organ_summary(design, state) -> dict[str, np.ndarray]:
     """Per level, each organ's P(a new patient's cumulative dose or BED > limit) and whether the
     level is admissible, for the first trial state."""
-    limits = [c for c in design.constraints if getattr(c, "organ_limits", False)]
+    limits = [c for c in design.constraints if c.organ_limits]
     summary = {}
     for constraint in limits:
         exceed = constraint.exceedance(state)[0]  # [level, organ]

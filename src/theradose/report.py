@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import math
@@ -56,36 +57,6 @@ ESTIMATE_LABELS = {
     "p_upper": "to",
 }
 
-BOIN_COLUMNS = {
-    "n": "patients at the level",
-    "escalate_if_dlt_le": "escalate if DLTs ≤",
-    "deescalate_if_dlt_ge": "de-escalate if DLTs ≥",
-    "eliminate_if_dlt_ge": "eliminate if DLTs ≥",
-}
-THREE_PLUS_THREE_COLUMNS = {"dlts": "DLTs at the current level", "decision": "decision"}
-TITE_BOIN_COLUMNS = {
-    "n": "patients at the level",
-    "dlt": "DLTs observed",
-    "pending": "pending",
-    "decision": "decision",
-    "stft_cutoff": "STFT cut-off",
-}
-CRM_COLUMNS = {
-    "level": "level",
-    "skeleton": "skeleton",
-    "indifference_low": "indifference interval from",
-    "indifference_high": "to",
-    "prior_mean": "prior mean DLT rate",
-    "prior_p_overdose": "prior P(DLT rate > target)",
-}
-# BLRM and EWOC: the model before any data (``prior_rows``); the methods name their intervals.
-PRIOR_COLUMNS = {
-    "level": "level",
-    "activity": "activity",
-    "prior_mean": "prior mean DLT rate",
-    "prior_p_target": "prior P(target)",
-    "prior_p_overdose": "prior P(overdose)",
-}
 
 # Short column headers for the stop reasons (keys: StopReason names in lower case, as in JSON).
 STOP_HEADERS = {
@@ -131,6 +102,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_output_path(path: str | os.PathLike[str]) -> None:
+    """Check, before a long run, that :func:`atomic_path` can write ``path``: it is not a
+    folder, and its folder exists and is writable.
+
+    Raises
+    ------
+    OSError
+        With ``filename`` = ``path`` and the reason as ``strerror`` (the CLI's one-line error).
+    """
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    if not folder.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"folder {str(folder)!r} does not exist", str(path))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"folder {str(folder)!r} is not writable", str(path))
 
 
 def _umask() -> int:
@@ -212,15 +202,7 @@ def design_header_lines(design: Design) -> list[str]:
     """The protocol summary printed above a design's decision table."""
     lines = [f"{design.name}: method {design.method_key}, target DLT probability {design.target:g}"]
     method = design.method
-    if design.method_key == "boin":
-        lambda_e, lambda_d = method.lambdas
-        lines.append(
-            f"λe = {lambda_e:.4f}, λd = {lambda_d:.4f} (φ1 = {method.p_saf:.4g}, "
-            f"φ2 = {method.p_tox:.4g}); a level and those above are eliminated when "
-            f"P(DLT rate > {design.target:g}) > {method.elimination_cutoff:g} "
-            "with at least 3 patients treated there"
-        )
-    if hasattr(method, "describe"):
+    if method.describe():
         lines.append(method.describe())
     levels = ", ".join(
         f"{level + 1}" + (f" ({activity_text(design, level)})" if design.doses else "")
@@ -233,9 +215,8 @@ def design_header_lines(design: Design) -> list[str]:
     )
     if design.timing is not None:
         lines.append(design.timing.describe())
-    for rule in (*design.constraints, *design.stopping):
-        if hasattr(rule, "describe"):
-            lines.append(rule.describe())
+    lines += [constraint.describe() for constraint in design.constraints]
+    lines += [rule.describe() for rule in design.stopping if rule.can_fire(design.max_patients)]
     source = f" ({design.path})" if design.path else ""
     lines.append(f"theradose {__version__}{source}")
     return lines
@@ -703,18 +684,9 @@ def decision_rows(design: Design) -> tuple[dict[str, str], list[dict[str, Any]]]
     NoDecisionTable
         For a method without a decision table (model-based designs such as CRM).
     """
-    method = design.method
-    if hasattr(method, "tite_decision_rows"):
-        sizes = range(design.cohort_size, design.max_patients + 1, design.cohort_size)
-        return TITE_BOIN_COLUMNS, method.tite_decision_rows(sizes)
-    if hasattr(method, "decision_rows"):
-        return BOIN_COLUMNS, method.decision_rows()
-    if hasattr(method, "rule_rows"):
-        return THREE_PLUS_THREE_COLUMNS, method.rule_rows()
-    if hasattr(method, "skeleton_rows"):
-        return CRM_COLUMNS, method.skeleton_rows()
-    if hasattr(method, "prior_rows"):
-        return PRIOR_COLUMNS, method.prior_rows()
+    table = design.method.protocol_table(design.cohort_size, design.max_patients)
+    if table is not None:
+        return table
     raise NoDecisionTable(
         f"design {design.name!r} (method {design.method_key}) has no decision table: its "
         "decisions come from a model fitted to all the data (decision tables: 3+3, boin)"
@@ -795,12 +767,23 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
     ``notes``, ``outcomes``, ``patients`` (from a patient file: per patient ``patient``,
     ``level``, ``dlt``, ``followup_days``, ``dlt_day``, ``pending``; else null),
     ``patients_path``, ``version``, ``design``, ``method``, ``design_path``, ``target``.
+
+    Interim answers: ``wait`` (a design deciding on complete data with patients still pending:
+    ``next_level`` null, no decision yet), ``pending_patients`` (their 1-based numbers),
+    ``review_in_days`` and ``review_on`` (the date, counting from today: the first pending window
+    closes), ``complete_in_days`` (the last one closes), ``mtd_on_complete_data`` (the MTD
+    estimate and the estimates per level leave the pending patients out), and ``basis``: the
+    quantities that decided at the current level (its ``level`` 1-based), e.g. BOIN's ``n``,
+    ``y``, ``rate``, ``lambda_e``, ``lambda_d``, ``direction`` (+1 escalate, 0 stay,
+    −1 de-escalate); TITE-BOIN's ``m``, ``stft``, ``p_tilde`` and its suspension rule; null
+    when the method gives none.
     """
     from theradose.outcomes import format_outcomes
     from theradose.timing import DAYS_PER_MONTH
 
     design, rec = result.design, result.recommendation
     pending_at = _pending_per_level(result)
+    review_days = None if rec.review_in is None else rec.review_in * DAYS_PER_MONTH
     levels = []
     for level in range(design.n_levels):
         entry = {
@@ -836,8 +819,16 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
             "stop_reason_text": None if rec.stop_reason is None else rec.stop_reason.label,
             "suspended": rec.suspended,
             "start_up_wait": rec.start_up_wait,
-            "review_in_days": None if rec.review_in is None else rec.review_in * DAYS_PER_MONTH,
+            "review_in_days": review_days,
+            "wait": rec.wait,
+            "pending_patients": list(rec.pending_patients),
+            "review_on": _date_in(review_days) if result.patients is not None else None,
+            "complete_in_days": None
+            if rec.complete_in is None
+            else rec.complete_in * DAYS_PER_MONTH,
+            "basis": _basis_json(rec.basis),
             "mtd": None if rec.mtd is None else rec.mtd + 1,
+            "mtd_on_complete_data": rec.mtd_on_complete_data,
             "mtd_activity": None if rec.mtd is None else activity(design, rec.mtd),
             "levels": levels,
             "deviations": list(rec.deviations),
@@ -857,6 +848,80 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
             "mcmc": mcmc_to_dict(getattr(result, "mcmc", None)),
         }
     )
+
+
+def _basis_json(basis: Mapping[str, Any]) -> dict | None:
+    if not basis:
+        return None
+    return {k: v + 1 if k == "level" else v for k, v in basis.items()}
+
+
+def _date_in(days: float | None) -> str | None:
+    """The date ``days`` from today (rounded up to whole days), ISO; follow-up in a patient
+    file is counted as of today."""
+    if days is None:
+        return None
+    import datetime
+
+    return (datetime.date.today() + datetime.timedelta(days=math.ceil(days - 1e-9))).isoformat()
+
+
+def _basis_lines(rec) -> list[str]:
+    """The decision basis in words: the quantities at the current level and the rule they
+    met; TITE-BOIN's suspension rule; a decision that leaves the MTD estimate's level."""
+    basis = rec.basis
+    if not basis or "direction" not in basis:
+        return []
+    level = basis["level"]
+    if "p_tilde" in basis:
+        rate, symbol = basis["p_tilde"], "p̃"
+        quantities = (
+            f"n = {basis['n']}, y = {basis['y']} DLTs observed, m = {basis['m']} pending, "
+            f"STFT = {basis['stft']:.3f}, p̃ = {rate:.3f}"
+        )
+    else:
+        rate, symbol = basis["rate"], "y/n"
+        quantities = f"n = {basis['n']}, y = {basis['y']}, y/n = {_estimate_text(rate)}"
+    lam_e, lam_d = basis["lambda_e"], basis["lambda_d"]
+    rule = {
+        1: f"{symbol} ≤ λe: escalate",
+        -1: f"{symbol} ≥ λd: de-escalate",
+        0: f"λe < {symbol} < λd: stay",
+    }[basis["direction"]]
+    lines = [
+        f"Decision basis at level {level + 1}: {quantities}; λe = {lam_e:.3f}, "
+        f"λd = {lam_d:.3f} ({rule})"
+    ]
+    if "suspended" in basis:
+        n, m = basis["n"], basis["m"]
+        why = []
+        if basis["too_many_pending"]:
+            why.append(f"{m} of {n} pending (more than {basis['max_pending_fraction']:.0%})")
+        if basis["too_few_complete"]:
+            why.append(f"{n - m} with complete data (fewer than {basis['min_complete']})")
+        if basis["suspended"]:
+            lines.append(f"Accrual suspended: at level {level + 1}, " + " and ".join(why))
+        elif why:
+            lines.append(
+                f"Accrual not suspended although at level {level + 1} "
+                + " and ".join(why)
+                + ": the observed DLTs alone call for de-escalation (y ≥ λd·n)"
+            )
+        else:
+            lines.append("Accrual not suspended: enough patients at the level have complete data")
+    if (
+        basis["direction"] == -1
+        and rec.mtd == level
+        and rec.next_level is not None
+        and rec.next_level < level
+    ):
+        data = "on complete data " if rec.mtd_on_complete_data else ""
+        lines.append(
+            f"The next cohort goes below the MTD estimate: the estimate is the level closest to "
+            f"the target {data}(the design's final selection), while the decision rule at level "
+            f"{level + 1} de-escalates ({symbol} ≥ λd)"
+        )
+    return lines
 
 
 def _pending_per_level(result: RecommendationResult) -> np.ndarray | None:
@@ -881,6 +946,42 @@ def _estimate_text(value: Any) -> str:
     return str(value)
 
 
+def _listed(noun: str, items: Sequence[Any]) -> str:
+    """'patient 3', 'patients 3 and 5' ('' noun: the items only)."""
+    items = [str(item) for item in items]
+    text = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return f"{noun}{'' if len(items) == 1 else 's'} {text}" if noun else text
+
+
+def _wait_lines(result: RecommendationResult) -> list:
+    """Why a design deciding on complete data waits, and when to look again."""
+    from rich.text import Text
+
+    from theradose.timing import DAYS_PER_MONTH
+
+    rec, records = result.recommendation, result.patients
+    which = rec.pending_patients
+    verb = "is" if len(which) == 1 else "are"
+    followed = ""
+    if records is not None:
+        days = [f"{records.followup_days[i - 1]:.4g}" for i in which]
+        followed = f" (followed for {_listed('', days)} days)"
+    first = rec.review_in * DAYS_PER_MONTH
+    last = rec.complete_in * DAYS_PER_MONTH
+    when = f"in {first:.4g} days (on {_date_in(first)})"
+    if last > first:
+        when += f"; the last closes in {last:.4g} days (on {_date_in(last)})"
+    return [
+        Text(
+            f"Wait: {_listed('patient', which)}{followed} {verb} still in the DLT window without "
+            "a DLT, and the design decides on complete data: no next level until they complete "
+            "the window or have a DLT.",
+            style="bold",
+        ),
+        Text(f"Review: the first pending window closes {when}."),
+    ]
+
+
 def recommendation_rich(result: RecommendationResult) -> RenderableType:
     """The decision in words (or why accrual is suspended), warnings, the current MTD estimate,
     and the data and estimates per level."""
@@ -903,6 +1004,8 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
         lines.append(Text(f"WARNING: {warning}.", style="bold red"))
     if rec.stop:
         lines.append(Text(f"Stop the trial: {rec.stop_reason.label}.", style="bold"))
+    elif rec.wait:
+        lines += _wait_lines(result)
     elif rec.start_up_wait:
         lines.append(
             Text(
@@ -928,7 +1031,9 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
         )
     else:
         lines.append(Text(f"Next cohort: {level_text(design, rec.next_level)}.", style="bold"))
-    lines.append(Text(f"Current MTD estimate: {level_text(design, rec.mtd)}."))
+    on = " on complete data (pending patients left out)" if rec.mtd_on_complete_data else ""
+    lines.append(Text(f"Current MTD estimate{on}: {level_text(design, rec.mtd)}."))
+    lines += [Text(f"{line}.") for line in _basis_lines(rec)]
     for deviation in rec.deviations:
         lines.append(Text(f"Deviation: {deviation}.", style="yellow"))
     for note in rec.notes:

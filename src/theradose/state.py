@@ -88,6 +88,8 @@ class TrialState:
     dosimetry_stats: object = None  # running DosimetryStats [trial, organ] of measured Gy/GBq
     ruled_out_at: np.ndarray | None = None  # [trial, level] patients enrolled when first
     # ruled out by the organ-dose constraint (-1: never)
+    admissible: np.ndarray | None = None  # [trial, level] levels the organ-dose limits admit
+    # at the last decision (None: every level), for rules that depend on the top of the range
     memo: dict | None = None  # results computed for the state as it is now (e.g. a posterior)
     time: np.ndarray | None = None  # [trial] months since the trial started (decision time)
     stopped_at: np.ndarray | None = None  # [trial] time of the decision that ended the trial

@@ -13,8 +13,34 @@ import numpy as np
 from theradose.state import StopReason, TrialState
 
 
+class StoppingRule:
+    """Base of the stopping rules.
+
+    ``fires(state, next_level) -> bool [trial]``: stop now; ``reason``: the
+    :class:`~theradose.state.StopReason` recorded; ``describe()``: the rule as protocol text;
+    ``state_text(state, trial)``: where one trial stands against it, in words;
+    ``can_fire(max_patients)``: whether a trial of at most that many patients can meet it (rules
+    that cannot are left out of protocol text); ``count_based``: decides on the counts alone.
+    """
+
+    reason: StopReason
+    count_based: bool = True
+
+    def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def state_text(self, state: TrialState, trial: int) -> str:
+        raise NotImplementedError
+
+    def can_fire(self, max_patients: int) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
-class MaxPatients:
+class MaxPatients(StoppingRule):
     """Stop once ``n`` patients have been enrolled."""
 
     n: int
@@ -32,7 +58,7 @@ class MaxPatients:
 
 
 @dataclass(frozen=True)
-class MaxAtDose:
+class MaxAtDose(StoppingRule):
     """Stop when ``n`` patients have been treated at the level about to be assigned.
 
     ``only_when_staying``: stop only if that level is the current one (BOIN's ``n.earlystop``,
@@ -51,6 +77,9 @@ class MaxAtDose:
             fired &= next_level == state.level
         return fired
 
+    def can_fire(self, max_patients: int) -> bool:
+        return self.n <= max_patients
+
     def describe(self) -> str:
         where = (
             "the current level, when the next cohort would stay there"
@@ -65,7 +94,7 @@ class MaxAtDose:
 
 
 @dataclass(frozen=True)
-class SafetyStop:
+class SafetyStop(StoppingRule):
     """Stop with no MTD when P(p_1 > target | data) > ``cutoff`` after at least ``min_n`` patients.
 
     Needs a model-based method offering ``prob_above_target(state, level)`` (CRM, EWOC, BLRM).
@@ -82,6 +111,9 @@ class SafetyStop:
         if not eligible.any():
             return eligible
         return eligible & (self.method.prob_above_target(state, 0) > self.cutoff)
+
+    def can_fire(self, max_patients: int) -> bool:
+        return self.min_n <= max_patients
 
     def state_text(self, state: TrialState, trial: int) -> str:
         one = state.take(np.array([trial]))

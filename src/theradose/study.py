@@ -10,9 +10,11 @@ validates a design or scenario file. Nothing here formats output: that is :mod:`
 
 from __future__ import annotations
 
+import contextlib
+import math
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,7 @@ def run_study(
     progress: Callable[[int], None] | None = None,
     engine: str = "grid",
     mcmc_options: dict[str, Any] | None = None,
+    trials_csv: PathLike | None = None,
 ) -> StudyResult:
     """Simulate designs under scenarios and summarise their operating characteristics.
 
@@ -128,6 +131,10 @@ def run_study(
         validation runs). Exact values always use the grid.
     mcmc_options : dict, optional
         Arguments of :class:`theradose.mcmc.McmcSampler` (draws, tune, chains, seed).
+    trials_csv : path, optional
+        Also write one CSV row per simulated trial there (:mod:`theradose.trial_records`),
+        streamed chunk by chunk and renamed into place when the run has finished; an existing
+        file is left untouched if the run fails or is interrupted.
 
     Returns
     -------
@@ -137,18 +144,44 @@ def run_study(
     ------
     theradose.config.ConfigError
         For invalid files or scenarios that do not fit a design.
+    OSError
+        Before the run, naming ``trials_csv``, when no file can be written there.
     """
     from theradose.engine import simulate
 
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
+    if trials_csv is not None:
+        from theradose.report import check_output_path
+
+        check_output_path(trials_csv)  # before loading anything: a typo fails at once
     loaded, scenario_list, scenario_path = load_inputs(designs, scenarios)
     simulated = loaded
     if engine != "grid":
         simulated = [_mcmc_design(d, engine, mcmc_options)[1] for d in loaded]
-    simulations = simulate(
-        simulated, scenario_list, n_trials, seed, workers=workers, progress=progress
-    )
+    records = contextlib.nullcontext()
+    if trials_csv is not None:
+        from theradose.trial_records import trial_records_file
+
+        records = trial_records_file(
+            trials_csv,
+            simulated,
+            scenario_list,
+            seed=seed,
+            n_trials=n_trials,
+            scenario_path=scenario_path,
+            engine=engine,
+        )
+    with records as on_chunk:
+        simulations = simulate(
+            simulated,
+            scenario_list,
+            n_trials,
+            seed,
+            workers=workers,
+            progress=progress,
+            on_chunk=on_chunk,
+        )
     oc = tuple(
         tuple(OperatingCharacteristics.from_simulations(sim) for sim in row) for row in simulations
     )
@@ -281,7 +314,9 @@ def _mcmc_design(design: Design, engine: str, options: dict[str, Any] | None):
 
 
 def run_patient_recommendation(
-    design: PathLike | Design, patients: PathLike | PatientRecords
+    design: PathLike | Design,
+    patients: PathLike | PatientRecords,
+    dlt_window_days: float | None = None,
 ) -> RecommendationResult:
     """Apply a design to a real trial given patient by patient, with each one's follow-up.
 
@@ -292,15 +327,20 @@ def run_patient_recommendation(
     patients : path or PatientRecords
         A patient file (:mod:`theradose.patients`: ``level``, ``dlt``, ``followup_days``,
         optional ``dlt_day``; one row per patient in enrolment order) or its records.
+    dlt_window_days : float, optional
+        The DLT window, days; default the design's ``[timing] dlt_window_months``. When both
+        are given and differ, this one is used (a time-to-event design is rebuilt with it) and
+        a note says so.
 
     A time-to-event design decides from the follow-up as of today, exactly as in simulation;
-    another design decides on the counts, with a warning when it has [timing] and patients
-    without a DLT are still within the window (:func:`theradose.engine.recommend_from_patients`).
+    another design decides on complete data, so while a patient without a DLT is within the
+    window the answer is to wait (:func:`theradose.engine.recommend_from_patients`).
 
     Raises
     ------
     theradose.config.ConfigError
-        For an invalid design file.
+        For an invalid design file, or when the DLT window is given neither by the design nor
+        by ``dlt_window_days``.
     theradose.patients.PatientFileError
         For a patient file that cannot be read, with every problem, one line each.
     """
@@ -312,9 +352,22 @@ def run_patient_recommendation(
         from theradose.config import load_design
 
         design = load_design(design)
+    from theradose.config import ConfigError
+    from theradose.patients import PatientFileError
+
+    problems = []  # every problem at once: no window, and the patient file's
+    try:
+        design, window, note = _with_dlt_window(design, dlt_window_days)
+    except ConfigError as error:
+        problems = error.messages
     if not isinstance(patients, PatientRecords):
         organs = () if design.dosimetry is None else design.dosimetry.names
-        patients = read_patients(patients, design.n_levels, organs=organs)
+        try:
+            patients = read_patients(patients, design.n_levels, organs=organs)
+        except PatientFileError as error:
+            raise PatientFileError([*problems, *error.messages]) from None
+    if problems:
+        raise ConfigError(problems)
     recommendation = recommend_from_patients(
         design,
         patients.level,
@@ -322,9 +375,42 @@ def run_patient_recommendation(
         patients.followup_days / DAYS_PER_MONTH,
         patients.dlt_day / DAYS_PER_MONTH,
         gy_per_gbq=patients.gy_per_gbq,
+        window=window,
     )
+    if note:
+        recommendation = replace(recommendation, notes=(note, *recommendation.notes))
     cohorts = patient_cohorts(design.cohort_size, patients.level, patients.dlt)
     return RecommendationResult(design, tuple(cohorts), recommendation, patients=patients)
+
+
+def _with_dlt_window(design: Design, days: float | None) -> tuple[Design, float, str | None]:
+    """The design to apply, its DLT window in months, and a note when ``days`` overrides the
+    design's own window; a ConfigError when there is no window at all."""
+    from theradose.config import ConfigError
+    from theradose.timing import DAYS_PER_MONTH
+
+    own = None if design.timing is None else design.timing.dlt_window_months
+    if days is None:
+        if own is None:
+            where = design.path or design.name
+            raise ConfigError(
+                [
+                    f"{where}: --patients needs the DLT window: add [timing] dlt_window_months "
+                    "to the design or pass --dlt-window-days"
+                ]
+            )
+        return design, own, None
+    window = days / DAYS_PER_MONTH
+    if own is None or math.isclose(window, own, rel_tol=1e-12):
+        return design, (own if own is not None else window), None
+    note = (
+        f"the DLT window is {days:g} days (--dlt-window-days), not the design's "
+        f"{own * DAYS_PER_MONTH:.4g} days ([timing] dlt_window_months = {own:g})"
+    )
+    design = replace(design, timing=replace(design.timing, dlt_window_months=window))
+    if design.method.tite:
+        design = replace(design, method=replace(design.method, window=window))
+    return design, window, note
 
 
 @dataclass(frozen=True)

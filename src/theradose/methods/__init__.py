@@ -1,23 +1,49 @@
-"""Dose-finding methods: each answers "which level next?" and "which level is the MTD?".
+"""Dose-finding methods and their registry.
 
-A method is a small object with pure functions of a :class:`~theradose.state.TrialState`:
-
-- ``allowed(state) -> bool [trial, level]``: levels the method itself still permits (elimination);
-- ``propose(state) -> (level [trial], stop_reason [trial])``: the level it would give the next
-  cohort, and a :class:`~theradose.state.StopReason` value (0 to carry on);
-- ``select_mtd(state) -> [trial]``: the level selected as MTD (``NO_LEVEL`` for none);
-- ``level_summary(state) -> dict of [trial, level] arrays``: estimates shown by ``recommend``.
-
-Optional: ``model_summary(state)`` (dict of [trial] arrays), ``prob_above_target(state, level)``
-(model-based designs: the safety stop), ``mtd_is_next_level = True`` (the MTD is the level the
-whole pipeline — proposal, masks, constraints — would give a next cohort: BLRM, EWOC), and
-``estimate_labels`` (report labels of ``level_summary``'s entries).
-
-The engine combines the proposal with the design's constraints and stopping rules, so the same
-method runs in simulation, exact enumeration and interim recommendations.
+Each method is one module here holding its class (a :class:`~theradose.methods.base.Method`:
+the maths and its paper) and its ``SPEC`` (:class:`~theradose.methods.spec.MethodSpec`: how a
+design file's section builds it). :data:`METHODS` holds every module's ``SPEC`` by its key, found
+by listing this package, so adding a method is adding its module: configuration, calibration,
+reports and the conformance tests all go through the registry.
 """
 
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from theradose.methods.base import Method
 from theradose.methods.boin import Boin
+from theradose.methods.i3p3 import I3p3
+from theradose.methods.interval import Decision, IntervalDesign
+from theradose.methods.keyboard import Keyboard
+from theradose.methods.mtpi2 import Mtpi2
+from theradose.methods.spec import DesignFields, MethodSpec
 from theradose.methods.three_plus_three import ThreePlusThree
 
-__all__ = ["Boin", "ThreePlusThree"]
+
+def _registered() -> dict[str, MethodSpec]:
+    specs = []
+    for module_info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        spec = vars(module).get("SPEC")
+        if isinstance(spec, MethodSpec):
+            specs.append(spec)
+    return {spec.key: spec for spec in sorted(specs, key=lambda spec: spec.key)}
+
+
+METHODS: dict[str, MethodSpec] = _registered()
+
+__all__ = [
+    "METHODS",
+    "Boin",
+    "Decision",
+    "DesignFields",
+    "I3p3",
+    "IntervalDesign",
+    "Keyboard",
+    "Method",
+    "MethodSpec",
+    "Mtpi2",
+    "ThreePlusThree",
+]

@@ -31,8 +31,21 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, log_expit, logit
 
+from theradose.constraints import MaxIncrement, NoSkip
+from theradose.methods.base import Method
+from theradose.methods.spec import DesignFields, MethodSpec
 from theradose.posterior import sheared_lattice, smoothed_step, unique_states
 from theradose.state import TrialState
+from theradose.stopping import MaxPatients
+from theradose.validation import (
+    OPEN_UNIT,
+    POSITIVE,
+    Interval,
+    TomlTable,
+    is_number,
+    number_pair,
+    show_value,
+)
 
 # Lattices: half-widths and spacings in standard deviations (of the prior for the shared lattice,
 # of the posterior for a state's own). The accuracy they give is measured in tests/test_blrm.py.
@@ -69,6 +82,16 @@ def prior_problem(sd: tuple[float, float], corr: float) -> str | None:
     return None
 
 
+# BLRM and EWOC: the model before any data (``prior_rows``); the methods name their intervals.
+PRIOR_COLUMNS = {
+    "level": "level",
+    "activity": "activity",
+    "prior_mean": "prior mean DLT rate",
+    "prior_p_target": "prior P(target)",
+    "prior_p_overdose": "prior P(overdose)",
+}
+
+
 @dataclass(frozen=True)
 class BlrmPosterior:
     """Posterior summaries of distinct data sets (one row per state).
@@ -93,7 +116,7 @@ class BlrmPosterior:
 
 
 @dataclass(frozen=True)
-class Blrm:
+class Blrm(Method):
     """BLRM with overdose control (``method = "blrm"``).
 
     Parameters
@@ -121,6 +144,8 @@ class Blrm:
     max_overdose_prob: float = DEFAULT_MAX_OVERDOSE_PROB
     sampler: Any = field(default=None, compare=False)
     key = "blrm"
+    model_based = True
+    select_tried_only = False
     count_based = True
     mtd_is_next_level = True  # the MTD is the level the decision rule gives after the last cohort
     _shared: dict = field(init=False, repr=False, compare=False)
@@ -339,6 +364,10 @@ class Blrm:
             "log_beta_sd": sd[index, 1],
         }
 
+    def protocol_table(self, cohort_size: int, max_patients: int):
+        """The model before any data: prior mean DLT rate, P(target), P(overdose) per level."""
+        return PRIOR_COLUMNS, self.prior_rows()
+
     def prior_rows(self) -> list[dict[str, float | int]]:
         """The model before any data: per level the activity, the prior mean DLT probability,
         P(target interval) and P(overdose)."""
@@ -440,3 +469,99 @@ def _near_edge(half_width: float, spacing: float) -> np.ndarray:
     k = np.arange(-half_width, half_width + spacing / 2, spacing)
     i, j = (v.ravel() for v in np.meshgrid(k, k, indexing="ij"))
     return (np.maximum(np.abs(i), np.abs(j)) > half_width - 1).astype(float)
+
+
+# ---------------------------------------------------------------------------------------------
+# The design file
+
+
+BLRM_DEFAULT_MAX_INCREMENT = 1.0  # NBG 2008: at most double the highest activity given
+
+
+def parse_blrm(table: TomlTable, fields: DesignFields) -> dict[str, Any]:
+    if fields.doses is None and fields.n_levels is not None:
+        table.error(
+            "the BLRM needs the activity of each level: give 'doses' (strictly increasing, > 0) "
+            "rather than 'levels'"
+        )
+    reference = table.number(
+        "reference_dose", POSITIVE, required="d*, the activity the model is centred on, > 0"
+    )
+    mean = number_pair(
+        table, "prior_mean", Interval(), required="the prior means of (log α, log β)"
+    )
+    sd = number_pair(
+        table, "prior_sd", POSITIVE, required="the prior standard deviations of (log α, log β)"
+    )
+    corr = None
+    if "prior_corr" in table.data and is_number(table.data["prior_corr"]):
+        value = table.data["prior_corr"]
+        if value in Interval(-1.0, 1.0):
+            corr = float(value)
+        else:
+            table.value_error(
+                "prior_corr",
+                value,
+                "must be a number in (-1, 1): the prior covariance must be positive definite",
+            )
+    else:
+        corr = table.number("prior_corr", Interval(-1.0, 1.0), default=0.0)
+    interval = number_pair(table, "target_interval", OPEN_UNIT, default=DEFAULT_TARGET_INTERVAL)
+    if interval is not None:
+        low, high = interval
+        if not low < high:
+            table.error(f"target_interval: must be increasing, got {show_value(list(interval))}")
+            interval = None
+        elif fields.target is not None and not low <= fields.target <= high:
+            table.error(
+                f"target_interval: must contain target ({fields.target:g}), got "
+                f"{show_value(list(interval))}"
+            )
+            interval = None
+    return {
+        "reference_dose": reference,
+        "prior_mean": mean,
+        "prior_sd": sd,
+        "prior_corr": corr,
+        "target_interval": interval,
+        "max_overdose_prob": table.number(
+            "max_overdose_prob", OPEN_UNIT, default=DEFAULT_MAX_OVERDOSE_PROB
+        ),
+        "max_increment": table.number(
+            "max_increment", POSITIVE, default=BLRM_DEFAULT_MAX_INCREMENT
+        ),
+    }
+
+
+def build_blrm(fields: DesignFields, options: dict[str, Any]):
+    method = Blrm(
+        fields.doses,
+        fields.target,
+        fields.max_patients,
+        reference_dose=options["reference_dose"],
+        prior_mean=options["prior_mean"],
+        prior_sd=options["prior_sd"],
+        prior_corr=options["prior_corr"],
+        target_interval=options["target_interval"],
+        max_overdose_prob=options["max_overdose_prob"],
+    )
+    constraints = (MaxIncrement(fields.doses, options["max_increment"]), NoSkip())
+    return method, constraints, (MaxPatients(fields.max_patients),)
+
+
+SPEC = MethodSpec(
+    method_class=Blrm,
+    key="blrm",
+    section="blrm",
+    keys=(
+        "reference_dose",
+        "prior_mean",
+        "prior_sd",
+        "prior_corr",
+        "target_interval",
+        "max_overdose_prob",
+        "max_increment",
+    ),
+    parse=parse_blrm,
+    build=build_blrm,
+)

@@ -12,22 +12,33 @@ After each cohort at level d (n patients, y DLTs there): escalate if y/n ≤ λe
 y/n ≥ λd, else stay. Level d and every higher level are eliminated when n ≥ 3 and
 P(p_d > φ | y, n) > cutoff under a Beta(1, 1) prior. The MTD is chosen by isotonic regression
 of the DLT rates over the treated, non-eliminated levels. Conventions follow the BOIN R package
-(2.7.2): decisions use the boundary table, ties in the final selection go to the higher level
-below the target and the lower one above it.
+(2.7.2): decisions use the boundary table (escalate if y ≤ ⌊nλe⌋, de-escalate if y ≥ ⌈nλd⌉),
+ties in the final selection go to the higher level below the target and the lower one above it.
+Elimination, the table and the selection are those of every interval design
+(:mod:`theradose.methods.interval`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from scipy.stats import beta
 
-from theradose.isotonic import isotonic_increasing
-from theradose.state import NO_LEVEL, StopReason, TrialState
+from theradose.methods.interval import (
+    MIN_N_TO_ELIMINATE,
+    NEVER,
+    Decision,
+    IntervalDesign,
+    min_dlts_with_prob_above,
+    prob_above_target,
+)
+from theradose.methods.spec import DesignFields, MethodSpec
+from theradose.state import StopReason, TrialState
+from theradose.stopping import MaxAtDose, MaxPatients
+from theradose.validation import OPEN_UNIT, Interval, TomlTable
 
-MIN_N_TO_ELIMINATE = 3
-_NEVER = np.iinfo(np.int32).max  # a DLT count no level can reach
+__all__ = ["MIN_N_TO_ELIMINATE", "Boin", "boundaries", "prob_above_target"]
 
 
 def boundaries(target: float, p_saf: float, p_tox: float) -> tuple[float, float]:
@@ -41,40 +52,19 @@ def boundaries(target: float, p_saf: float, p_tox: float) -> tuple[float, float]
     return float(lambda_e), float(lambda_d)
 
 
-def prob_above_target(n: np.ndarray, y: np.ndarray, target: float) -> np.ndarray:
-    """P(p > target | y DLTs in n) under a Beta(1, 1) prior."""
-    return beta.sf(target, y + 1, n - y + 1)
-
-
-def _min_dlts_with_prob_above(n_max: int, target: float, cutoff: float) -> np.ndarray:
-    """Per n (0..n_max), the fewest DLTs with P(p > target) > cutoff (``_NEVER``: none, n < 3)."""
-    table = np.full(n_max + 1, _NEVER, dtype=np.int64)
-    for n in range(MIN_N_TO_ELIMINATE, n_max + 1):
-        y = np.arange(n + 1)
-        hits = np.flatnonzero(prob_above_target(n, y, target) > cutoff)
-        if hits.size:
-            table[n] = hits[0]
-    return table
-
-
 @dataclass(frozen=True)
-class Boin:
+class Boin(IntervalDesign):
     """BOIN (``method = "boin"``); boundaries and tables are computed once, then indexed."""
 
-    n_levels: int
-    target: float
-    max_patients: int
     p_saf: float | None = None
     p_tox: float | None = None
-    elimination_cutoff: float = 0.95
     extra_safe: bool = False
     extra_safe_offset: float = 0.05
     key = "boin"
     count_based = True
-    escalate_le: np.ndarray = field(init=False, repr=False)  # [n] escalate if y ≤ this
-    deescalate_ge: np.ndarray = field(init=False, repr=False)  # [n] de-escalate if y ≥ this
-    eliminate_ge: np.ndarray = field(init=False, repr=False)  # [n] eliminate if y ≥ this
-    stop_ge: np.ndarray = field(init=False, repr=False)  # [n] extra-safe stop at level 1
+    escalate_le: np.ndarray = field(init=False, repr=False, compare=False)  # [n] escalate if y ≤
+    deescalate_ge: np.ndarray = field(init=False, repr=False, compare=False)  # [n] de-escalate ≥
+    stop_ge: np.ndarray = field(init=False, repr=False, compare=False)  # [n] extra-safe stop
 
     def __post_init__(self) -> None:
         if self.p_saf is None:
@@ -85,102 +75,138 @@ class Boin:
         n = np.arange(self.max_patients + 1)
         object.__setattr__(self, "escalate_le", np.floor(n * lambda_e).astype(np.int64))
         object.__setattr__(self, "deescalate_ge", np.ceil(n * lambda_d).astype(np.int64))
-        object.__setattr__(
-            self,
-            "eliminate_ge",
-            _min_dlts_with_prob_above(self.max_patients, self.target, self.elimination_cutoff),
-        )
         stop_cutoff = self.elimination_cutoff - self.extra_safe_offset
-        stop_ge = _min_dlts_with_prob_above(self.max_patients, self.target, stop_cutoff)
+        stop_ge = min_dlts_with_prob_above(self.max_patients, self.target, stop_cutoff)
         object.__setattr__(
-            self, "stop_ge", stop_ge if self.extra_safe else np.full_like(stop_ge, _NEVER)
+            self, "stop_ge", stop_ge if self.extra_safe else np.full_like(stop_ge, NEVER)
         )
+        super().__post_init__()
+
+    def decision(self, n: int, y: int) -> Decision:
+        """Escalate if y ≤ ⌊nλe⌋, else de-escalate if y ≥ ⌈nλd⌉, else stay."""
+        if y <= self.escalate_le[n]:
+            return Decision.ESCALATE
+        if y >= self.deescalate_ge[n]:
+            return Decision.DEESCALATE
+        return Decision.STAY
 
     @property
     def lambdas(self) -> tuple[float, float]:
         return boundaries(self.target, self.p_saf, self.p_tox)
 
-    def _table_at(self, table: np.ndarray, n: np.ndarray) -> np.ndarray:
-        return table[np.minimum(n, self.max_patients)]
+    def describe(self) -> str:
+        lambda_e, lambda_d = self.lambdas
+        return (
+            f"λe = {lambda_e:.4f}, λd = {lambda_d:.4f} (φ1 = {self.p_saf:.4g}, "
+            f"φ2 = {self.p_tox:.4g}); a level and those above are eliminated when "
+            f"P(DLT rate > {self.target:g}) > {self.elimination_cutoff:g} "
+            f"with at least {self.elimination_min_n} patients treated there"
+        )
 
-    def counts(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
-        """(patients, DLTs) per level that decisions may use, [trial, level] each."""
-        return state.n, state.y
+    def decision_basis(self, state: TrialState) -> dict[str, np.ndarray]:
+        """At the current level (0-based ``level``): ``n``, ``y`` and ``rate`` = y/n, the
+        boundaries ``lambda_e``, ``lambda_d`` and ``direction`` (+1 escalate: y/n ≤ λe;
+        −1 de-escalate: y/n ≥ λd; 0 stay), [trial] each."""
+        n, y = state.current(state.n), state.current(state.y)
+        lambda_e, lambda_d = self.lambdas
+        return {
+            "level": np.maximum(state.level, 0),
+            "n": n,
+            "y": y,
+            "rate": np.where(n > 0, y / np.maximum(n, 1), np.nan),
+            "lambda_e": np.full(n.shape, lambda_e),
+            "lambda_d": np.full(n.shape, lambda_d),
+            "direction": self._direction(state),
+        }
 
-    def eliminated(self, state: TrialState) -> np.ndarray:
-        """Levels eliminated by the safety rule (the lowest qualifying one and all above),
-        [trial, level]."""
-        n, y = self.counts(state)
-        hit = y >= self._table_at(self.eliminate_ge, n)
-        return np.logical_or.accumulate(hit, axis=1)
-
-    def allowed(self, state: TrialState) -> np.ndarray:
-        return ~self.eliminated(state)
-
-    def propose(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
-        d = np.maximum(state.level, 0)
-        n_d, y_d = state.current(state.n), state.current(state.y)
-        escalate = y_d <= self._table_at(self.escalate_le, n_d)
-        deescalate = ~escalate & (y_d >= self._table_at(self.deescalate_ge, n_d))
-        proposal = np.clip(d + escalate - deescalate, 0, self.n_levels - 1)
-        stop = np.zeros(d.shape, dtype=np.int8)
+    def stop_reason(self, state: TrialState) -> np.ndarray:
+        """The extra-safe stop: level 1 very likely too toxic (P(p1 > φ) > cutoff − offset)."""
+        stop = np.zeros(state.n_trials, dtype=np.int8)
         n_1, y_1 = state.n[:, 0], state.y[:, 0]
         stop[y_1 >= self._table_at(self.stop_ge, n_1)] = StopReason.TOO_TOXIC
-        return proposal, stop
+        return stop
 
-    def isotonic_estimate(self, state: TrialState, include: np.ndarray) -> np.ndarray:
-        """Isotonic DLT-rate estimates over the ``include`` levels, [trial, level] (NaN elsewhere).
-
-        (y + 0.05)/(n + 0.1) weighted by the inverse of its Beta(y + 0.05, n − y + 0.05) variance,
-        as BOIN's ``select.mtd``.
-        """
-        y, n = state.y.astype(float), state.n.astype(float)
-        p_hat = (y + 0.05) / (n + 0.1)
-        var = (y + 0.05) * (n - y + 0.05) / ((n + 0.1) ** 2 * (n + 1.1))
-        return isotonic_increasing(p_hat, np.where(include, 1.0 / var, 0.0))
-
-    def select_mtd(self, state: TrialState) -> np.ndarray:
+    def excluded_from_selection(self, state: TrialState) -> np.ndarray:
         eliminated = self.eliminated(state)
         if self.extra_safe:
             eliminated |= (state.y[:, 0] >= self._table_at(self.stop_ge, state.n[:, 0]))[:, None]
-        admissible = (state.n > 0) & ~eliminated
-        p_iso = self.isotonic_estimate(state, admissible)
-        # BOIN adds i·1e-10 so that within a pooled block the higher level wins below the target
-        # and the lower one above it.
-        p_iso = p_iso + np.arange(1, self.n_levels + 1) * 1e-10
-        distance = np.where(admissible, np.abs(p_iso - self.target), np.inf)
-        selected = distance.argmin(axis=1)
-        return np.where(admissible.any(axis=1) & ~eliminated[:, 0], selected, NO_LEVEL)
+        return eliminated
 
-    def level_summary(self, state: TrialState) -> dict[str, np.ndarray]:
-        treated = state.n > 0
-        over = np.where(
-            treated, beta.sf(self.target, state.y + 0.05, state.n - state.y + 0.05), 0.0
+
+# ---------------------------------------------------------------------------------------------
+# The design file
+
+# BOIN's published defaults (Liu & Yuan 2015; BOIN R package): φ1 = 0.6 φ, φ2 = 1.4 φ.
+BOIN_P_SAF_FACTOR = 0.6
+BOIN_P_TOX_FACTOR = 1.4
+BOIN_MAX_AT_DOSE = 100
+
+
+def parse_boin(table: TomlTable, fields: DesignFields) -> dict[str, Any]:
+    target = fields.target
+    p_saf = table.number("p_saf", OPEN_UNIT)
+    p_tox = table.number("p_tox", OPEN_UNIT)
+    if target is not None:
+        if p_saf is None and "p_saf" not in table.data:
+            p_saf = BOIN_P_SAF_FACTOR * target
+        elif p_saf is not None and not p_saf < target:
+            table.value_error("p_saf", p_saf, f"must be below target ({target:g})")
+        if p_tox is None and "p_tox" not in table.data:
+            p_tox = BOIN_P_TOX_FACTOR * target
+            if p_tox >= 1:
+                table.error(
+                    f"p_tox: the default {BOIN_P_TOX_FACTOR:g} × target = {p_tox:g} is not "
+                    f"below 1; give p_tox, a number in ({target:g}, 1)"
+                )
+        elif p_tox is not None and not p_tox > target:
+            table.value_error("p_tox", p_tox, f"must be above target ({target:g})")
+    cutoff = table.number("elimination_cutoff", OPEN_UNIT, default=0.95)
+    offset = table.number("extra_safe_offset", Interval(0.0, 0.5, low_closed=True), default=0.05)
+    if cutoff is not None and offset is not None and not offset < cutoff:
+        # The extra-safe rule stops when P(p1 > target) > cutoff − offset; that must stay > 0.
+        table.value_error(
+            "extra_safe_offset", offset, f"must be below elimination_cutoff ({cutoff:g})"
         )
-        return {
-            "p_est": self.isotonic_estimate(state, treated),
-            "p_overdose": np.where(
-                treated, isotonic_increasing(over, treated.astype(float)), np.nan
-            ),
-            "eliminated": self.eliminated(state),
-        }
+    return {
+        "p_saf": p_saf,
+        "p_tox": p_tox,
+        "elimination_cutoff": cutoff,
+        "extra_safe": table.boolean("extra_safe", default=False),
+        "extra_safe_offset": offset,
+        "max_at_dose": table.integer("max_at_dose", 1, default=BOIN_MAX_AT_DOSE),
+    }
 
-    def decision_rows(self, n_max: int | None = None) -> list[dict[str, int | None]]:
-        """BOIN's decision table: per number treated, the DLT counts that trigger each decision."""
-        n_max = self.max_patients if n_max is None else n_max
-        rows = []
-        for n in range(1, n_max + 1):
-            elim = int(self.eliminate_ge[min(n, self.max_patients)])
-            rows.append(
-                {
-                    "n": n,
-                    "escalate_if_dlt_le": int(self.escalate_le[n])
-                    if self.escalate_le[n] >= 0
-                    else None,
-                    "deescalate_if_dlt_ge": int(self.deescalate_ge[n])
-                    if self.deescalate_ge[n] <= n
-                    else None,
-                    "eliminate_if_dlt_ge": elim if elim <= n else None,
-                }
-            )
-        return rows
+
+def build_boin(fields: DesignFields, options: dict[str, Any]):
+    method = Boin(
+        fields.n_levels,
+        fields.target,
+        fields.max_patients,
+        p_saf=options["p_saf"],
+        p_tox=options["p_tox"],
+        elimination_cutoff=options["elimination_cutoff"],
+        extra_safe=options["extra_safe"],
+        extra_safe_offset=options["extra_safe_offset"],
+    )
+    stopping = (
+        MaxPatients(fields.max_patients),
+        MaxAtDose(options["max_at_dose"], only_when_staying=True),
+    )
+    return method, (), stopping
+
+
+SPEC = MethodSpec(
+    key="boin",
+    method_class=Boin,
+    section="boin",
+    keys=(
+        "p_saf",
+        "p_tox",
+        "elimination_cutoff",
+        "extra_safe",
+        "extra_safe_offset",
+        "max_at_dose",
+    ),
+    parse=parse_boin,
+    build=build_boin,
+)

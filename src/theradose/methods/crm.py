@@ -17,12 +17,17 @@ the target, subject to the design's restrictions (:mod:`theradose.constraints`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit, logit
 
+from theradose.constraints import Coherence, EscalationStep
+from theradose.methods.base import Method
+from theradose.methods.spec import DesignFields, MethodSpec
 from theradose.posterior import (
     QuadraturePosterior,
     cdf_below,
@@ -34,6 +39,8 @@ from theradose.posterior import (
 )
 from theradose.scenario import closest_to_target
 from theradose.state import TrialState
+from theradose.stopping import MaxPatients
+from theradose.validation import MISSING, OPEN_UNIT, POSITIVE, Interval, TomlTable
 
 DEFAULT_PRIOR_VAR = 1.34
 DEFAULT_INTERCEPT = 3.0
@@ -48,6 +55,16 @@ BETA_LIMIT = 10.0
 def _log1mexp(log_p: np.ndarray) -> np.ndarray:
     """log(1 − exp(x)) for x ≤ 0, accurate at both ends (Mächler 2012)."""
     return np.where(log_p > -np.log(2), np.log(-np.expm1(log_p)), np.log1p(-np.exp(log_p)))
+
+
+CRM_COLUMNS = {
+    "level": "level",
+    "skeleton": "skeleton",
+    "indifference_low": "indifference interval from",
+    "indifference_high": "to",
+    "prior_mean": "prior mean DLT rate",
+    "prior_p_overdose": "prior P(DLT rate > target)",
+}
 
 
 @dataclass(frozen=True)
@@ -159,7 +176,7 @@ def skeleton_problem(
 
 
 @dataclass(frozen=True)
-class Crm:
+class Crm(Method):
     """CRM (``method = "crm"``): Bayesian one-parameter model, level closest to the target.
 
     ``start_up = "cohorts"`` escalates one level each time ``start_up_cohort_size`` patients
@@ -176,6 +193,8 @@ class Crm:
     start_up: str = "none"
     start_up_cohort_size: int = 1
     key = "crm"
+    model_based = True
+    select_tried_only = False  # dfcrm: the level whose estimate is closest, tried or not
     label = "CRM (O'Quigley, Pepe & Fisher 1990)"
     count_based = True
     n_nodes: int = field(init=False, repr=False)
@@ -300,6 +319,10 @@ class Crm:
             intervals.append((p_low, p_high))
         return intervals
 
+    def protocol_table(self, cohort_size: int, max_patients: int):
+        """The skeleton with its indifference intervals and prior summaries."""
+        return CRM_COLUMNS, self.skeleton_rows()
+
     def skeleton_rows(self) -> list[dict[str, float | int | None]]:
         """The model before any data: per level the skeleton, the indifference interval, the prior
         mean DLT probability and the prior P(DLT probability > target)."""
@@ -358,3 +381,127 @@ def _one_state(post: QuadraturePosterior, s: int) -> QuadraturePosterior:
         log_shift=post.log_shift[s : s + 1],
         norm=post.norm[s : s + 1],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The design file
+
+
+CRM_MODELS = ("empiric", "logistic")
+CRM_START_UPS = ("none", "cohorts")
+CRM_SKELETON_KEYS = ("halfwidth", "prior_mtd")
+
+
+def parse_crm_skeleton(table: TomlTable, fields: DesignFields, model: str | None, intercept):
+    """``skeleton = [...]`` or ``[crm.skeleton]`` with halfwidth and prior_mtd (Lee & Cheung)."""
+    value = table.data.get("skeleton", MISSING)
+    if value is MISSING:
+        table.error(
+            "missing key 'skeleton' (the prior DLT probability of each level, or a "
+            "[crm.skeleton] table with halfwidth and prior_mtd)"
+        )
+        return None
+    if isinstance(value, Mapping):
+        sub = table.section("skeleton")
+        sub.check_keys(CRM_SKELETON_KEYS)
+        target = fields.target
+        limit = min(target, 1 - target) if target is not None else 0.5
+        halfwidth = sub.number(
+            "halfwidth", Interval(0.0, limit), required=f"a number in (0, {limit:g})"
+        )
+        prior_mtd = sub.integer("prior_mtd", 1, required="the level guessed to be the MTD")
+        if None in (halfwidth, prior_mtd, target, fields.n_levels, model):
+            return None
+        if prior_mtd > fields.n_levels:
+            sub.value_error("prior_mtd", prior_mtd, f"must be an integer in 1..{fields.n_levels}")
+            return None
+        skeleton = lee_cheung_skeleton(
+            halfwidth, target, prior_mtd - 1, fields.n_levels, model, intercept
+        )
+        problem = skeleton_problem(skeleton, model, intercept)
+        if problem:
+            sub.value_error(
+                "halfwidth", halfwidth, f"too large for {fields.n_levels} levels: {problem}"
+            )
+            return None
+        return skeleton
+    skeleton = table.numbers("skeleton", OPEN_UNIT, "increasing")
+    if skeleton is None or fields.n_levels is None:
+        return None
+    if len(skeleton) != fields.n_levels:
+        table.error(
+            f"skeleton: has {len(skeleton)} values, but the design has {fields.n_levels} levels"
+        )
+        return None
+    problem = skeleton_problem(skeleton, model or "empiric", intercept)
+    if problem:
+        table.error(f"skeleton: {problem}")
+        return None
+    return skeleton
+
+
+def parse_crm(table: TomlTable, fields: DesignFields) -> dict[str, Any]:
+    model = table.choice("model", CRM_MODELS) or ("empiric" if "model" not in table.data else None)
+    intercept = table.number("intercept", Interval(), default=DEFAULT_INTERCEPT)
+    if "intercept" in table.data and model == "empiric":
+        table.error('intercept: only for model = "logistic"')
+    estimate = table.choice("estimate", ESTIMATES)
+    start_up = table.choice("start_up", CRM_START_UPS)
+    start_up_cohort_size = table.integer("start_up_cohort_size", 1, default=1)
+    if "start_up_cohort_size" in table.data and start_up != "cohorts":
+        table.error('start_up_cohort_size: only with start_up = "cohorts"')
+    return {
+        "model": model,
+        "intercept": intercept,
+        "skeleton": parse_crm_skeleton(table, fields, model, intercept),
+        "prior_var": table.number("prior_var", POSITIVE, default=DEFAULT_PRIOR_VAR),
+        "estimate": estimate or ("plugin" if "estimate" not in table.data else None),
+        "start_up": start_up or ("none" if "start_up" not in table.data else None),
+        "start_up_cohort_size": start_up_cohort_size,
+        "no_skip": table.boolean("no_skip", default=True),
+        "coherent": table.boolean("coherent", default=True),
+    }
+
+
+def build_crm(fields: DesignFields, options: dict[str, Any]):
+    skeleton = options["skeleton"]
+    if options["model"] == "logistic":
+        model = LogisticModel(skeleton, options["intercept"])
+    else:
+        model = EmpiricModel(skeleton)
+    method = Crm(
+        fields.n_levels,
+        fields.target,
+        model,
+        fields.max_patients,
+        prior_var=options["prior_var"],
+        estimate=options["estimate"],
+        start_up=options["start_up"],
+        start_up_cohort_size=options["start_up_cohort_size"],
+    )
+    constraints = []
+    if options["no_skip"]:
+        constraints.append(EscalationStep(1))
+    if options["coherent"]:
+        constraints.append(Coherence(fields.target))
+    return method, tuple(constraints), (MaxPatients(fields.max_patients),)
+
+
+SPEC = MethodSpec(
+    method_class=Crm,
+    key="crm",
+    section="crm",
+    keys=(
+        "model",
+        "skeleton",
+        "prior_var",
+        "intercept",
+        "estimate",
+        "no_skip",
+        "coherent",
+        "start_up",
+        "start_up_cohort_size",
+    ),
+    parse=parse_crm,
+    build=build_crm,
+)

@@ -43,8 +43,14 @@ import numpy as np
 from scipy.special import expit, log_expit, logit
 from scipy.stats import beta as beta_dist
 
+from theradose.constraints import EscalationStep
+from theradose.methods.base import Method
+from theradose.methods.blrm import PRIOR_COLUMNS
+from theradose.methods.spec import DesignFields, MethodSpec
 from theradose.posterior import gauss_legendre, partial_integrals, unique_states
 from theradose.state import TrialState
+from theradose.stopping import MaxPatients
+from theradose.validation import OPEN_UNIT, POSITIVE, Interval, TomlTable, number_pair
 
 ROUNDINGS = ("down", "nearest")
 FINALS = ("next_dose", "median")
@@ -87,7 +93,7 @@ class EwocPosterior:
 
 
 @dataclass(frozen=True)
-class Ewoc:
+class Ewoc(Method):
     """EWOC (``method = "ewoc"``).
 
     Parameters
@@ -120,6 +126,8 @@ class Ewoc:
     mtd_prior: tuple[float, float] = (1.0, 1.0)
     sampler: Any = field(default=None, compare=False)
     key = "ewoc"
+    model_based = True
+    select_tried_only = False  # ewoc: the MTD estimate may be an untried level
     count_based = True
     _rule: dict = field(init=False, repr=False, compare=False)
     _cache: dict = field(init=False, repr=False, compare=False)
@@ -340,6 +348,10 @@ class Ewoc:
         out["feasibility_bound"] = self.feasibility(state)
         return out
 
+    def protocol_table(self, cohort_size: int, max_patients: int):
+        """The model before any data: prior mean DLT rate, P(target), P(overdose) per level."""
+        return PRIOR_COLUMNS, self.prior_rows()
+
     def prior_rows(self) -> list[dict[str, float | int]]:
         """The model before any data: per level the activity, the prior mean DLT probability,
         P(the level is the one nearest the MTD) and P(overdose)."""
@@ -425,3 +437,56 @@ def _quantiles(w: np.ndarray, breaks: np.ndarray, per_segment: int, probs) -> np
         t = np.where(c1 > c0, (prob - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.5)
         out[:, k] = points[j - 1] + t * (points[j] - points[j - 1])
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The design file
+
+
+def parse_ewoc(table: TomlTable, fields: DesignFields) -> dict[str, Any]:
+    if fields.n_levels is not None and fields.n_levels < 2:
+        table.error("EWOC needs at least two levels (the MTD is placed between the first and last)")
+    bound = table.number("feasibility_bound", OPEN_UNIT, default=DEFAULT_FEASIBILITY_BOUND)
+    highest = table.number("feasibility_max", OPEN_UNIT, default=DEFAULT_FEASIBILITY_MAX)
+    if bound is not None and highest is not None and highest < bound:
+        table.value_error(
+            "feasibility_max", highest, f"must be at least feasibility_bound ({bound:g})"
+        )
+    rounding = table.choice("rounding", ROUNDINGS)
+    final = table.choice("final", FINALS)
+    return {
+        "feasibility_bound": bound,
+        "feasibility_step": table.number(
+            "feasibility_step", Interval(0.0, 1.0, low_closed=True), default=0.0
+        ),
+        "feasibility_max": highest,
+        "rounding": rounding or ("down" if "rounding" not in table.data else None),
+        "final": final or ("next_dose" if "final" not in table.data else None),
+        "rho_prior": number_pair(table, "rho_prior", POSITIVE, default=(1.0, 1.0)),
+        "mtd_prior": number_pair(table, "mtd_prior", POSITIVE, default=(1.0, 1.0)),
+    }
+
+
+def build_ewoc(fields: DesignFields, options: dict[str, Any]):
+    doses = fields.doses or tuple(float(k) for k in range(1, fields.n_levels + 1))
+    method = Ewoc(doses, fields.target, fields.max_patients, **options)
+    # The ewoc package's no-skipping rule: never more than one level above the last cohort's.
+    return method, (EscalationStep(1),), (MaxPatients(fields.max_patients),)
+
+
+SPEC = MethodSpec(
+    method_class=Ewoc,
+    key="ewoc",
+    section="ewoc",
+    keys=(
+        "feasibility_bound",
+        "feasibility_step",
+        "feasibility_max",
+        "rounding",
+        "final",
+        "rho_prior",
+        "mtd_prior",
+    ),
+    parse=parse_ewoc,
+    build=build_ewoc,
+)

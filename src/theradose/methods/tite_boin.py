@@ -16,17 +16,28 @@ STFT grows, each (n, y, m) has STFT cut-offs, tabulated before the trial (Table 
 Accrual is suspended while more than ``max_pending_fraction`` of the level's patients are pending,
 or fewer than ``min_complete`` have complete data — unless the observed data alone already call
 for de-escalation. Elimination uses the observed DLTs among all patients treated at the level;
-the final MTD is BOIN's, on complete data.
+the MTD is BOIN's selection on complete data (pending patients left out of an interim estimate).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from theradose.methods.boin import Boin, prob_above_target
+from theradose.methods.boin import Boin, build_boin, parse_boin, prob_above_target
+from theradose.methods.spec import DesignFields, MethodSpec, extended
 from theradose.state import StopReason, TrialState
+from theradose.validation import Interval, TomlTable
+
+TITE_BOIN_COLUMNS = {
+    "n": "patients at the level",
+    "dlt": "DLTs observed",
+    "pending": "pending",
+    "decision": "decision",
+    "stft_cutoff": "STFT cut-off",
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,8 @@ class TiteBoin(Boin):
     key = "tite-boin"
     count_based = False
     tite = True
+    holds_accrual = True
+    selects_on_complete_data = True  # selection_counts: an interim MTD estimate leaves pending out
 
     def counts(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
         """Patients treated and DLTs observed so far per level."""
@@ -59,14 +72,60 @@ class TiteBoin(Boin):
         pi_hat = (y + self.target / 2) / (n - m + 1)
         return (y + (m - stft) * pi_hat / (1 - pi_hat)) / np.maximum(n, 1)
 
-    def propose(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
+    def _direction(self, state: TrialState) -> np.ndarray:
+        """+1 (p̃ ≤ λe), −1 (p̃ ≥ λd) or 0 at the current level, [trial]."""
         lambda_e, lambda_d = self.lambdas
-        n, y, m, stft = self._current(state)
-        rate = self.imputed_rate(n, y, m, stft)
+        rate = self.imputed_rate(*self._current(state))
         escalate = rate <= lambda_e
         deescalate = ~escalate & (rate >= lambda_d)
+        return escalate.astype(np.int8) - deescalate
+
+    def selection_counts(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
+        """(patients, DLTs) per level among the patients with complete data (a DLT seen, or the
+        window closed), [trial, level] each: the MTD estimate and the estimates per level, so an
+        interim estimate never counts a pending patient as free of DLT. Once every window has
+        closed (the end of a simulated trial) these are all the patients."""
+        complete = (state.patient_level >= 0) & ~state.pending(self.window)
+        at_level = state.patient_level[:, :, None] == np.arange(self.n_levels)
+        dlt = state.observed_dlt(self.window)
+        return (
+            (at_level & complete[:, :, None]).sum(axis=1),
+            (at_level & dlt[:, :, None]).sum(axis=1),
+        )
+
+    def decision_basis(self, state: TrialState) -> dict[str, np.ndarray]:
+        """At the current level (0-based ``level``): ``n`` patients, ``y`` DLTs observed, ``m``
+        pending, ``stft``, the imputed rate ``p_tilde``, the boundaries ``lambda_e``,
+        ``lambda_d``, ``direction`` (+1 p̃ ≤ λe, −1 p̃ ≥ λd, 0 stay), and the suspension rule:
+        ``suspended``, because ``too_many_pending`` (m > ``max_pending_fraction``·n) or
+        ``too_few_complete`` (n − m < ``min_complete``), unless ``observed_deescalates``
+        (y ≥ λd·n), [trial] each."""
+        n, y, m, stft = self._current(state)
+        lambda_e, lambda_d = self.lambdas
+        too_many_pending = m > self.max_pending_fraction * n
+        too_few_complete = n - m < self.min_complete
+        observed_deescalates = y >= lambda_d * n
+        return {
+            "level": np.maximum(state.level, 0),
+            "n": n,
+            "y": y,
+            "m": m,
+            "stft": stft,
+            "p_tilde": self.imputed_rate(n, y, m, stft),
+            "lambda_e": np.full(n.shape, lambda_e),
+            "lambda_d": np.full(n.shape, lambda_d),
+            "direction": self._direction(state),
+            "suspended": (too_many_pending | too_few_complete) & ~observed_deescalates,
+            "too_many_pending": too_many_pending,
+            "too_few_complete": too_few_complete,
+            "observed_deescalates": observed_deescalates,
+            "max_pending_fraction": np.full(n.shape, self.max_pending_fraction),
+            "min_complete": np.full(n.shape, self.min_complete),
+        }
+
+    def propose(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
         d = np.maximum(state.level, 0)
-        proposal = np.clip(d + escalate - deescalate, 0, self.n_levels - 1)
+        proposal = np.clip(d + self._direction(state), 0, self.n_levels - 1)
         stop = np.zeros(d.shape, dtype=np.int8)
         n_all, y_obs = self.counts(state)
         stop[y_obs[:, 0] >= self._table_at(self.stop_ge, n_all[:, 0])] = StopReason.TOO_TOXIC
@@ -78,6 +137,12 @@ class TiteBoin(Boin):
         _, lambda_d = self.lambdas
         too_much_pending = (m > self.max_pending_fraction * n) | (n - m < self.min_complete)
         return too_much_pending & (y < lambda_d * n)
+
+    def protocol_table(self, cohort_size: int, max_patients: int):
+        """The decision table with pending patients: STFT cut-offs per (n, y, m)."""
+        return TITE_BOIN_COLUMNS, self.tite_decision_rows(
+            range(cohort_size, max_patients + 1, cohort_size)
+        )
 
     def tite_decision_rows(self, n_values) -> list[dict]:
         """The decision table: per (patients, DLTs, pending) the decision, with STFT cut-offs.
@@ -120,3 +185,47 @@ class TiteBoin(Boin):
                 row["decision"] = f"D if STFT ≤ {stft_d:.2f}, else S"
                 row["stft_cutoff"] = round(float(stft_d), 4)
         return row
+
+
+# ---------------------------------------------------------------------------------------------
+# The design file
+
+
+def parse_tite_boin(table: TomlTable, fields: DesignFields) -> dict[str, Any]:
+    options = parse_boin(table, fields)
+    options["max_pending_fraction"] = table.number(
+        "max_pending_fraction", Interval(0.0, 1.0, high_closed=True), default=0.5
+    )
+    options["min_complete"] = table.integer("min_complete", 0, default=1)
+    return options
+
+
+def build_tite_boin(fields: DesignFields, options: dict[str, Any]):
+    boin, constraints, stopping = build_boin(fields, options)
+    method = extended(
+        boin,
+        TiteBoin,
+        window=fields.timing.dlt_window_months,
+        max_pending_fraction=options["max_pending_fraction"],
+        min_complete=options["min_complete"],
+    )
+    return method, constraints, stopping
+
+
+SPEC = MethodSpec(
+    key="tite-boin",
+    method_class=TiteBoin,
+    section="boin",
+    keys=(
+        "p_saf",
+        "p_tox",
+        "elimination_cutoff",
+        "extra_safe",
+        "extra_safe_offset",
+        "max_at_dose",
+        "max_pending_fraction",
+        "min_complete",
+    ),
+    parse=parse_tite_boin,
+    build=build_tite_boin,
+)

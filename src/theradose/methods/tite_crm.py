@@ -18,12 +18,15 @@ trial's time and per-patient records, never the eventual outcomes of pending pat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from theradose.methods.crm import Crm
+from theradose.methods.crm import Crm, build_crm, parse_crm
+from theradose.methods.spec import DesignFields, MethodSpec, extended
 from theradose.posterior import log_integrand
 from theradose.state import TrialState
+from theradose.validation import POSITIVE, TomlTable
 
 WEIGHTS = ("linear", "adaptive")
 _BLOCK = 1024  # trials per block: bounds the [pending patient, node] temporaries
@@ -51,6 +54,7 @@ class TiteCrm(Crm):
     label = "TITE-CRM (Cheung & Chappell 2000)"
     count_based = False
     tite = True
+    holds_accrual = True
     turns_away = True  # arrivals during a start-up wait are not enrolled
 
     def suspend(self, state: TrialState) -> np.ndarray:
@@ -168,3 +172,52 @@ class TiteCrm(Crm):
                     product[use] *= factor
             values[rows] += np.log(product)
         return values
+
+
+# ---------------------------------------------------------------------------------------------
+# The design file
+
+
+def parse_tite_crm(table: TomlTable, fields: DesignFields) -> dict[str, Any]:
+    options = parse_crm(table, fields)
+    weights = table.choice("weights", WEIGHTS)
+    options["weights"] = weights or ("linear" if "weights" not in table.data else None)
+    options["start_up_wait_months"] = table.number("start_up_wait_months", POSITIVE)
+    if "start_up_wait_months" in table.data and options["start_up"] != "cohorts":
+        table.error('start_up_wait_months: only with start_up = "cohorts"')
+    options["coherent"] = False  # the last patient's outcome is not known yet
+    return options
+
+
+def build_tite_crm(fields: DesignFields, options: dict[str, Any]):
+    crm, constraints, stopping = build_crm(fields, options)
+    method = extended(
+        crm,
+        TiteCrm,
+        window=fields.timing.dlt_window_months,
+        weights=options["weights"],
+        start_up_wait=options["start_up_wait_months"],
+    )
+    return method, constraints, stopping
+
+
+SPEC = MethodSpec(
+    method_class=TiteCrm,
+    key="tite-crm",
+    section="crm",
+    keys=(
+        "model",
+        "skeleton",
+        "prior_var",
+        "intercept",
+        "estimate",
+        "no_skip",
+        "start_up",
+        "start_up_cohort_size",
+        "start_up_wait_months",
+        "weights",
+    ),
+    parse=parse_tite_crm,
+    build=build_tite_crm,
+    fixed_cohort_size=1,
+)

@@ -1,0 +1,254 @@
+"""Per-trial records (``simulate --trials-csv``): invariants of every row, the summary recovered
+from the rows exactly, the file streamed over several chunks, identical for any number of
+workers, and written atomically (a bad path fails before the run; a failed run leaves an
+existing file as it was)."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from theradose import __version__, engine
+from theradose.cli import app
+from theradose.state import StopReason
+from theradose.study import run_study
+from theradose.trial_records import TrialRecordWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+DESIGNS = ROOT / "designs"
+BOIN = str(DESIGNS / "boin.toml")
+CRM = str(DESIGNS / "crm.toml")
+TITE_BOIN = str(DESIGNS / "tite_boin.toml")
+BOIN_DOSIMETRY = str(DESIGNS / "boin_psma_dosimetry.toml")
+SCENARIOS = str(DESIGNS / "scenarios.toml")
+DOSIMETRY_SCENARIOS = str(DESIGNS / "dosimetry_scenarios.toml")
+CHUNK = 400  # several chunks stream in every run below; the last one is shorter
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(engine, "CHUNK_TRIALS", CHUNK)
+
+
+def read_records(path: Path) -> tuple[dict, list[dict]]:
+    """The provenance (``# key: value`` lines, JSON values) and the rows of a trials CSV."""
+    provenance, lines = {}, path.read_text(encoding="utf-8").splitlines(keepends=True)
+    while lines and lines[0].startswith("#"):
+        key, value = lines.pop(0)[1:].split(":", 1)
+        provenance[key.strip()] = json.loads(value)
+    return provenance, list(csv.DictReader(io.StringIO("".join(lines))))
+
+
+def number(text: str) -> int | None:
+    return None if text == "" else int(text)
+
+
+@pytest.mark.parametrize(
+    ("designs", "scenarios", "n_trials"),
+    [
+        ([BOIN, CRM], SCENARIOS, 2500),
+        # 6 and 5 levels in one file; organs in one design only; dosimetry-driven patients
+        ([BOIN, BOIN_DOSIMETRY], DOSIMETRY_SCENARIOS, 2500),
+        ([TITE_BOIN], SCENARIOS, 900),
+    ],
+    ids=["boin-crm", "dosimetry", "tite-boin"],
+)
+def test_rows_hold_per_trial_invariants_and_reproduce_the_summary(
+    tmp_path, designs, scenarios, n_trials
+):
+    path = tmp_path / "trials.csv"
+    study = run_study(designs, scenarios, n_trials=n_trials, seed=5, trials_csv=path)
+    provenance, rows = read_records(path)
+    assert provenance == {
+        "version": __version__,
+        "seed": 5,
+        "n_trials": n_trials,
+        "engine": "grid",
+        "designs": [d.name for d in study.designs],
+        "design_paths": designs,
+        "scenarios": [s.name for s in study.scenarios],
+        "scenario_path": scenarios,
+    }
+    n_levels = max(d.n_levels for d in study.designs)
+    organs = [o for d in study.designs if d.dosimetry for o in d.dosimetry.names]
+    assert len(rows) == len(study.designs) * len(study.scenarios) * n_trials
+    assert [c for c in rows[0] if c.startswith("exceed_")] == [f"exceed_{o}" for o in organs]
+
+    for design, scenario, sim, oc, _ in study.cells():
+        cell = [r for r in rows if (r["design"], r["scenario"]) == (design.name, scenario.name)]
+        assert [int(r["trial"]) for r in cell] == list(range(n_trials))
+        k = design.n_levels
+        own_organs = design.dosimetry.names if design.dosimetry else ()
+        n = np.array([[number(r[f"n_{j}"]) for j in range(1, k + 1)] for r in cell])
+        y = np.array([[number(r[f"dlt_{j}"]) for j in range(1, k + 1)] for r in cell])
+        patients = np.array([int(r["n_patients"]) for r in cell])
+        selected = [number(r["selected_level"]) for r in cell]
+        reasons = [StopReason[r["stop_reason"].upper()] for r in cell]
+
+        # per trial
+        assert (n.sum(axis=1) == patients).all()
+        assert (y.sum(axis=1) == [int(r["n_dlt"]) for r in cell]).all()
+        assert ((0 <= y) & (y <= n)).all()
+        assert (patients <= design.max_patients).all()
+        beyond = [f"{c}_{j}" for c in ("n", "dlt") for j in range(k + 1, n_levels + 1)]
+        assert all(r[c] == "" for r in cell for c in beyond)  # levels the design does not have
+        for trial, (level, reason) in enumerate(zip(selected, reasons, strict=True)):
+            assert reason is not StopReason.RUNNING
+            if not reason.selects_mtd:
+                assert level is None
+            if level is not None:
+                assert 1 <= level <= k
+                if design.selects_tried_only:
+                    assert n[trial, level - 1] > 0
+        if design.timing is None:
+            assert all(r["duration_months"] == "" for r in cell)
+        else:
+            duration = np.array([float(r["duration_months"]) for r in cell])
+            assert (duration[patients > 0] > 0).all()
+            assert duration.mean() == pytest.approx(oc.values["duration_months_mean"], rel=1e-6)
+        for organ in organs:
+            exceed = [number(r[f"exceed_{organ}"]) for r in cell]
+            if organ not in own_organs:
+                assert exceed == [None] * n_trials
+            else:
+                assert all(0 <= e <= p for e, p in zip(exceed, patients, strict=True))
+                treated = patients > 0
+                pct = 100 * np.mean(np.array(exceed)[treated] / patients[treated])
+                assert pct == pytest.approx(oc.values["organ_exceed_pct"][organ], rel=1e-9)
+        if own_organs:
+            for j in range(1, k + 1):
+                ruled = [number(r[f"ruled_out_n_{j}"]) for r in cell]
+                ruled = [v for v in ruled if v is not None]
+                assert all(0 <= v <= design.max_patients for v in ruled)
+                assert oc.values["ruled_out_pct"][j - 1] == 100 * (len(ruled) / n_trials)
+                if ruled:
+                    assert oc.values["ruled_out_after_n_mean"][j - 1] == sum(ruled) / len(ruled)
+
+        # the summary of the same run, exactly: the same counts divided the same way
+        t = n_trials
+        values = oc.values
+        assert values["selection_pct"] == [100 * (selected.count(j) / t) for j in range(1, k + 1)]
+        assert values["no_selection_pct"] == 100 * (selected.count(None) / t)
+        assert values["patients_mean"] == (n.sum(axis=0) / t).tolist()
+        assert values["dlt_mean"] == (y.sum(axis=0) / t).tolist()
+        assert values["n_mean"] == patients.sum() / t
+        for reason in StopReason:
+            if reason is not StopReason.RUNNING:
+                share = 100 * (reasons.count(reason) / t)
+                assert values["stop_reason_pct"][reason.name.lower()] == share
+        assert sim.n_trials == t
+
+
+def test_rows_of_a_chunk_are_the_engine_s_trials_of_that_chunk(tmp_path):
+    """Trial ``c * CHUNK_TRIALS + i`` of the file is trial ``i`` of chunk ``c``."""
+    path = tmp_path / "trials.csv"
+    study = run_study([BOIN], SCENARIOS, n_trials=1000, seed=9, trials_csv=path)
+    design, scenario = study.designs[0], study.scenarios[1]
+    patients = engine.chunk_patients(9, 1, CHUNK, design.max_patients, timed=False)
+    chunk = engine.run_chunk(design, scenario, patients)
+    _, rows = read_records(path)
+    rows = [r for r in rows if r["scenario"] == scenario.name][CHUNK : 2 * CHUNK]
+    assert [int(r["trial"]) for r in rows] == list(range(CHUNK, 2 * CHUNK))
+    assert [number(r["selected_level"]) for r in rows] == [
+        None if m < 0 else m + 1 for m in chunk.mtd.tolist()
+    ]
+    assert [int(r["n_1"]) for r in rows] == chunk.n[:, 0].tolist()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_file_is_identical_for_any_number_of_workers(tmp_path):
+    paths = [tmp_path / f"trials_{workers}.csv" for workers in (1, 2)]
+    for path, workers in zip(paths, ("1", "2"), strict=True):
+        result = invoke(
+            "simulate", BOIN, BOIN_DOSIMETRY, "-s", DOSIMETRY_SCENARIOS, "-n", "2500",
+            "--seed", "3", "--workers", workers, "--trials-csv", str(path),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["trials_1.csv", "trials_2.csv"]  # no temporary file
+
+
+def refuse_to_simulate(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(engine, "simulate", fail)
+
+
+def assert_bad_path(result, path) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ")
+
+
+def test_missing_folder_fails_before_the_run(tmp_path, monkeypatch):
+    refuse_to_simulate(monkeypatch)
+    path = tmp_path / "missing" / "trials.csv"
+    result = invoke("simulate", BOIN, "-s", SCENARIOS, "-n", "100", "--trials-csv", str(path))
+    assert_bad_path(result, path)
+    assert "does not exist" in result.stderr
+    assert not path.parent.exists()
+
+
+def test_folder_as_path_fails_before_the_run(tmp_path, monkeypatch):
+    refuse_to_simulate(monkeypatch)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    result = invoke("simulate", BOIN, "-s", SCENARIOS, "-n", "100", "--trials-csv", str(folder))
+    assert_bad_path(result, folder)
+    assert os.listdir(folder) == []
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_run_leaves_an_existing_file_untouched(tmp_path, monkeypatch, interruption):
+    path = tmp_path / "trials.csv"
+    path.write_text("the previous run's records\n")
+    run_chunk, calls = engine.run_chunk, []
+
+    def fail_in_the_third_chunk(design, scenario, patients, truth=None):
+        calls.append(scenario.name)
+        if len(calls) > 2 * 5:  # two chunks of the five scenarios have been written
+            raise interruption
+        return run_chunk(design, scenario, patients, truth)
+
+    monkeypatch.setattr(engine, "run_chunk", fail_in_the_third_chunk)
+    result = invoke("simulate", BOIN, "-s", SCENARIOS, "-n", "2000", "--trials-csv", str(path))
+    assert result.exit_code != 0
+    assert len(calls) == 11
+    assert path.read_text() == "the previous run's records\n"
+    assert os.listdir(tmp_path) == ["trials.csv"]  # the temporary file is gone
+
+
+def test_failed_write_with_workers_leaves_an_existing_file_untouched(tmp_path, monkeypatch):
+    path = tmp_path / "trials.csv"
+    path.write_text("the previous run's records\n")
+    write = TrialRecordWriter.__call__
+
+    def disk_full_at_the_third_chunk(self, chunk, results):
+        if chunk == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write(self, chunk, results)
+
+    monkeypatch.setattr(TrialRecordWriter, "__call__", disk_full_at_the_third_chunk)
+    result = invoke(
+        "simulate", BOIN, "-s", SCENARIOS, "-n", "4000", "--workers", "2",
+        "--trials-csv", str(path),
+    )  # fmt: skip
+    assert_bad_path(result, path)
+    assert "No space left on device" in result.stderr
+    assert path.read_text() == "the previous run's records\n"
+    assert os.listdir(tmp_path) == ["trials.csv"]
