@@ -20,8 +20,9 @@ import tomllib
 from pathlib import Path
 
 from theradose.config import design_from_dict, load_design, load_scenarios
-from theradose.engine import chunk_patients, chunk_sizes, run_chunk
 from theradose.scenario import Scenario, truth_for
+from theradose.simulation import chunk_sizes, run_chunk
+from theradose.virtual_patients import chunk_patients
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGNS = ROOT / "designs"

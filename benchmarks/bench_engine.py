@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from theradose.config import load_design, load_scenarios
-from theradose.engine import chunk_patients, chunk_sizes, run_chunk
 from theradose.scenario import truth_for
+from theradose.simulation import chunk_sizes, run_chunk
+from theradose.virtual_patients import chunk_patients
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -241,9 +241,9 @@ def ewoc_design(
 def assert_simulation_matches_exact(design, scenarios, n_trials: int, seed: int) -> None:
     """Simulated operating characteristics agree with exact enumeration within Monte Carlo error:
     selection and "no MTD" % (binomial, 4 sigma), mean patients and DLTs per level (4 SE)."""
-    from theradose.engine import simulate
     from theradose.exact import exact_operating_characteristics
     from theradose.results import OperatingCharacteristics
+    from theradose.simulation import simulate
 
     sims = simulate([design], list(scenarios), n_trials, seed=seed)[0]
     for scen, sim in zip(scenarios, sims, strict=True):

@@ -23,9 +23,11 @@ from factories import (
 )
 from theradose.config import ConfigError, design_from_dict
 from theradose.constraints import MaxIncrement
-from theradose.engine import recommend, run_trials, select_mtd
+from theradose.engine import run_trials
 from theradose.methods import blrm as blrm_module
+from theradose.pipeline import select_mtd
 from theradose.posterior import smoothed_step
+from theradose.recommendation import recommend
 from theradose.state import StopReason, TrialState
 
 NBG_N = (3, 4, 5, 4, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0)

@@ -10,9 +10,9 @@ from factories import (
     reference,
     scenario,
 )
-from theradose.engine import recommend
 from theradose.exact import exact_operating_characteristics
 from theradose.methods.boin import boundaries
+from theradose.recommendation import recommend
 from theradose.state import TrialState
 
 BOUNDARIES = reference("boin_boundaries.json")["results"]

@@ -10,8 +10,8 @@ from factories import scenario
 from theradose.calibration import CalibrationError, calibrate_skeleton, parse_grid
 from theradose.cli import app
 from theradose.config import load_design
-from theradose.engine import simulate
 from theradose.results import OperatingCharacteristics
+from theradose.simulation import simulate
 
 DESIGNS = Path(__file__).resolve().parents[1] / "designs"
 CRM = DESIGNS / "crm.toml"

@@ -14,7 +14,7 @@ from factories import (
     reference,
     scenario,
 )
-from theradose.engine import recommend, run_trials, simulate
+from theradose.engine import run_trials
 from theradose.exact import exact_operating_characteristics
 from theradose.methods.crm import (
     Crm,
@@ -23,7 +23,9 @@ from theradose.methods.crm import (
     lee_cheung_skeleton,
     skeleton_problem,
 )
+from theradose.recommendation import recommend
 from theradose.results import OperatingCharacteristics
+from theradose.simulation import simulate
 from theradose.state import StopReason, TrialState
 
 SKELETONS = reference("crm_skeleton.json")["results"]

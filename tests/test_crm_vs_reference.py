@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from factories import REFERENCE, crm_design, true_probabilities
 from reference_sim import RefStop, RefTrial, closest_level, crm, crm_fit, outcome_string
-from theradose.engine import run_trials, select_mtd
+from theradose.engine import run_trials
 from theradose.methods.crm import lee_cheung_skeleton, skeleton_problem
+from theradose.pipeline import select_mtd
 from theradose.state import NO_LEVEL, StopReason
 
 TRIALS_PER_EXAMPLE = 3

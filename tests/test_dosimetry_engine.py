@@ -11,10 +11,13 @@ from hypothesis import strategies as st
 from theradose.config import ConfigError, design_from_dict, load_design, load_scenarios
 from theradose.constraints import OrganDoseLimits
 from theradose.dosimetry import Dosimetry, OrganModel
-from theradose.engine import VirtualPatients, chunk_patients, run_trials, select_mtd, simulate
+from theradose.engine import run_trials
+from theradose.pipeline import select_mtd
 from theradose.results import OperatingCharacteristics
 from theradose.scenario import Scenario, truth_for
+from theradose.simulation import simulate
 from theradose.state import StopReason
+from theradose.virtual_patients import VirtualPatients, chunk_patients
 
 DESIGNS = Path(__file__).resolve().parents[1] / "designs"
 DOSES = [3.7, 5.55, 7.4, 9.25, 11.1]

@@ -28,7 +28,8 @@ from reference_sim import (
     outcome_string,
     three_plus_three,
 )
-from theradose.engine import run_trials, select_mtd
+from theradose.engine import run_trials
+from theradose.pipeline import select_mtd
 from theradose.state import NO_LEVEL, StopReason
 
 TRIALS_PER_EXAMPLE = 50

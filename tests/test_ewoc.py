@@ -20,8 +20,11 @@ from factories import (
     scenario,
 )
 from theradose.config import ConfigError, design_from_dict
-from theradose.engine import recommend, run_trials, select_mtd, simulate
+from theradose.engine import run_trials
+from theradose.pipeline import select_mtd
+from theradose.recommendation import recommend
 from theradose.results import OperatingCharacteristics
+from theradose.simulation import simulate
 from theradose.state import TrialState
 
 UPDATE = reference("ewoc_update.json")

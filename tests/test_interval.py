@@ -12,10 +12,14 @@ from hypothesis import strategies as st
 
 from factories import REFERENCE, reference, scenario
 from theradose.design import Design
-from theradose.engine import decide, simulate
-from theradose.methods import Boin, Decision, I3p3, Keyboard, Mtpi2
+from theradose.methods import Boin, Decision
+from theradose.methods.i3p3 import I3p3
 from theradose.methods.interval import prob_above_target
+from theradose.methods.keyboard import Keyboard
+from theradose.methods.mtpi2 import Mtpi2
+from theradose.pipeline import decide
 from theradose.results import OperatingCharacteristics
+from theradose.simulation import simulate
 from theradose.state import StopReason, TrialState
 from theradose.stopping import MaxPatients
 

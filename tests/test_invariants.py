@@ -18,10 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import beta
 
-import theradose.engine as engine
+import theradose.simulation as simulation
 from factories import boin_design, scenario, three_plus_three_design, true_probabilities
-from theradose.engine import run_trials, select_mtd, simulate
+from theradose.engine import run_trials
+from theradose.pipeline import select_mtd
 from theradose.results import OperatingCharacteristics
+from theradose.simulation import simulate
 from theradose.state import NO_LEVEL, StopReason
 
 N_TRIALS = 60
@@ -255,8 +257,8 @@ SCENARIOS = (scenario(0.05, 0.25, 0.5, name="A"), scenario(0.3, 0.45, 0.6, name=
 
 
 def test_same_seed_same_results_for_any_number_of_workers(monkeypatch):
-    monkeypatch.setattr(engine, "CHUNK_TRIALS", 300)
-    assert len(engine.chunk_sizes(1000)) == 4
+    monkeypatch.setattr(simulation, "CHUNK_TRIALS", 300)
+    assert len(simulation.chunk_sizes(1000)) == 4
     one = simulate(DESIGNS, SCENARIOS, n_trials=1000, seed=11, workers=1)
     two = simulate(DESIGNS, SCENARIOS, n_trials=1000, seed=11, workers=2)
     for row_one, row_two in zip(one, two, strict=True):
@@ -270,7 +272,7 @@ def test_same_seed_same_results_for_any_number_of_workers(monkeypatch):
 @pytest.mark.parametrize("alone", range(len(DESIGNS)))
 def test_results_do_not_depend_on_the_designs_alongside(alone, monkeypatch):
     """Common random numbers: a design sees the same patients whatever it is compared with."""
-    monkeypatch.setattr(engine, "CHUNK_TRIALS", 300)
+    monkeypatch.setattr(simulation, "CHUNK_TRIALS", 300)
     design = DESIGNS[alone]
     bigger = boin_design(target=0.3, n_levels=3, max_patients=45, cohort_size=1)
     assert bigger.max_patients > max(d.max_patients for d in DESIGNS)
@@ -283,7 +285,7 @@ def test_results_do_not_depend_on_the_designs_alongside(alone, monkeypatch):
 def test_benchmark_breaks_ties_by_the_true_probabilities():
     """O'Quigley et al.'s complete-information benchmark: levels with equal rates are equally
     close to the target; the tie goes to the truer choice, not always to the lowest level."""
-    from theradose.engine import benchmark_selection
+    from theradose.simulation import benchmark_selection
 
     low = np.array([0.05, 0.06, 0.07, 0.08])  # all below a target of 0.25
     tolerance = np.array([[0.5] * 10, [0.055] * 4 + [0.5] * 6, [0.065] * 2 + [0.5] * 8])

@@ -140,7 +140,7 @@ def test_missing_file(tmp_path):
 
 def test_a_design_deciding_on_complete_data_waits_for_pending_patients():
     from factories import boin_design
-    from theradose.engine import recommend, recommend_from_patients
+    from theradose.recommendation import recommend, recommend_from_patients
 
     design = boin_design()  # no [timing]: the window is given
     level, dlt = np.array([0, 0, 0, 1, 1, 1]), np.array([False, False, True, False, False, True])
@@ -167,7 +167,7 @@ def test_a_design_deciding_on_complete_data_waits_for_pending_patients():
 
 def test_following_patients_needs_the_dlt_window():
     from factories import boin_design
-    from theradose.engine import recommend_from_patients
+    from theradose.recommendation import recommend_from_patients
 
     with pytest.raises(ValueError, match="needs the DLT window"):
         recommend_from_patients(boin_design(), np.array([0]), np.array([False]), np.array([1.0]))

@@ -10,9 +10,12 @@ from factories import (
     three_plus_three_design,
 )
 from theradose.config import design_from_dict
-from theradose.engine import chunk_tolerance, recommend, run_trials, select_mtd
+from theradose.engine import run_trials
 from theradose.exact import exact_operating_characteristics
+from theradose.pipeline import select_mtd
+from theradose.recommendation import recommend
 from theradose.state import StopReason
+from theradose.virtual_patients import chunk_tolerance
 
 THREEP3 = reference("three_plus_three_exact.json")["results"]
 

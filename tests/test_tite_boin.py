@@ -10,11 +10,14 @@ from typer.testing import CliRunner
 from factories import boin_design
 from theradose.cli import app
 from theradose.config import design_from_dict
-from theradose.engine import VirtualPatients, run_trials, select_mtd, simulate
+from theradose.engine import run_trials
 from theradose.methods.tite_boin import TiteBoin
+from theradose.pipeline import select_mtd
 from theradose.results import OperatingCharacteristics
 from theradose.scenario import Scenario
+from theradose.simulation import simulate
 from theradose.timing import Onset
+from theradose.virtual_patients import VirtualPatients
 
 
 def tite_boin(**timing):
@@ -121,7 +124,7 @@ def test_example_designs_load():
 def test_recommendations_replay_simulated_trials_without_deviation():
     """Given a simulated trial patient by patient, the recommendation recomputes every decision
     the engine made (suspensions included) from the data known at each arrival: none deviates."""
-    from theradose.engine import recommend_from_patients
+    from theradose.recommendation import recommend_from_patients
 
     design = tite_boin(accrual_per_month=3.0)
     late = Onset("late", 3.0)
@@ -142,7 +145,7 @@ def test_recommendations_replay_simulated_trials_without_deviation():
 
 
 def test_recommendation_suspends_accrual_while_too_many_are_pending():
-    from theradose.engine import recommend_from_patients
+    from theradose.recommendation import recommend_from_patients
 
     design = tite_boin()  # window 3 months, suspend while more than half the level is pending
     days = np.array([200, 190, 180, 20, 15, 10]) / 30.4375
@@ -162,7 +165,7 @@ def test_recommendation_suspends_accrual_while_too_many_are_pending():
 def test_decision_basis_is_the_imputed_rate_by_hand():
     """Yuan et al. (2018), p̃ = (y + (m − STFT)·π̂/(1 − π̂))/n, π̂ = (y + φ/2)/(n − m + 1), at
     the current level, with the quantities the decision used."""
-    from theradose.engine import recommend_from_patients
+    from theradose.recommendation import recommend_from_patients
 
     design = tite_boin()  # window 3 months
     level = np.array([0, 0, 0, 1, 1, 1, 1])
@@ -186,7 +189,7 @@ def test_decision_basis_is_the_imputed_rate_by_hand():
 def test_interim_mtd_estimate_leaves_pending_patients_out():
     """The MTD estimate and p_est use complete data (BOIN's selection on the patients whose
     window closed or who had a DLT); at the end of a trial that is everyone (unchanged)."""
-    from theradose.engine import recommend, recommend_from_patients
+    from theradose.recommendation import recommend, recommend_from_patients
 
     design = tite_boin()
     level = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1])

@@ -7,13 +7,16 @@ from scipy.special import xlog1py, xlogy
 
 from factories import crm_design, reference, scenario
 from theradose.config import design_from_dict
-from theradose.engine import VirtualPatients, run_trials, select_mtd, simulate
+from theradose.engine import run_trials
 from theradose.methods.crm import EmpiricModel
 from theradose.methods.tite_crm import TiteCrm
+from theradose.pipeline import select_mtd
 from theradose.results import OperatingCharacteristics
 from theradose.scenario import Scenario, truth_for
+from theradose.simulation import simulate
 from theradose.state import TrialState
 from theradose.timing import Onset
+from theradose.virtual_patients import VirtualPatients
 
 TITESIM = reference("tite_crm_sim.json")["results"]
 SKELETON = TITESIM[0]["call"]["prior"]
@@ -244,7 +247,7 @@ def test_tite_needs_timing_and_forbids_coherence():
 
 
 def test_recommendation_from_patients_reproduces_the_titecrm_example():
-    from theradose.engine import recommend_from_patients
+    from theradose.recommendation import recommend_from_patients
     from theradose.timing import DAYS_PER_MONTH
 
     design = design_from_dict(
@@ -269,7 +272,7 @@ def test_recommendation_from_patients_reproduces_the_titecrm_example():
 
 @pytest.mark.parametrize("start_up", [{}, TWO_STAGE], ids=["single-stage", "two-stage"])
 def test_recommendations_replay_simulated_trials_without_deviation(start_up):
-    from theradose.engine import recommend_from_patients
+    from theradose.recommendation import recommend_from_patients
 
     timing = {"accrual_per_month": 4.0, "accrual": "poisson"}
     design = tite_design(max_patients=15, timing=timing, **start_up)
@@ -383,7 +386,7 @@ def test_bad_start_up(crm, message):
 def test_recommend_in_a_two_stage_start_up():
     """During the start-up the design waits for the last patient's follow-up before moving up;
     once it is long enough it moves up; a DLT hands the trial to the model at once."""
-    from theradose.engine import recommend_from_patients
+    from theradose.recommendation import recommend_from_patients
     from theradose.timing import DAYS_PER_MONTH
 
     design = tite_design(**TWO_STAGE)
@@ -428,10 +431,10 @@ def test_a_start_up_move_a_constraint_forbids_is_no_wait():
 
 def test_two_stage_with_poisson_accrual_is_the_same_for_any_number_of_workers(monkeypatch):
     """Arrivals turned away draw their gaps from a stream of each chunk's own."""
-    import theradose.engine as engine
+    import theradose.simulation as simulation
     from test_invariants import assert_same_simulations
 
-    monkeypatch.setattr(engine, "CHUNK_TRIALS", 150)
+    monkeypatch.setattr(simulation, "CHUNK_TRIALS", 150)
     timing = {"accrual_per_month": 4.0, "accrual": "poisson"}
     design = tite_design(max_patients=18, timing=timing, **TWO_STAGE)
     scen = [scenario(0.05, 0.1, 0.2, 0.3, 0.5, 0.7)]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from theradose import __version__, engine
+from theradose import __version__, simulation
 from theradose.cli import app
 from theradose.state import StopReason
 from theradose.study import run_study
@@ -37,7 +37,7 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(engine, "CHUNK_TRIALS", CHUNK)
+    monkeypatch.setattr(simulation, "CHUNK_TRIALS", CHUNK)
 
 
 def read_records(path: Path) -> tuple[dict, list[dict]]:
@@ -154,8 +154,8 @@ def test_rows_of_a_chunk_are_the_engine_s_trials_of_that_chunk(tmp_path):
     path = tmp_path / "trials.csv"
     study = run_study([BOIN], SCENARIOS, n_trials=1000, seed=9, trials_csv=path)
     design, scenario = study.designs[0], study.scenarios[1]
-    patients = engine.chunk_patients(9, 1, CHUNK, design.max_patients, timed=False)
-    chunk = engine.run_chunk(design, scenario, patients)
+    patients = simulation.chunk_patients(9, 1, CHUNK, design.max_patients, timed=False)
+    chunk = simulation.run_chunk(design, scenario, patients)
     _, rows = read_records(path)
     rows = [r for r in rows if r["scenario"] == scenario.name][CHUNK : 2 * CHUNK]
     assert [int(r["trial"]) for r in rows] == list(range(CHUNK, 2 * CHUNK))
@@ -185,7 +185,7 @@ def refuse_to_simulate(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the run started")
 
-    monkeypatch.setattr(engine, "simulate", fail)
+    monkeypatch.setattr(simulation, "simulate", fail)
 
 
 def assert_bad_path(result, path) -> None:
@@ -217,7 +217,7 @@ def test_folder_as_path_fails_before_the_run(tmp_path, monkeypatch):
 def test_interrupted_run_leaves_an_existing_file_untouched(tmp_path, monkeypatch, interruption):
     path = tmp_path / "trials.csv"
     path.write_text("the previous run's records\n")
-    run_chunk, calls = engine.run_chunk, []
+    run_chunk, calls = simulation.run_chunk, []
 
     def fail_in_the_third_chunk(design, scenario, patients, truth=None):
         calls.append(scenario.name)
@@ -225,7 +225,7 @@ def test_interrupted_run_leaves_an_existing_file_untouched(tmp_path, monkeypatch
             raise interruption
         return run_chunk(design, scenario, patients, truth)
 
-    monkeypatch.setattr(engine, "run_chunk", fail_in_the_third_chunk)
+    monkeypatch.setattr(simulation, "run_chunk", fail_in_the_third_chunk)
     result = invoke("simulate", BOIN, "-s", SCENARIOS, "-n", "2000", "--trials-csv", str(path))
     assert result.exit_code != 0
     assert len(calls) == 11

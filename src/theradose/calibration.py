@@ -22,9 +22,9 @@ import numpy as np
 
 from theradose.config import ConfigError, design_from_dict
 from theradose.design import Design
-from theradose.engine import simulate
 from theradose.results import OperatingCharacteristics
 from theradose.scenario import Scenario
+from theradose.simulation import simulate
 
 
 class CalibrationError(ValueError):

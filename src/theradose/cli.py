@@ -59,6 +59,12 @@ def main(
     """Design and simulate phase 1 dose-escalation trials for radiopharmaceutical therapy."""
 
 
+def _warn(messages: list[str]) -> None:
+    """Sense checks of a valid design, one line each on stderr; the exit code stays 0."""
+    for message in messages:
+        typer.echo(f"warning: {message}", err=True)
+
+
 def _fail(messages: list[str]) -> None:
     for message in messages:
         typer.echo(f"error: {message}", err=True)
@@ -184,13 +190,17 @@ def table(
     """Print a design's decision table (BOIN boundaries, 3+3 rules) for the protocol."""
     from theradose.config import load_design
     from theradose.report import render_decision_table
+    from theradose.sense import design_warnings
 
     with _bad_input_exits():
-        rendered = render_decision_table(load_design(design), fmt.value)
+        loaded = load_design(design)
+        rendered = render_decision_table(loaded, fmt.value)
     if isinstance(rendered, str):
         sys.stdout.write(rendered)
     else:
         _console().print(rendered)
+    # On stderr, so the CSV and JSON on stdout stay the bare rows the file contracts promise.
+    _warn(design_warnings(loaded))
 
 
 @app.command()
@@ -278,7 +288,9 @@ def validate(
         list[Path], typer.Argument(help="Design or scenario files (TOML).", show_default=False)
     ],
 ) -> None:
-    """Check design and scenario files; report every problem. Exit code 2 if any is invalid."""
+    """Check design and scenario files; report every problem. Exit code 2 if any is invalid.
+
+    Warnings (stderr, exit code 0) flag valid designs that may not behave as intended."""
     from theradose.study import check_file
 
     failed = False
@@ -286,6 +298,7 @@ def validate(
         check = check_file(path)
         if check.ok:
             typer.echo(f"OK {path}: {check.summary}")
+            _warn(list(check.warnings))
         else:
             failed = True
             typer.echo(f"INVALID {path}", err=True)

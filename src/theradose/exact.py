@@ -6,7 +6,7 @@ Markov chain on those counts: after each cohort of size c at level d, the number
 Binomial(c, p_d). Starting from the empty trial, every cohort branches into its c + 1 outcomes;
 pathways that reach the same state are merged (their probabilities added), so the work grows with
 the number of distinct states, not of pathways. The decisions are made by
-:func:`theradose.engine.decide` — the same code the simulation runs — and the enumeration is
+:func:`theradose.pipeline.decide` — the same code the simulation runs — and the enumeration is
 checked against an independent implementation (bcrm's ``threep3``, Monte Carlo agreement).
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import binom
 
 from theradose.design import Design
-from theradose.engine import decide, select_mtd
+from theradose.pipeline import decide, select_mtd
 from theradose.scenario import Scenario
 from theradose.state import NO_LEVEL, TrialState
 

@@ -6,7 +6,7 @@ cohort is the 1-based dose level it was given, then one letter per patient, ``N`
 dose-limiting toxicity (DLT) and ``T`` for a DLT. Lower-case letters are accepted.
 
 Inside the package a cohort is ``(level, dlts)`` with a 0-based level and one flag per patient,
-which is what :func:`theradose.engine.recommend` takes.
+which is what :func:`theradose.recommendation.recommend` takes.
 
 >>> parse_outcomes("1NNN 2ntn")
 [(0, (False, False, False)), (1, (False, True, False))]

@@ -257,7 +257,8 @@ def study_to_dict(study: StudyResult) -> dict:
         order), the trial-duration figures (``duration_months_mean``, ``duration_months_p95``,
         ``enrolled_while_pending_pct``, ``dlt_after_last_decision_mean``; null for a design
         without [timing]), their Monte Carlo standard errors under ``se`` and, when computed, the
-        exact values under ``exact``.
+        exact values under ``exact``; ``notes``; ``warnings``: the designs' sense checks
+        (:mod:`theradose.sense`), one line each naming the design's file.
     """
     return json_ready(
         {
@@ -280,6 +281,7 @@ def study_to_dict(study: StudyResult) -> dict:
             "scenarios": [{"name": s.name, "dlt_prob": list(s.dlt_prob)} for s in study.scenarios],
             "results": [_result_entry(*cell) for cell in study.cells()],
             "notes": list(study.notes),
+            "warnings": list(study.warnings),
         }
     )
 
@@ -654,13 +656,18 @@ def study_footer(study: StudyResult) -> list[str]:
 
 
 def print_study(study: StudyResult, console: Console | None = None) -> None:
-    """Print the operating-characteristics tables and their provenance."""
+    """Print the operating-characteristics tables, the designs' warnings and the provenance."""
     from rich.console import Console
     from rich.text import Text
 
     console = console or Console()
     for table in oc_tables(study):
         console.print(table)
+        console.print()
+    if study.warnings:
+        console.print(Text("Warnings", style="bold red"))
+        for warning in study.warnings:
+            console.print(Text(f"warning: {warning}", style="red"))
         console.print()
     for line in study_footer(study):
         console.print(Text(line, style="dim"))

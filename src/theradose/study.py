@@ -20,8 +20,8 @@ from typing import Any
 
 from theradose import __version__
 from theradose.design import Design
-from theradose.engine import Recommendation
 from theradose.patients import PatientRecords
+from theradose.recommendation import Recommendation
 from theradose.results import OperatingCharacteristics, Simulations
 from theradose.scenario import Scenario
 
@@ -41,6 +41,8 @@ class StudyResult:
     exact : ``[design][scenario]`` exact values (``theradose.exact``), ``None`` where not asked
         for or not available
     notes : why exact values are missing for a design, one line each
+    warnings : the designs' sense checks (:func:`theradose.sense.design_warnings`), one line
+        each, naming the design's file
     version : the theradose version that produced the result
     scenario_path : the scenario file, when the scenarios were read from one
     """
@@ -55,6 +57,7 @@ class StudyResult:
     notes: tuple[str, ...] = ()
     version: str = __version__
     scenario_path: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def has_exact(self) -> bool:
@@ -147,7 +150,8 @@ def run_study(
     OSError
         Before the run, naming ``trials_csv``, when no file can be written there.
     """
-    from theradose.engine import simulate
+    from theradose.sense import study_warnings
+    from theradose.simulation import simulate
 
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
@@ -200,6 +204,7 @@ def run_study(
         exact=tuple(tuple(row) for row in exact_values),
         notes=tuple(notes),
         scenario_path=scenario_path,
+        warnings=tuple(study_warnings(loaded)),
     )
 
 
@@ -230,7 +235,7 @@ class RecommendationResult:
     ----------
     design : the design applied
     cohorts : the cohorts treated, (0-based level, DLT flags) in order
-    recommendation : :class:`theradose.engine.Recommendation` (0-based levels)
+    recommendation : :class:`theradose.recommendation.Recommendation` (0-based levels)
     version : the theradose version
     patients : the patients of a patient file (:mod:`theradose.patients`), when the trial was
         given patient by patient; ``cohorts`` are then their runs of the same level
@@ -274,8 +279,8 @@ def run_recommendation(
     theradose.outcomes.OutcomeError
         For an outcome string that cannot be read or names a level the design does not have.
     """
-    from theradose.engine import recommend
     from theradose.outcomes import parse_outcomes
+    from theradose.recommendation import recommend
 
     if not isinstance(design, Design):
         from theradose.config import load_design
@@ -334,7 +339,7 @@ def run_patient_recommendation(
 
     A time-to-event design decides from the follow-up as of today, exactly as in simulation;
     another design decides on complete data, so while a patient without a DLT is within the
-    window the answer is to wait (:func:`theradose.engine.recommend_from_patients`).
+    window the answer is to wait (:func:`theradose.recommendation.recommend_from_patients`).
 
     Raises
     ------
@@ -344,8 +349,8 @@ def run_patient_recommendation(
     theradose.patients.PatientFileError
         For a patient file that cannot be read, with every problem, one line each.
     """
-    from theradose.engine import patient_cohorts, recommend_from_patients
     from theradose.patients import read_patients
+    from theradose.recommendation import patient_cohorts, recommend_from_patients
     from theradose.timing import DAYS_PER_MONTH
 
     if not isinstance(design, Design):
@@ -415,12 +420,15 @@ def _with_dlt_window(design: Design, days: float | None) -> tuple[Design, float,
 
 @dataclass(frozen=True)
 class FileCheck:
-    """The outcome of validating one file: its kind, a one-line summary, and any errors."""
+    """The outcome of validating one file: its kind, a one-line summary, any errors, and the
+    sense checks of a valid design (:func:`theradose.sense.design_warnings`), which leave it
+    valid."""
 
     path: str
     kind: str  # "design" or "scenarios"
     summary: str
     errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -436,7 +444,8 @@ def check_file(path: PathLike) -> FileCheck:
     Returns
     -------
     FileCheck
-        ``kind`` "design" or "scenarios", a one-line ``summary`` when valid, else ``errors``.
+        ``kind`` "design" or "scenarios", a one-line ``summary`` when valid, else ``errors``;
+        a valid design's ``warnings``.
     """
     from theradose import config
 
@@ -464,4 +473,6 @@ def check_file(path: PathLike) -> FileCheck:
     except config.ConfigError as error:
         return FileCheck(path, "design", "", tuple(error.messages))
     summary = f"design {design.name!r}, method {design.method_key}, {design.n_levels} levels"
-    return FileCheck(path, "design", summary)
+    from theradose.sense import design_warnings
+
+    return FileCheck(path, "design", summary, warnings=tuple(design_warnings(design)))

@@ -4,7 +4,7 @@ The operating characteristics (:mod:`theradose.results`) reduce each chunk of tr
 this module keeps the trials themselves, for analyses the summary does not foresee (the
 distribution of the sample size, which trials passed an organ limit, …). The engine hands every
 chunk's :class:`~theradose.results.ChunkResult` to :class:`TrialRecordWriter` in chunk order
-(``on_chunk`` of :func:`theradose.engine.simulate`), which writes its rows and lets it go, so
+(``on_chunk`` of :func:`theradose.simulation.simulate`), which writes its rows and lets it go, so
 memory does not grow with the number of trials; :func:`trial_records_file` streams them into a
 temporary file beside the destination and renames it into place only when the run has finished.
 
@@ -16,7 +16,7 @@ File contract (columns may be added, never removed or renamed):
 - then a header and one row per design × scenario × trial (text quoted, numbers not; an empty
   field is ``""``), in chunk order, within a chunk design by design and scenario by scenario
   (so the rows of one design × scenario are interleaved with the others' every
-  :data:`theradose.engine.CHUNK_TRIALS` trials);
+  :data:`theradose.simulation.CHUNK_TRIALS` trials);
 - columns (:func:`trial_columns`): ``design``, ``scenario``, ``trial`` (0-based over the run:
   the same trial index means the same virtual patients in every design and scenario),
   ``selected_level`` (1-based; empty for none), ``stop_reason`` (a
@@ -134,7 +134,7 @@ def trial_rows(
 class TrialRecordWriter:
     """Writes each chunk's trials as CSV rows to a text handle, as the run produces them.
 
-    Call it as ``on_chunk`` of :func:`theradose.engine.simulate`: chunks must come in order
+    Call it as ``on_chunk`` of :func:`theradose.simulation.simulate`: chunks must come in order
     (the engine guarantees it for any number of workers), and the run's trial index of each
     chunk's first trial is the number of trials written before it.
 

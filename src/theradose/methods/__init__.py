@@ -14,10 +14,7 @@ import pkgutil
 
 from theradose.methods.base import Method
 from theradose.methods.boin import Boin
-from theradose.methods.i3p3 import I3p3
 from theradose.methods.interval import Decision, IntervalDesign
-from theradose.methods.keyboard import Keyboard
-from theradose.methods.mtpi2 import Mtpi2
 from theradose.methods.spec import DesignFields, MethodSpec
 from theradose.methods.three_plus_three import ThreePlusThree
 
@@ -39,11 +36,8 @@ __all__ = [
     "Boin",
     "Decision",
     "DesignFields",
-    "I3p3",
     "IntervalDesign",
-    "Keyboard",
     "Method",
     "MethodSpec",
-    "Mtpi2",
     "ThreePlusThree",
 ]

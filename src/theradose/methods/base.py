@@ -12,11 +12,14 @@ nothing probes a method with ``getattr``/``hasattr``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from theradose.state import TrialState
+
+if TYPE_CHECKING:
+    from theradose.design import Design
 
 
 class Method:
@@ -36,7 +39,10 @@ class Method:
     - ``level_summary(state) -> dict of [trial, level] arrays``: per-level estimates;
     - ``model_summary(state) -> dict of [trial] arrays``: a model's parameters (empty by default);
     - ``decision_basis(state) -> dict of [trial] arrays``: the quantities that decided the last
-      proposal, shown with an interim answer (empty by default).
+      proposal, shown with an interim answer (empty by default);
+    - ``design_warnings(design) -> list[str]``: why the design, with its settings, may not behave
+      as intended (a prior that forbids the start level, a level the rule can never give), one
+      line each without the file's name (:mod:`theradose.sense` adds it); none by default.
 
     Declared capabilities (class attributes):
 
@@ -82,6 +88,11 @@ class Method:
 
     def decision_basis(self, state: TrialState) -> dict[str, np.ndarray]:
         return {}
+
+    def design_warnings(self, design: Design) -> list[str]:
+        """Sense checks of ``design`` (whose method this is): problems that do not make it invalid
+        but that its user should know before running it, one line each."""
+        return []
 
     def suspend(self, state: TrialState) -> np.ndarray:
         return np.zeros(state.n_trials, dtype=bool)

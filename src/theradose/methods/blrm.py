@@ -341,7 +341,7 @@ class Blrm(Method):
 
     def select_mtd(self, state: TrialState) -> np.ndarray:
         """The decision rule applied to all the data, without the design's constraints (the
-        engine applies them: :func:`theradose.engine.select_mtd`)."""
+        engine applies them: :func:`theradose.pipeline.select_mtd`)."""
         return self.propose(state)[0]
 
     def prob_above_target(self, state: TrialState, level: int) -> np.ndarray:
@@ -383,6 +383,49 @@ class Blrm(Method):
             }
             for d in range(self.n_levels)
         ]
+
+    def design_warnings(self, design) -> list[str]:
+        """Warn when the overdose bound can end the trial before it has begun: the prior's
+        P(overdose) at the start level is already at or above ``max_overdose_prob`` (the rule
+        itself would not give that level), or one DLT in the first cohort leaves no level with
+        P(overdose) below it (the trial stops with no MTD, in simulation as "level 1 too toxic").
+
+        Widening ``prior_sd`` is not always the cure: it moves a prior P(overdose) below 0.5
+        up, towards 0.5 (measured in tests/test_design_warnings.py).
+        """
+        start = design.start_level
+        c2 = self.target_interval[1]
+        bound = self.max_overdose_prob
+        empty = TrialState.start(1, self.n_levels, start)
+        prior = float(self.probabilities(empty)["p_overdose"][0, start])
+        one_dlt = TrialState.start(1, self.n_levels, start)
+        one_dlt.record_cohort(np.array([0]), design.cohort_size, np.array([1]))
+        stops = not self.allowed(one_dlt).any()
+        at_start = f"the start level {design.level_label(start)}"
+        one = f"one DLT among the first {design.cohort_size} patients"
+        lower = " or start lower" if start > 0 else ""
+        advice = (
+            f"make the prior put less mass on DLT rates ≥ {c2:g} there (prior_mean, prior_sd, "
+            f"reference_dose){lower}"
+        )
+        if prior >= bound:
+            then = (
+                f", and {one} stops the trial"
+                if stops
+                else " (the first cohort gets it only because the design starts there)"
+            )
+            return [
+                f"[blrm] prior P(overdose) = P(DLT rate ≥ {c2:g}) at {at_start} is {prior:.2f}"
+                f" ≥ max_overdose_prob {bound:g}: the overdose rule would not give that level "
+                f"before any data{then}; {advice}"
+            ]
+        if stops:
+            return [
+                f"[blrm] {one} at {at_start} leaves no level with P(DLT rate ≥ {c2:g}) < "
+                f"max_overdose_prob {bound:g} (prior P(overdose) there {prior:.2f}), so it stops "
+                f"the trial with no MTD; {advice}"
+            ]
+        return []
 
     @property
     def estimate_labels(self) -> dict[str, str]:

@@ -8,9 +8,10 @@ cancer clinical trials. *Stat Sci* 25:217–226. doi:10.1214/10-STS333
 Conventions of the R package ewoc (Diniz, M. A., Tighiouart, M. & Rogatko, A., ``ewoc_d1classical``
 and ``ewoc_simulation``).
 
-The logistic model in its "classical" parametrisation, with x = (d − d_1)/(d_K − d_1) the
-activity rescaled to [0, 1] over the levels, θ the target DLT probability, ρ0 = P(DLT at level 1)
-and γ the MTD on the same scale:
+The logistic model in its "classical" parametrisation, with x = (d − d_low)/(d_high − d_low) the
+activity rescaled to [0, 1] over the MTD's range [d_low, d_high] (the ewoc package's ``min_dose``
+and ``max_dose``; by default level 1 to the top level, see :attr:`Ewoc.mtd_range`), θ the target
+DLT probability, ρ0 = P(DLT at d_low) (level 1 by default) and γ the MTD on the same scale:
 
     logit p(x) = logit ρ0 + (logit θ − logit ρ0)·x/γ,    ρ0/θ ~ Beta(a, b),  γ ~ Beta(c, d),
 
@@ -36,7 +37,7 @@ of whole segments, with no interpolation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,9 @@ class Ewoc(Method):
         package's definition) or "median" (γ's posterior median, mapped to a level by
         ``rounding``)
     rho_prior, mtd_prior : Beta parameters of ρ0/θ and of γ
+    mtd_limits : the MTD's range (low, high) in activity, ``[ewoc] mtd_range``: low at or below
+        level 1, high at or above the top level (above it with rounding "down"); None for the
+        default (:attr:`mtd_range`)
     sampler : ``None`` for the quadrature posteriors, or a :class:`theradose.mcmc.McmcSampler`
     """
 
@@ -124,6 +128,7 @@ class Ewoc(Method):
     final: str = "next_dose"
     rho_prior: tuple[float, float] = (1.0, 1.0)
     mtd_prior: tuple[float, float] = (1.0, 1.0)
+    mtd_limits: tuple[float, float] | None = None
     sampler: Any = field(default=None, compare=False)
     key = "ewoc"
     model_based = True
@@ -139,6 +144,10 @@ class Ewoc(Method):
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
         if self.final not in FINALS:
             raise ValueError(f"final must be one of {FINALS}, got {self.final!r}")
+        if self.mtd_limits is not None:
+            problem = mtd_range_problem(self.mtd_limits, self.doses, self.rounding)
+            if problem:
+                raise ValueError(f"mtd_range: {problem}")
         object.__setattr__(self, "_cache", {})
         object.__setattr__(self, "_rule", self._quadrature_rule())
 
@@ -154,16 +163,19 @@ class Ewoc(Method):
 
     @property
     def mtd_range(self) -> tuple[float, float]:
-        """The support of the MTD in activity: from level 1 to the top level, one step of
-        activity further with rounding "down" so that the top level can be reached (the ewoc
-        package adds 1 to ``max_dose`` then: one step when doses are level numbers)."""
+        """The support of the MTD in activity: ``mtd_limits`` when given; by default from level 1
+        to the top level, one step of activity further with rounding "down" so that the top
+        level can be reached (the ewoc package adds 1 to ``max_dose`` then: one step when doses
+        are level numbers)."""
+        if self.mtd_limits is not None:
+            return float(self.mtd_limits[0]), float(self.mtd_limits[1])
         d = self.doses
         top = d[-1] + (d[-1] - d[-2]) if self.rounding == "down" else d[-1]
         return float(d[0]), float(top)
 
     @property
     def scaled_doses(self) -> np.ndarray:
-        """x_d = (d − d_1)/(d_max − d_1) over the MTD's range, [level]."""
+        """x_d = (d − d_low)/(d_high − d_low) over the MTD's range, [level]."""
         low, high = self.mtd_range
         return (np.asarray(self.doses, dtype=float) - low) / (high - low)
 
@@ -194,8 +206,9 @@ class Ewoc(Method):
 
     def _quadrature_rule(self) -> dict:
         c, d = self.mtd_prior
-        thresholds = np.concatenate([self.scaled_doses[1:], self.midpoints])
-        thresholds = thresholds[thresholds < 1]
+        # Level 1 is x = 0, already a breakpoint, unless mtd_range starts below it.
+        thresholds = np.concatenate([self.scaled_doses, self.midpoints])
+        thresholds = thresholds[(thresholds > 0) & (thresholds < 1)]
         breaks = np.unique(np.concatenate([[0.0, 1.0], thresholds, GRADED_BREAKS]))
         u_breaks = beta_dist.cdf(breaks, c, d)
         u_breaks = np.unique(np.concatenate([u_breaks, _subdivide(u_breaks, MAX_SEGMENT)]))
@@ -287,7 +300,8 @@ class Ewoc(Method):
         post, index = self.posterior(state)
         prob = np.asarray(prob, dtype=float).reshape(-1, 1)
         if self.rounding == "down":
-            # x_d ≤ q_α exactly when P(γ ≤ x_d) ≤ α (level 1 is x = 0, always at or below).
+            # x_d ≤ q_α exactly when P(γ ≤ x_d) ≤ α; level 1 when no level is (it is x = 0,
+            # always at or below, unless mtd_range starts below level 1).
             return (post.cdf_levels[index, 1:] <= prob).sum(axis=1)
         # q_α is nearer level d + 1 than level d exactly when it is above their midpoint, that is
         # P(γ ≤ midpoint) < α (the lower level on a tie, as R's which.min).
@@ -306,7 +320,8 @@ class Ewoc(Method):
 
     def select_mtd(self, state: TrialState) -> np.ndarray:
         """``final = "median"``: γ's posterior median mapped to a level; ``"next_dose"``: the
-        proposal (the engine adds the design's constraints, :func:`theradose.engine.select_mtd`)."""
+        proposal (the pipeline adds the design's constraints,
+        :func:`theradose.pipeline.select_mtd`)."""
         if self.final == "median":
             return self.level_for(state, np.full(state.n_trials, 0.5))
         return self.propose(state)[0]
@@ -317,8 +332,9 @@ class Ewoc(Method):
         return post.mtd_quantiles[index]
 
     def prob_above_target(self, state: TrialState, level: int) -> np.ndarray:
-        """P(p_level > θ | data) = P(γ < x_level | data), [trial]. Zero at level 1: ρ0 < θ by
-        construction, so a safety stop on level 1 never fires with this model."""
+        """P(p_level > θ | data) = P(γ < x_level | data), [trial]. Zero at level 1 when the MTD's
+        range starts there (the default): ρ0 < θ by construction, so a safety stop on level 1
+        never fires with this model then."""
         post, index = self.posterior(state)
         return post.cdf_levels[index, level]
 
@@ -388,7 +404,66 @@ class Ewoc(Method):
                 if self.mtd_is_next_level
                 else "the posterior median of the MTD, rounded the same way."
             )
+            + (
+                f" The MTD's range: {self.mtd_range[0]:g} to {self.mtd_range[1]:g}."
+                if self.mtd_limits is not None
+                else ""
+            )
         )
+
+    def design_warnings(self, design) -> list[str]:
+        """Warn when the top level can never be given: not even in a trial in which no patient
+        has a DLT, the best case for escalation (a DLT only lowers the MTD's posterior
+        quantiles), does the design's next level reach it before ``max_patients``.
+
+        The rule gives the top level only when the feasibility quantile of the MTD's posterior
+        reaches it (rounding "down") or its midpoint with the level below ("nearest"); near the
+        end of the MTD's range that needs more DLT-free patients than a trial has. A wider
+        ``mtd_range`` moves the top level away from the end of the range. The check replays the
+        trial's decisions on its DLT-free outcomes (:func:`levels_without_dlt`), and a few wider
+        ranges to suggest one.
+        """
+        top = self.n_levels - 1
+        given = levels_without_dlt(design)
+        if top in given:
+            return []
+        low, high = self.mtd_range
+        step = self.doses[-1] - self.doses[-2]
+        suggestion = ""
+        for k in range(1, 11):
+            wider = replace(self, mtd_limits=(low, high + k * step))
+            if top in levels_without_dlt(replace(design, method=wider)):
+                suggestion = f", e.g. mtd_range = [{low:g}, {high + k * step:g}]"
+                break
+        unit = f" {design.dose_unit}" if design.dose_unit else ""
+        return [
+            f"[ewoc] the top level {design.level_label(top)} is never given, even when none of "
+            f"the {design.max_patients} patients has a DLT (the trial then goes no higher than "
+            f"level {max(given) + 1}): the feasibility quantile of the MTD's posterior, on the "
+            f"MTD's range {low:g} to {high:g}{unit}, does not reach it; widen [ewoc] "
+            f"mtd_range{suggestion}"
+        ]
+
+
+def levels_without_dlt(design) -> list[int]:
+    """The level (0-based) of each cohort of a trial of ``design`` in which no patient has a
+    DLT, up to ``max_patients``: the design's own decisions (:func:`theradose.pipeline.decide`)
+    without its stopping rules and organ-dose limits, which would end the trial or cap the
+    levels for reasons of their own."""
+    from theradose.pipeline import decide
+
+    rules_only = replace(
+        design,
+        constraints=tuple(c for c in design.constraints if not c.organ_limits),
+        stopping=(),
+    )
+    state = TrialState.start(1, design.n_levels, design.start_level)
+    levels = []
+    while state.active[0] and state.n_enrolled[0] < design.max_patients:
+        levels.append(int(state.next_level[0]))
+        state.record_cohort(np.array([0]), design.cohort_size, np.array([0]))
+        decide(rules_only, state)
+    return levels
 
 
 def _subdivide(breaks: np.ndarray, width: float) -> np.ndarray:
@@ -454,17 +529,56 @@ def parse_ewoc(table: TomlTable, fields: DesignFields) -> dict[str, Any]:
         )
     rounding = table.choice("rounding", ROUNDINGS)
     final = table.choice("final", FINALS)
+    if rounding is None and "rounding" not in table.data:
+        rounding = "down"
+    limits = number_pair(table, "mtd_range", POSITIVE)
+    doses = fields.doses
+    if doses is None and fields.n_levels is not None:
+        doses = tuple(float(k) for k in range(1, fields.n_levels + 1))  # level numbers
+    if limits is not None and doses is not None and len(doses) >= 2:
+        problem = mtd_range_problem(limits, doses, rounding)
+        if problem:
+            table.error(f"mtd_range: {problem}")
+            limits = None
     return {
         "feasibility_bound": bound,
         "feasibility_step": table.number(
             "feasibility_step", Interval(0.0, 1.0, low_closed=True), default=0.0
         ),
         "feasibility_max": highest,
-        "rounding": rounding or ("down" if "rounding" not in table.data else None),
+        "rounding": rounding,
         "final": final or ("next_dose" if "final" not in table.data else None),
         "rho_prior": number_pair(table, "rho_prior", POSITIVE, default=(1.0, 1.0)),
         "mtd_prior": number_pair(table, "mtd_prior", POSITIVE, default=(1.0, 1.0)),
+        "mtd_limits": limits,
     }
+
+
+def mtd_range_problem(
+    limits: tuple[float, float], doses: tuple[float, ...], rounding: str | None
+) -> str | None:
+    """Why ``limits`` cannot be the MTD's range (None when they can): the model places the MTD
+    between them and rescales activity to [0, 1] over them, so they must hold every level, and
+    with rounding "down" the top level must lie below the high end (the quantile of the MTD that
+    gives a level is below the high end)."""
+    low, high = limits
+    shown = f"got [{low:g}, {high:g}]"
+    if not low < high:
+        return f"must be increasing, [low, high], {shown}"
+    if low > doses[0]:
+        return (
+            f"must start at or below level 1's activity ({doses[0]:g}): the model's ρ0 is the DLT "
+            f"probability at the low end, and every level must lie in the range, {shown}"
+        )
+    if high < doses[-1]:
+        return f"must reach the top level's activity ({doses[-1]:g}), {shown}"
+    if rounding == "down" and high == doses[-1]:
+        return (
+            f'must end above the top level\'s activity ({doses[-1]:g}) with rounding = "down": '
+            "the top level is given only when the MTD's quantile is at or above it, and the "
+            f"quantile is below the high end, {shown}"
+        )
+    return None
 
 
 def build_ewoc(fields: DesignFields, options: dict[str, Any]):
@@ -486,6 +600,7 @@ SPEC = MethodSpec(
         "final",
         "rho_prior",
         "mtd_prior",
+        "mtd_range",
     ),
     parse=parse_ewoc,
     build=build_ewoc,

@@ -59,7 +59,7 @@ class TiteCrm(Crm):
 
     def suspend(self, state: TrialState) -> np.ndarray:
         """Trials whose start-up must wait before moving up a level, [trial]: read after
-        :func:`theradose.engine.decide`, so a move up that a constraint forbids (an organ-dose
+        :func:`theradose.pipeline.decide`, so a move up that a constraint forbids (an organ-dose
         limit) is no move and no wait."""
         moving_up = self.in_start_up(state) & (state.next_level > state.level)
         if not moving_up.any():

@@ -1,0 +1,430 @@
+"""Interim recommendations: the design's next decision for one real trial, as the engine would
+make it (the same pipeline on that trial's observed state)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from theradose.design import Design
+from theradose.engine import next_event, suspended_trials
+from theradose.pipeline import decide, select_mtd
+from theradose.state import NO_LEVEL, StopReason, TrialState
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The design's decision for one real trial after the data so far (0-based levels)."""
+
+    next_level: int | None  # None when the trial should stop
+    stop_reason: StopReason | None
+    mtd: int | None  # current MTD estimate by the design's final selection rule
+    n: tuple[int, ...]  # [level]
+    y: tuple[int, ...]  # [level]
+    level_summary: dict[str, np.ndarray]  # name → [level] estimates of the method
+    deviations: tuple[str, ...]  # cohorts given another level than the design said
+    model_summary: dict[str, float] = field(default_factory=dict)  # e.g. posterior of β
+    rule_states: tuple[str, ...] = ()  # where each stopping rule stands, in words
+    warnings: tuple[str, ...] = ()  # the decision rests on doubtful ground
+    notes: tuple[str, ...] = ()  # how the data were read, in words
+    suspended: bool = False  # accrual waits for more follow-up (next_level is None)
+    review_in: float | None = None  # months until a pending window closes, if suspended or wait
+    # (for a start-up wait: until the last patient has been followed long enough)
+    start_up_wait: bool = False  # the suspension is a two-stage start-up's wait before moving up
+    pending: tuple[bool, ...] = ()  # [patient] still in the DLT window without a DLT (when known)
+    # A design that decides on complete data with patients pending: no decision until they
+    # complete (next_level None); review_in: months until the first pending window closes,
+    # complete_in: until the last one does.
+    wait: bool = False
+    complete_in: float | None = None
+    # The quantities that decided at the current level (the method's ``decision_basis``, "level"
+    # 0-based), e.g. TITE-BOIN's n, y, m, STFT, p̃, λe, λd and its suspension rule.
+    basis: dict[str, float | int | bool] = field(default_factory=dict)
+    mtd_on_complete_data: bool = False  # the MTD estimate and estimates leave pending patients out
+
+    @property
+    def stop(self) -> bool:
+        return self.stop_reason is not None
+
+    @property
+    def pending_patients(self) -> tuple[int, ...]:
+        """The pending patients' 1-based numbers."""
+        return tuple(i + 1 for i, flag in enumerate(self.pending) if flag)
+
+
+def recommend(
+    design: Design,
+    cohorts: Sequence[tuple[int, Sequence[bool]]],
+    final_design: Design | None = None,
+    gy_per_gbq: np.ndarray | None = None,
+) -> Recommendation:
+    """Replay a real trial cohort by cohort and return the design's next decision.
+
+    ``cohorts`` are (0-based level, DLT flags) in the order treated. Each cohort is recorded at
+    the level actually given, then :func:`decide` runs exactly as in simulation.
+    ``final_design`` (the same rules, another posterior engine such as MCMC) makes the decision
+    after the last cohort and the estimates; ``design`` replays the earlier ones.
+    ``gy_per_gbq`` [patient, organ]: the patients' measured dosimetry, in the design's organ
+    order (NaN where not measured), which updates the organ-dose constraint.
+    """
+    final = design if final_design is None else final_design
+    n_patients = sum(len(dlts) for _, dlts in cohorts)
+    state = TrialState.start(1, design.n_levels, design.start_level, max(n_patients, 1))
+    deviations = []
+    for index, (level, dlts) in enumerate(cohorts):
+        if not 0 <= level < design.n_levels:
+            raise ValueError(
+                f"cohort {index + 1}: level {level + 1} is outside 1..{design.n_levels}"
+            )
+        expected = int(state.next_level[0]) if state.active[0] else None
+        if expected is None:
+            deviations.append(f"cohort {index + 1} was treated after the design said stop")
+        elif level != expected:
+            deviations.append(
+                f"cohort {index + 1} was treated at level {level + 1}; "
+                f"the design said {expected + 1}"
+            )
+        k = int(state.n_enrolled[0])
+        size = len(dlts)
+        state.patient_level[0, k : k + size] = level
+        state.patient_dlt[0, k : k + size] = np.asarray(dlts, dtype=bool)
+        if design.timing is not None:
+            # An outcome string carries no times: every window has closed (complete follow-up),
+            # so time-to-event designs see every DLT.
+            state.patient_arrival[0, k : k + size] = -design.timing.dlt_window_months
+            state.patient_dlt_time[0, k : k + size] = np.where(dlts, 0.0, np.nan)
+        if design.doses is not None:
+            state.patient_activity[0, k : k + size] = design.doses[level]
+        state.next_level[0] = level
+        state.record_cohort(np.array([0]), size, np.array([int(np.sum(dlts))]))
+        state.active[0] = True
+        state.stop_reason[0] = StopReason.RUNNING
+        # each decision sees the dosimetry of the patients treated by then, as in simulation
+        known = np.arange(state.patient_level.shape[1]) < k + size
+        _attach_dosimetry(design, state, gy_per_gbq, known[None, :])
+        decide(final if index == len(cohorts) - 1 else design, state)
+    mtd = int(select_mtd(final, state)[0]) if cohorts else NO_LEVEL
+    summary = {k: np.asarray(v)[0] for k, v in final.method.level_summary(state).items()}
+    summary.update(_organ_summary(design, state))
+    model_summary = {}
+    if cohorts:
+        model_summary = {k: float(v[0]) for k, v in final.method.model_summary(state).items()}
+    rule_states = tuple(rule.state_text(state, 0) for rule in final.stopping)
+    stopped = not state.active[0]
+    return Recommendation(
+        next_level=None if stopped else int(state.next_level[0]),
+        stop_reason=StopReason(int(state.stop_reason[0])) if stopped else None,
+        mtd=None if mtd == NO_LEVEL else mtd,
+        n=tuple(int(v) for v in state.n[0]),
+        y=tuple(int(v) for v in state.y[0]),
+        level_summary=summary,
+        deviations=tuple(deviations),
+        model_summary=model_summary,
+        rule_states=rule_states,
+        basis=_basis(final, state) if cohorts else {},
+    )
+
+
+def _basis(design: Design, state: TrialState) -> dict[str, float | int | bool]:
+    """The method's decision basis for the first trial state, as plain numbers."""
+    return {k: np.asarray(v)[0].item() for k, v in design.method.decision_basis(state).items()}
+
+
+def patient_cohorts(
+    cohort_size: int, level: np.ndarray, dlt: np.ndarray
+) -> list[tuple[int, tuple[bool, ...]]]:
+    """Patients in enrolment order grouped into cohorts of (0-based level, DLT flags): runs of
+    the same level, at most ``cohort_size`` patients each."""
+    cohorts: list[tuple[int, list[bool]]] = []
+    for lvl, had_dlt in zip(np.asarray(level).tolist(), np.asarray(dlt).tolist(), strict=True):
+        if cohorts and cohorts[-1][0] == lvl and len(cohorts[-1][1]) < cohort_size:
+            cohorts[-1][1].append(bool(had_dlt))
+        else:
+            cohorts.append((int(lvl), [bool(had_dlt)]))
+    return [(lvl, tuple(flags)) for lvl, flags in cohorts]
+
+
+def recommend_from_patients(
+    design: Design,
+    level: np.ndarray,
+    dlt: np.ndarray,
+    followup: np.ndarray,
+    dlt_time: np.ndarray | None = None,
+    gy_per_gbq: np.ndarray | None = None,
+    window: float | None = None,
+) -> Recommendation:
+    """The design's next decision for a real trial given patient by patient, as of now.
+
+    Parameters
+    ----------
+    design : Design
+    level : [patient] 0-based levels, in enrolment order
+    dlt : [patient] whether each patient has had a DLT so far
+    followup : [patient] months since each patient's treatment, as of now
+    dlt_time : [patient] months from treatment to the DLT; NaN (or no array) where not known,
+        taken as now
+    gy_per_gbq : [patient, organ] measured dosimetry in the design's organ order (NaN: none)
+    window : the DLT window, months; default the design's ``[timing]``. A time-to-event
+        design's window is part of its method: give it a design built with that window.
+
+    A time-to-event design (``method.tite``) decides as the engine does at a new patient's
+    arrival: the trial state is built at "now" = time 0, each patient arriving at −follow-up,
+    and :func:`decide` runs on it; then the design's suspension rule may hold accrual
+    (``suspended``, ``next_level`` None). The decision that opened each earlier cohort (the
+    engine's cohorts: ``cohort_size`` patients in enrolment order) is recomputed from the data
+    known at that patient's arrival — in the same batch of trial states — to list deviations.
+
+    Other designs decide on complete data, as in simulation, where each cohort's window closes
+    before the next decision. While a patient without a DLT is within the window (a patient
+    with a DLT is complete whatever the follow-up) the answer is to wait (``wait``, no
+    ``next_level``, ``review_in`` until the first pending window closes, ``complete_in`` until
+    the last); the MTD estimate and the estimates then use the patients with complete data
+    (``mtd_on_complete_data``), the counts and deviations every patient. With no patient
+    pending the answer is :func:`recommend` on the cohorts (:func:`patient_cohorts`).
+
+    Raises
+    ------
+    ValueError
+        Without a window (no ``window`` and no ``[timing]``), or with a ``window`` other than a
+        time-to-event design's own.
+    """
+    from theradose.timing import DAYS_PER_MONTH
+
+    level = np.asarray(level, dtype=np.int64)
+    dlt = np.asarray(dlt, dtype=bool)
+    followup = np.asarray(followup, dtype=float)
+    unknown = np.full(level.shape, np.nan) if dlt_time is None else np.asarray(dlt_time, float)
+    n, size = level.size, design.cohort_size
+    days = lambda months: f"{months * DAYS_PER_MONTH:.4g}"  # noqa: E731
+    tite = design.method.tite
+    own = None if design.timing is None else design.timing.dlt_window_months
+    if window is None and own is None:
+        raise ValueError(f"design {design.name!r}: patients' follow-up needs the DLT window")
+    if tite and window is not None and window != own:
+        raise ValueError(
+            f"design {design.name!r}: the DLT window of a time-to-event design is its own "
+            f"({own:g} months, not {window:g}); build the design with that window"
+        )
+    window = own if window is None else window
+    # The engine's cohorts: blocks of enrolment for time-to-event designs, else cohorts treated.
+    if tite or n == 0:
+        last_cohort = n % size or size
+    else:
+        last_cohort = len(patient_cohorts(size, level, dlt)[-1][1])
+    notes = []
+    waiting = not tite and _pending(dlt, followup, window).any()
+    if n < design.max_patients and last_cohort < size and not waiting:
+        notes.append(
+            f"the data end within a cohort of {size}: this is the design's decision on the data "
+            "so far; in simulation the cohort's remaining patients join the same level first"
+        )
+    if not tite:
+        return _wait_for_complete_data(
+            design, level, dlt, followup, window, gy_per_gbq, tuple(notes)
+        )
+    if n == 0:
+        return recommend(design, [])
+
+    onset = np.where(np.isnan(unknown), followup, unknown)
+    openers = np.arange(size, n, size)  # the patients whose arrival opened a later cohort
+    known = np.append(openers, n)  # patients enrolled at each decision, the last one now
+    state = _patient_states(design, level, dlt, -followup, onset, known)
+    enrolled = np.arange(n)[None, :] < known[:, None]
+    _attach_dosimetry(design, state, gy_per_gbq, enrolled)
+    decide(design, state)
+    suspended = suspended_trials(design, state)
+
+    deviations = []
+    if level[0] != design.start_level:
+        deviations.append(
+            f"patient 1 was treated at level {level[0] + 1}; the design starts at "
+            f"{design.start_level + 1}"
+        )
+    for j in range(1, n):
+        row = j // size - 1  # the decision that opened patient j's cohort
+        if j % size:
+            first = j - j % size
+            if level[j] != level[first]:
+                deviations.append(
+                    f"patient {j + 1} was treated at level {level[j] + 1}; its cohort (from "
+                    f"patient {first + 1}) was at level {level[first] + 1}"
+                )
+        elif not state.active[row]:
+            reason = StopReason(int(state.stop_reason[row])).label
+            deviations.append(f"patient {j + 1} was treated after the design said stop ({reason})")
+        elif suspended[row]:
+            deviations.append(
+                f"patient {j + 1} was treated while the design held accrual for more follow-up"
+            )
+        elif level[j] != state.next_level[row]:
+            deviations.append(
+                f"patient {j + 1} was treated at level {level[j] + 1}; the design said "
+                f"{state.next_level[row] + 1}"
+            )
+    if np.any(np.diff(followup) > 0):
+        j = int(np.flatnonzero(np.diff(followup) > 0)[0]) + 1
+        notes.append(
+            f"follow-up rises down the file (patient {j + 1}: {days(followup[j])} days after "
+            f"patient {j}: {days(followup[j - 1])}); rows are taken to be in enrolment order"
+        )
+    no_day = np.flatnonzero(dlt & np.isnan(unknown))
+    if no_day.size:
+        notes.append(
+            f"no dlt_day for {_listed('patient', no_day + 1)}: the DLT is taken to have occurred "
+            "today (earlier decisions are replayed without it)"
+        )
+
+    now = state.take(np.array([known.size - 1]))
+    stopped, held = not now.active[0], bool(suspended[-1])
+    mtd = int(select_mtd(design, now)[0])
+    model_summary = {k: float(v[0]) for k, v in design.method.model_summary(now).items()}
+    return Recommendation(
+        next_level=None if stopped or held else int(now.next_level[0]),
+        stop_reason=StopReason(int(now.stop_reason[0])) if stopped else None,
+        mtd=None if mtd == NO_LEVEL else mtd,
+        n=tuple(int(v) for v in now.n[0]),
+        y=tuple(int(v) for v in now.y[0]),
+        level_summary={
+            **{k: np.asarray(v)[0] for k, v in design.method.level_summary(now).items()},
+            **_organ_summary(design, now),
+        },
+        deviations=tuple(deviations),
+        model_summary=model_summary,
+        rule_states=tuple(rule.state_text(now, 0) for rule in design.stopping),
+        notes=tuple(notes),
+        suspended=held,
+        review_in=_review_in(design, now) if held else None,
+        start_up_wait=held and design.method.turns_away,
+        pending=tuple(now.pending(window)[0].tolist()),
+        basis=_basis(design, now),
+        mtd_on_complete_data=bool(now.pending(window).any())
+        and design.method.selects_on_complete_data,
+    )
+
+
+def _pending(dlt: np.ndarray, followup: np.ndarray, window: float) -> np.ndarray:
+    """Patients without a DLT whose window has not closed, [patient] (a DLT completes a
+    patient's follow-up whenever it occurs)."""
+    return ~dlt & (followup < window)
+
+
+def _wait_for_complete_data(
+    design: Design,
+    level: np.ndarray,
+    dlt: np.ndarray,
+    followup: np.ndarray,
+    window: float,
+    gy_per_gbq: np.ndarray | None,
+    notes: tuple[str, ...],
+) -> Recommendation:
+    """A design deciding on complete data, given patients with their follow-up (months): its
+    decision when nobody is pending, else the answer to wait (:func:`recommend_from_patients`)."""
+    size = design.cohort_size
+    pending = _pending(dlt, followup, window)
+    everyone = recommend(design, patient_cohorts(size, level, dlt), gy_per_gbq=gy_per_gbq)
+    if not pending.any():
+        return replace(everyone, notes=notes, pending=tuple(pending.tolist()))
+    done = ~pending
+    measured = None if gy_per_gbq is None else np.asarray(gy_per_gbq)[done]
+    complete = recommend(design, patient_cohorts(size, level[done], dlt[done]), gy_per_gbq=measured)
+    left = window - followup[pending]
+    # The organ-dose constraint reads every measurement, pending patients' included.
+    is_organ = lambda name: name.startswith("p_exceed_") or name == "admissible"  # noqa: E731
+    estimates = {k: v for k, v in complete.level_summary.items() if not is_organ(k)}
+    organs = {k: v for k, v in everyone.level_summary.items() if is_organ(k)}
+    notes += (
+        f"the MTD estimate and the estimates per level use the {int(done.sum())} patients with "
+        "complete data (a DLT, or the window closed); the counts include the pending patients",
+    )
+    return Recommendation(
+        next_level=None,
+        stop_reason=None,
+        mtd=complete.mtd,
+        n=everyone.n,
+        y=everyone.y,
+        level_summary={**estimates, **organs},
+        deviations=everyone.deviations,
+        model_summary=complete.model_summary,
+        notes=notes,
+        review_in=float(left.min()),
+        complete_in=float(left.max()),
+        pending=tuple(pending.tolist()),
+        wait=True,
+        mtd_on_complete_data=True,
+    )
+
+
+def _review_in(design: Design, now: TrialState) -> float:
+    """Months from now (time 0) until a suspension may lift: the end of a start-up wait, or
+    the next pending patient's window closing."""
+    if design.method.turns_away:
+        return float(design.method.start_up_wait_ends(now)[0] - now.time[0])
+    return float(next_event(now, design.timing.dlt_window_months)[0])
+
+
+def _attach_dosimetry(design, state, gy_per_gbq, enrolled) -> None:
+    """Give the organ-dose constraint the patients' measured Gy/GBq ([patient, organ]), as known
+    in each trial state (``enrolled`` [state, patient])."""
+    if gy_per_gbq is None or design.dosimetry is None or not design.dosimetry.organs:
+        return
+    from theradose.dosimetry import DosimetryStats
+
+    n_organs = len(design.dosimetry.organs)
+    measured = np.full(state.patient_level.shape + (n_organs,), np.nan)
+    given = np.asarray(gy_per_gbq, dtype=float)
+    measured[:, : given.shape[0]] = np.where(
+        enrolled[:, : given.shape[0], None], given[None], np.nan
+    )
+    state.patient_measured_gy_per_gbq = measured
+    state.dosimetry_stats = DosimetryStats.from_measured(measured)
+
+
+def _organ_summary(design, state) -> dict[str, np.ndarray]:
+    """Per level, each organ's P(a new patient's cumulative dose or BED > limit) and whether the
+    level is admissible, for the first trial state."""
+    limits = [c for c in design.constraints if c.organ_limits]
+    summary = {}
+    for constraint in limits:
+        exceed = constraint.exceedance(state)[0]  # [level, organ]
+        for j, organ in enumerate(constraint.dosimetry.names):
+            summary[f"p_exceed_{organ}"] = exceed[:, j]
+        summary["admissible"] = constraint.allowed(state)[0]
+    return summary
+
+
+def _listed(noun: str, items) -> str:
+    """'patient 3', 'patients 3 and 5', 'patients 4, 5 and 6' ('' noun: the items only)."""
+    items = [str(item) for item in items]
+    text = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    if not noun:
+        return text
+    return f"{noun}{'' if len(items) == 1 else 's'} {text}"
+
+
+def _patient_states(design, level, dlt, arrival, onset, known) -> TrialState:
+    """One trial state per decision ``r``: the first ``known[r]`` patients as they stood when
+    patient ``known[r]`` arrived (the last: now, time 0) — follow-up so far, DLTs seen by then."""
+    n = level.size
+    state = TrialState.start(known.size, design.n_levels, design.start_level, n)
+    enrolled = np.arange(n)[None, :] < known[:, None]  # [decision, patient]
+    state.time[:] = np.append(arrival[known[:-1]], 0.0)
+    state.patient_level[:] = np.where(enrolled, level, NO_LEVEL)
+    state.patient_dlt[:] = enrolled & dlt
+    state.patient_arrival[:] = np.where(enrolled, arrival, np.nan)
+    state.patient_dlt_time[:] = np.where(enrolled & dlt, onset, np.nan)
+    if design.doses is not None:
+        state.patient_activity[:] = np.where(enrolled, np.asarray(design.doses)[level], np.nan)
+    seen = state.observed_dlt(design.timing.dlt_window_months) & enrolled
+    at_level = level[None, :, None] == np.arange(design.n_levels)  # [., patient, level]
+    state.n[:] = (enrolled[:, :, None] & at_level).sum(axis=1)
+    state.y[:] = (seen[:, :, None] & at_level).sum(axis=1)
+    last = known - 1
+    state.level[:] = level[last]
+    state.next_level[:] = level[last]
+    state.n_enrolled[:] = known
+    # The engine enrols time-to-event designs one patient at a time.
+    state.last_cohort_n[:] = 1
+    state.last_cohort_y[:] = seen[np.arange(known.size), last]
+    return state

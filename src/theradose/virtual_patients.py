@@ -1,0 +1,134 @@
+"""The virtual patients of a chunk of simulated trials: their random draws, by stream.
+
+Randomness: chunk ``i`` of a run draws from ``SeedSequence(seed, spawn_key=(i, stream))`` — the
+same as ``SeedSequence(seed).spawn(...)`` children — so results do not depend on the number of
+workers. Patients' latent tolerances are drawn patient-major, so a design with fewer patients
+sees the same first patients as one with more (common random numbers across designs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from theradose.design import Design
+from theradose.scenario import Scenario
+
+TOLERANCE_STREAM = 0
+ARRIVAL_STREAM = 1
+ONSET_STREAM = 2
+DOSIMETRY_STREAM = 3
+TURNED_AWAY_STREAM = 4
+
+
+@dataclass(frozen=True)
+class VirtualPatients:
+    """The random draws that make a chunk's virtual patients, [trial, patient] each.
+
+    ``tolerance``: DLT at level d iff u < p_d (common random numbers across designs);
+    ``arrival``, ``onset``: U(0, 1) draws turned into accrual gaps and DLT onset times by the
+    design's timing and the scenario's onset model (None when no design needs time);
+    ``dosimetry_seed``: the stream of the patients' organ Gy/GBq; ``organs`` (the scenario's
+    DosimetryTruth), ``true_gy_per_gbq`` [trial, patient, organ] and ``measured_gy_per_gbq``
+    [trial, patient, design organ]: the patients' dosimetry for one design and scenario, with
+    ``measured_log_sums``: Σ log and Σ log² of the measured values of the first k patients,
+    [k, trial, design organ] for k = 0 … patients (the running statistics of the constraint);
+    ``turned_away_seed``: the stream of accrual gaps after arrivals a design turns away.
+    """
+
+    tolerance: np.ndarray
+    arrival: np.ndarray | None = None
+    onset: np.ndarray | None = None
+    dosimetry_seed: np.random.SeedSequence | None = None
+    organs: object = None
+    true_gy_per_gbq: np.ndarray | None = None
+    measured_gy_per_gbq: np.ndarray | None = None
+    turned_away_seed: np.random.SeedSequence | None = None
+    measured_log_sums: tuple[np.ndarray, np.ndarray] | None = None
+
+    def head(self, n_patients: int) -> VirtualPatients:
+        """The first ``n_patients`` patients of every trial."""
+        cut = lambda a: None if a is None else a[:, :n_patients]  # noqa: E731
+        sums = self.measured_log_sums
+        return replace(
+            self,
+            tolerance=cut(self.tolerance),
+            arrival=cut(self.arrival),
+            onset=cut(self.onset),
+            true_gy_per_gbq=cut(self.true_gy_per_gbq),
+            measured_gy_per_gbq=cut(self.measured_gy_per_gbq),
+            measured_log_sums=None if sums is None else tuple(a[: n_patients + 1] for a in sums),
+        )
+
+    def with_dosimetry(self, design: Design, scenario: Scenario) -> VirtualPatients:
+        """These patients' organ Gy/GBq for ``design`` under ``scenario`` (common random numbers:
+        the same draws whatever the design's measurement error)."""
+        from theradose.dosimetry import sample_patients
+        from theradose.scenario import organ_truth
+
+        truth = organ_truth(scenario, design)
+        if truth is None:
+            return self
+        dosimetry = design.dosimetry
+        cv = 0.0 if dosimetry is None else dosimetry.measurement_cv
+        n_trials, n_patients = self.tolerance.shape
+        seed = self.dosimetry_seed or np.random.SeedSequence(0)
+        rng = np.random.default_rng(seed)
+        sampled = sample_patients(
+            rng,
+            truth.organs,
+            n_trials,
+            n_patients,
+            measurement_cv=cv,
+            correlation=truth.correlation,
+        )
+        measured = sums = None
+        if dosimetry is not None and dosimetry.organs:
+            measured = sampled.measured_gy_per_gbq[..., truth.index(dosimetry.names)]
+            # patient-major: each running sum adds a whole [trial, organ] block (numpy's cumsum
+            # along a leading axis is several times slower)
+            log_g = np.log(measured).transpose(1, 0, 2)
+            sums = np.zeros((2, n_patients + 1) + log_g.shape[1:])
+            for k in range(n_patients):
+                np.add(sums[0, k], log_g[k], out=sums[0, k + 1])
+                np.add(sums[1, k], np.square(log_g[k]), out=sums[1, k + 1])
+            sums = (sums[0], sums[1])
+        return replace(
+            self,
+            organs=truth,
+            true_gy_per_gbq=sampled.true_gy_per_gbq,
+            measured_gy_per_gbq=measured,
+            measured_log_sums=sums,
+        )
+
+
+def _uniforms(seed: int, chunk: int, stream: int, n_trials: int, n_patients: int) -> np.ndarray:
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(chunk, stream)))
+    return rng.random((n_patients, n_trials)).T
+
+
+def chunk_tolerance(seed: int, chunk: int, n_trials: int, n_patients: int) -> np.ndarray:
+    """Latent tolerances u ~ U(0, 1) of chunk ``chunk``, [trial, patient]."""
+    return _uniforms(seed, chunk, TOLERANCE_STREAM, n_trials, n_patients)
+
+
+def chunk_patients(
+    seed: int, chunk: int, n_trials: int, n_patients: int, timed: bool
+) -> VirtualPatients:
+    """The virtual patients of chunk ``chunk``; arrival and onset draws only when ``timed``.
+
+    Each kind of draw has its own stream, so adding one never changes another; organ Gy/GBq are
+    drawn from their stream when a design or scenario needs them (``with_dosimetry``).
+    """
+    dosimetry_seed = np.random.SeedSequence(seed, spawn_key=(chunk, DOSIMETRY_STREAM))
+    tolerance = chunk_tolerance(seed, chunk, n_trials, n_patients)
+    if not timed:
+        return VirtualPatients(tolerance, dosimetry_seed=dosimetry_seed)
+    return VirtualPatients(
+        tolerance,
+        _uniforms(seed, chunk, ARRIVAL_STREAM, n_trials, n_patients),
+        _uniforms(seed, chunk, ONSET_STREAM, n_trials, n_patients),
+        dosimetry_seed=dosimetry_seed,
+        turned_away_seed=np.random.SeedSequence(seed, spawn_key=(chunk, TURNED_AWAY_STREAM)),
+    )

@@ -1,0 +1,284 @@
+"""Conformance: every registered method, in every combination it can meet, keeps the invariants
+the decision pipeline promises.
+
+Parametrised over the registry (:data:`theradose.methods.METHODS`) × {no limits, organ-dose
+limits, ``[timing]``}: each method's example design from ``designs/`` is run as it is, with a
+kidney limit added, and (for a method that is not time-to-event) with an accrual rate and a DLT
+window. After every decision of every simulated trial, and at the end:
+
+- no patient is treated at a level that the method (elimination) or a constraint (organ-dose
+  limits, no skipping, increments, coherence) rules out at that decision;
+- a design never skips an untried level;
+- the final MTD is never a level the organ-dose limits rule out at the end, and, with
+  ``select_tried_only``, it is a level that treated patients;
+- the interim answer (``recommend`` on the trial's own cohorts and dosimetry) equals the engine's
+  decision at every cohort, and its final MTD equals the simulation's;
+- exact enumeration equals simulation within 4 Monte Carlo standard errors for every count-based
+  method.
+
+The checks themselves are shown to fail when the pipeline breaks an invariant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from factories import assert_simulation_matches_exact, true_probabilities
+from theradose import engine, pipeline
+from theradose.config import design_from_dict
+from theradose.exact import is_count_based
+from theradose.methods import METHODS
+from theradose.methods.interval import DECISION_COLUMNS
+from theradose.pipeline import admissible_levels, select_mtd
+from theradose.recommendation import patient_cohorts, recommend
+from theradose.scenario import Scenario
+from theradose.state import NO_LEVEL, StopReason, TrialState, highest_level
+from theradose.virtual_patients import chunk_patients
+
+DESIGNS = Path(__file__).resolve().parents[1] / "designs"
+KIDNEY = {
+    "name": "kidney",
+    "gy_per_gbq_median": 0.43,
+    "gy_per_gbq_cv": 0.37,
+    "limit_gy": 23.0,
+    "max_exceed_prob": 0.10,
+}
+TIMING = {"accrual_per_month": 2.0, "dlt_window_months": 1.0}
+COMBINATIONS = ("plain", "organ_limits", "timing")
+
+
+def _example_source(key: str) -> dict:
+    """The first example design file of method ``key`` (without dosimetry or timing)."""
+    for path in sorted(DESIGNS.glob("*.toml")):
+        data = tomllib.loads(path.read_text())
+        if data.get("method") == key and "dosimetry" not in data:
+            return data
+    raise AssertionError(f"no example design in designs/ for method {key!r}")
+
+
+def conformance_design(key: str, combination: str, max_patients: int = 18):
+    source = {**_example_source(key), "max_patients": max_patients, "name": f"{key} {combination}"}
+    if not METHODS[key].tite:
+        source.pop("timing", None)
+    if combination == "organ_limits":
+        source["dosimetry"] = {"cycles": 4, "measurement_cv": 0.15, "organ": [KIDNEY]}
+    if combination == "timing" or METHODS[key].tite:
+        source["timing"] = TIMING
+    return design_from_dict(source, f"{key}-{combination}.toml")
+
+
+def _cases():
+    return [
+        pytest.param(key, combination, id=f"{key}-{combination}")
+        for key, spec in METHODS.items()
+        for combination in COMBINATIONS
+        # a time-to-event design always has [timing]: its plain case
+        if not (combination == "timing" and spec.tite)
+    ]
+
+
+def _scenario(n_levels: int, high: float = 0.55) -> Scenario:
+    return Scenario("S", tuple(np.linspace(0.04, high, n_levels).round(3)))
+
+
+class DecisionLog:
+    """Wraps :func:`theradose.pipeline.decide` as the engine calls it, and records every
+    decision that lets a trial go on at a level its rules forbid (a violation)."""
+
+    def __init__(self, monkeypatch, design):
+        self.design = design
+        self.violations: list[str] = []
+        real = engine.decide
+
+        def checked(design, state):
+            was_active = state.active.copy()
+            real(design, state)
+            self.check(design, state, was_active)
+
+        monkeypatch.setattr(engine, "decide", checked)
+
+    def check(self, design, state, was_active):
+        going_on = np.flatnonzero(was_active & state.active)
+        if going_on.size == 0:
+            return
+        level = state.next_level[going_on]
+        allowed = design.allowed(state)[going_on, level]
+        for trial in going_on[~allowed]:
+            self.violations.append(
+                f"trial {trial}: next level {state.next_level[trial] + 1} is ruled out "
+                f"(n = {state.n[trial].tolist()})"
+            )
+        tried = highest_level(state.n[going_on] > 0)
+        for trial in going_on[level > tried + 1]:
+            self.violations.append(f"trial {trial}: skips to level {state.next_level[trial] + 1}")
+
+
+def final_violations(design, state, mtd) -> list[str]:
+    """The final MTD against the organ-dose limits at the end and ``select_tried_only``."""
+    found = []
+    admissible = admissible_levels(design, state)
+    chosen = np.flatnonzero(mtd != NO_LEVEL)
+    for trial in chosen[~admissible[chosen, mtd[chosen]]]:
+        found.append(f"trial {trial}: MTD level {mtd[trial] + 1} is ruled out by organ limits")
+    if design.selects_tried_only:
+        for trial in chosen[state.n[chosen, mtd[chosen]] == 0]:
+            found.append(f"trial {trial}: MTD level {mtd[trial] + 1} treated nobody")
+    no_mtd = [r.value for r in StopReason if not r.selects_mtd]
+    for trial in np.flatnonzero(np.isin(state.stop_reason, no_mtd) & (mtd != NO_LEVEL)):
+        found.append(f"trial {trial}: stopped without an MTD but selected one")
+    return found
+
+
+def _run(design, scenario, n_trials, seed, monkeypatch):
+    log = DecisionLog(monkeypatch, design)
+    timed = design.timing is not None
+    patients = chunk_patients(seed, 0, n_trials, design.max_patients, timed)
+    patients = patients.head(design.max_patients).with_dosimetry(design, scenario)
+    state = engine.run_trials(design, np.asarray(scenario.dlt_prob), patients, scenario.onset)
+    return state, select_mtd(design, state), log
+
+
+@pytest.mark.parametrize(("key", "combination"), _cases())
+def test_invariants_hold_in_every_combination(key, combination, monkeypatch):
+    design = conformance_design(key, combination)
+    for high in (0.3, 0.55, 0.9):
+        scenario = _scenario(design.n_levels, high)
+        state, mtd, log = _run(design, scenario, 200, 7, monkeypatch)
+        assert log.violations == [], log.violations[:5]
+        assert final_violations(design, state, mtd) == []
+        assert (state.stop_reason != StopReason.RUNNING).all()
+        assert (state.n_enrolled <= design.max_patients).all()
+        assert (state.y <= state.n).all()
+
+
+@pytest.mark.parametrize(("key", "combination"), _cases())
+def test_interim_answers_equal_the_engine(key, combination, monkeypatch):
+    """``recommend`` replays each simulated trial cohort by cohort (with its measured dosimetry):
+    every decision and the final MTD are the engine's. Time-to-event designs decide at arrivals
+    on partial follow-up, which an outcome string does not carry: their interim answers are
+    checked against the engine in their own tests (test_tite_boin, test_tite_crm)."""
+    if METHODS[key].tite:
+        pytest.skip("time-to-event: interim answers from follow-up times (own tests)")
+    design = conformance_design(key, combination, max_patients=12)
+    state, mtd, _ = _run(design, _scenario(design.n_levels), 12, 3, monkeypatch)
+    measured = state.patient_measured_gy_per_gbq
+    for trial in range(state.n_trials):
+        enrolled = int(state.n_enrolled[trial])
+        cohorts = patient_cohorts(
+            design.cohort_size,
+            state.patient_level[trial, :enrolled],
+            state.patient_dlt[trial, :enrolled],
+        )
+        for k in range(1, len(cohorts) + 1):
+            treated = sum(len(flags) for _, flags in cohorts[:k])
+            given = None if measured is None else measured[trial, :treated]
+            rec = recommend(design, cohorts[:k], gy_per_gbq=given)
+            assert rec.deviations == (), (trial, k, rec.deviations)
+            if k < len(cohorts):
+                assert rec.next_level == cohorts[k][0], (trial, k)
+            else:
+                assert rec.stop, (trial, "the engine stopped here")
+                assert rec.stop_reason == StopReason(int(state.stop_reason[trial]))
+                expected = None if mtd[trial] == NO_LEVEL else int(mtd[trial])
+                assert rec.mtd == expected, (trial, rec.mtd, expected)
+
+
+COUNT_BASED = [
+    key for key in METHODS if is_count_based(conformance_design(key, "plain", max_patients=9))
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", COUNT_BASED)
+def test_exact_enumeration_equals_simulation(key):
+    design = conformance_design(key, "plain", max_patients=9)
+    scenarios = [_scenario(design.n_levels, 0.6), _scenario(design.n_levels, 0.35)]
+    assert_simulation_matches_exact(design, scenarios, n_trials=20_000, seed=21)
+
+
+@pytest.mark.parametrize("key", [k for k in METHODS if not METHODS[k].tite])
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=true_probabilities(6))
+def test_invariants_hold_for_any_truth(key, data, monkeypatch):
+    design = conformance_design(key, "organ_limits", max_patients=12)
+    scenario = Scenario("H", data[: design.n_levels])
+    state, mtd, log = _run(design, scenario, 60, 11, monkeypatch)
+    assert log.violations == []
+    assert final_violations(design, state, mtd) == []
+
+
+TABULATED = [
+    key
+    for key in METHODS
+    if not METHODS[key].tite
+    and (conformance_design(key, "plain").method.protocol_table(3, 18) or ({},))[0]
+    == DECISION_COLUMNS
+]
+
+
+@pytest.mark.parametrize("key", TABULATED)
+def test_printed_decision_table_is_what_the_engine_does(key):
+    """Every cell of the printed table (``theradose table``), as a one-trial state at level 3:
+    the engine escalates where the table says escalate, de-escalates where it says de-escalate,
+    and no longer allows level 3 where it says eliminate."""
+    design = conformance_design(key, "plain")
+    _, rows = design.method.protocol_table(design.cohort_size, design.max_patients)
+    cells = [(row, y) for row in rows for y in range(row["n"] + 1)]
+    state = TrialState.start(len(cells), design.n_levels, 2)
+    for i, (row, y) in enumerate(cells):
+        state.n[i, :2], state.n[i, 2] = 3, row["n"]
+        state.y[i, 2] = y
+    state.level[:] = 2
+    state.n_enrolled[:] = state.n.sum(axis=1)
+    pipeline.decide(dataclasses.replace(design, stopping=()), state)
+    for i, (row, y) in enumerate(cells):
+        escalate = row["escalate_if_dlt_le"] is not None and y <= row["escalate_if_dlt_le"]
+        deescalate = row["deescalate_if_dlt_ge"] is not None and y >= row["deescalate_if_dlt_ge"]
+        eliminate = row["eliminate_if_dlt_ge"] is not None and y >= row["eliminate_if_dlt_ge"]
+        expected = 3 if escalate else 1 if deescalate or eliminate else 2
+        assert state.next_level[i] == expected, (row, y)
+        assert design.allowed(state)[i, 2] == (not eliminate), (row, y)
+
+
+# -- the checks can fail ----------------------------------------------------------------------
+
+
+def test_the_checks_catch_an_mtd_the_organ_limits_forbid(monkeypatch):
+    """Without the pipeline's guard (the method's own selection taken as it is), a CRM whose
+    model favours a level the kidney limit rules out selects it, and the check says so."""
+    design = conformance_design("crm", "organ_limits")
+    scenario = _scenario(design.n_levels, 0.25)  # every level below the target
+    state, mtd, _ = _run(design, scenario, 200, 5, monkeypatch)
+    assert final_violations(design, state, mtd) == []
+    raw = design.method.select_mtd(state)
+    assert any("ruled out by organ limits" in v for v in final_violations(design, state, raw))
+
+
+def test_the_checks_catch_a_level_the_constraints_forbid(monkeypatch):
+    """A pipeline that forgot the organ-dose constraint treats above the admissible levels, and
+    the decision check says so."""
+    design = conformance_design("boin", "organ_limits")
+    forgetful = dataclasses.replace(design, constraints=())
+    log = DecisionLog(monkeypatch, design)
+
+    def decide_without_limits(_, state):
+        was_active = state.active.copy()
+        pipeline.decide(forgetful, state)
+        log.check(design, state, was_active)
+
+    monkeypatch.setattr(engine, "decide", decide_without_limits)
+    scenario = _scenario(design.n_levels, 0.2)
+    patients = chunk_patients(2, 0, 200, design.max_patients, False)
+    patients = patients.head(design.max_patients).with_dosimetry(design, scenario)
+    engine.run_trials(design, np.asarray(scenario.dlt_prob), patients)
+    assert any("is ruled out" in v for v in log.violations)
