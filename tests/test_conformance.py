@@ -282,3 +282,68 @@ def test_the_checks_catch_a_level_the_constraints_forbid(monkeypatch):
     patients = patients.head(design.max_patients).with_dosimetry(design, scenario)
     engine.run_trials(design, np.asarray(scenario.dlt_prob), patients)
     assert any("is ruled out" in v for v in log.violations)
+
+
+def _tite_cell_state(n_levels: int, window: float, cells) -> TrialState:
+    """One trial state per (n, y, m, stft) at level 3 (0-based 2), now = time 0: levels 1 and 2
+    each hold three complete DLT-free patients; level 3 holds y patients with a DLT, n − y − m
+    complete without one, and m pending whose follow-up fractions sum to stft."""
+    width = 6 + max(n for n, *_ in cells)
+    state = TrialState.start(len(cells), n_levels, 2, width)
+    for i, (n, y, m, stft) in enumerate(cells):
+        levels = [0, 0, 0, 1, 1, 1] + [2] * n
+        state.patient_level[i, : len(levels)] = levels
+        arrival = np.full(len(levels), -2.0 * window)  # complete
+        if m:
+            arrival[len(levels) - m :] = -(stft / m) * window
+        state.patient_arrival[i, : len(levels)] = arrival
+        state.patient_dlt[i, 6 : 6 + y] = True
+        state.patient_dlt_time[i, 6 : 6 + y] = 0.1 * window
+        state.n[i, :3] = (3, 3, n)
+        state.y[i, 2] = y
+        state.n_enrolled[i] = len(levels)
+    state.level[:] = 2
+    state.time[:] = 0.0
+    return state
+
+
+def test_printed_tite_boin_table_is_what_the_engine_does():
+    """Every row of TITE-BOIN's printed table (patients, DLTs, pending → decision or STFT
+    cut-off), as engine states on both sides of each cut-off: the engine escalates, stays,
+    de-escalates, eliminates or suspends accrual as the table says."""
+    design = conformance_design("tite-boin", "plain")
+    method, window = design.method, design.timing.dlt_window_months
+    _, rows = method.protocol_table(design.cohort_size, 12)
+    cells, expected = [], []
+    for row in rows:
+        n, y, m, decision, cut = (
+            row["n"],
+            row["dlt"],
+            row["pending"],
+            row["decision"],
+            row["stft_cutoff"],
+        )
+        if cut is None:
+            cells.append((n, y, m, 0.5 * m))
+            expected.append(decision)
+            continue
+        for stft, side in ((cut - 0.05, "low"), (cut + 0.05, "high")):
+            if not 0 < stft < m:
+                continue
+            cells.append((n, y, m, stft))
+            if decision.startswith("E"):
+                expected.append("E" if side == "high" else "S")
+            else:
+                expected.append("D" if side == "low" else "S")
+    state = _tite_cell_state(design.n_levels, window, cells)
+    pipeline.decide(dataclasses.replace(design, stopping=()), state)
+    suspended = engine.suspended_trials(design, state)
+    allowed = design.allowed(state)
+    move = {"E": 3, "S": 2, "D": 1, "DE": 1}
+    for i, (cell, decision) in enumerate(zip(cells, expected, strict=True)):
+        if decision == "SUS":
+            assert suspended[i], (cell, decision)
+            continue
+        assert not suspended[i], (cell, decision)
+        assert state.next_level[i] == move[decision], (cell, decision, state.next_level[i])
+        assert allowed[i, 2] == (decision != "DE"), (cell, decision)
