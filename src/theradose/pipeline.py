@@ -33,23 +33,22 @@ def admissible_levels(design: Design, state: TrialState) -> np.ndarray:
 def decide(design: Design, state: TrialState) -> None:
     """Choose each active trial's next level, or stop it; updates ``state`` in place."""
     levels = np.arange(state.n_levels)
-    constraint_allows = np.ones((state.n_trials, state.n_levels), dtype=bool)
-    admissible = np.ones_like(constraint_allows)
+    constraint_allows = admissible = None  # None: every level
     for constraint in design.constraints:
         allowed = constraint.allowed(state)
         if constraint.organ_limits:
-            admissible &= allowed
+            admissible = allowed if admissible is None else admissible & allowed
             if state.ruled_out_at is not None:
                 first = ~allowed & (state.ruled_out_at < 0) & state.active[:, None]
-                state.ruled_out_at[first] = np.broadcast_to(state.n_enrolled[:, None], first.shape)[
-                    first
-                ]
-        constraint_allows &= allowed
+                state.ruled_out_at[first] = np.broadcast_to(
+                    state.n_enrolled[:, None], first.shape
+                )[first]
+        constraint_allows = allowed if constraint_allows is None else constraint_allows & allowed
     state.admissible = admissible
     proposal, method_stop = design.method.propose(state)
     below = levels[None, :] <= proposal[:, None]
     method_allows = design.method.allowed(state) & below
-    at_or_below = method_allows & constraint_allows
+    at_or_below = method_allows if constraint_allows is None else method_allows & constraint_allows
     has_level = at_or_below.any(axis=1)
     next_level = np.maximum(highest_level(at_or_below), 0)
 
