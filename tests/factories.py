@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from hypothesis import strategies as st
 
+from theradose.config import design_from_dict
 from theradose.design import Design
-from theradose.methods import Boin, ThreePlusThree
 from theradose.scenario import Scenario
-from theradose.stopping import MaxAtDose, MaxPatients
+from theradose.stopping import MaxPatients
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 
@@ -36,6 +36,12 @@ def true_probabilities(n_levels: int):
     )
 
 
+def _built(source: dict, name: str) -> Design:
+    """A design built as a design file would be (config reads the common keys, the method's
+    SPEC its section), so the tests wire every method the one way users do."""
+    return design_from_dict({"name": name, **source}, f"{name}.toml")
+
+
 def boin_design(
     target: float = 0.3,
     n_levels: int = 6,
@@ -45,16 +51,16 @@ def boin_design(
     max_at_dose: int = 100,
     **boin_options,
 ) -> Design:
-    return Design(
-        name=f"BOIN {target:g}",
-        method=Boin(n_levels, target, max_patients, **boin_options),
-        target=target,
-        n_levels=n_levels,
-        start_level=start_level,
-        cohort_size=cohort_size,
-        max_patients=max_patients,
-        stopping=(MaxPatients(max_patients), MaxAtDose(max_at_dose, only_when_staying=True)),
-    )
+    source = {
+        "method": "boin",
+        "target": target,
+        "levels": n_levels,
+        "max_patients": max_patients,
+        "cohort_size": cohort_size,
+        "start_level": start_level + 1,
+        "boin": {"max_at_dose": max_at_dose, **boin_options},
+    }
+    return _built(source, f"BOIN {target:g}")
 
 
 def three_plus_three_design(
@@ -64,17 +70,16 @@ def three_plus_three_design(
     target: float = 0.3,
     start_level: int = 0,
 ) -> Design:
-    max_patients = 6 * n_levels if max_patients is None else max_patients
-    return Design(
-        name="3+3" if deescalate else "3+3 escalation only",
-        method=ThreePlusThree(n_levels, deescalate),
-        target=target,
-        n_levels=n_levels,
-        start_level=start_level,
-        cohort_size=3,
-        max_patients=max_patients,
-        stopping=(MaxPatients(max_patients),),
-    )
+    source = {
+        "method": "3+3",
+        "target": target,
+        "levels": n_levels,
+        "start_level": start_level + 1,
+        "three_plus_three": {"deescalate": deescalate},
+    }
+    if max_patients is not None:
+        source["max_patients"] = max_patients
+    return _built(source, "3+3" if deescalate else "3+3 escalation only")
 
 
 def scenario(*dlt_prob: float, name: str = "S") -> Scenario:
@@ -126,34 +131,27 @@ def crm_design(
     max_at_dose: int | None = None,
 ) -> Design:
     """A CRM design; the default skeleton is dfcrm's getprior(0.05, 0.3, 3, 6)."""
-    from theradose.constraints import Coherence, EscalationStep
-    from theradose.methods.crm import Crm, EmpiricModel, LogisticModel
-    from theradose.stopping import SafetyStop
-
-    skeleton = tuple(skeleton)
-    crm_model = EmpiricModel(skeleton) if model == "empiric" else LogisticModel(skeleton)
-    method = Crm(
-        len(skeleton), target, crm_model, max_patients, estimate=estimate, start_up=start_up
-    )
-    constraints = ((EscalationStep(1),) if no_skip else ()) + (
-        (Coherence(target),) if coherent else ()
-    )
-    stopping = [MaxPatients(max_patients)]
-    if safety_cutoff is not None:
-        stopping.append(SafetyStop(method, safety_cutoff, safety_min_n))
-    if max_at_dose is not None:
-        stopping.append(MaxAtDose(max_at_dose))
-    return Design(
-        name=f"CRM {model}",
-        method=method,
-        target=target,
-        n_levels=len(skeleton),
-        start_level=0,
-        cohort_size=cohort_size,
-        max_patients=max_patients,
-        constraints=constraints,
-        stopping=tuple(stopping),
-    )
+    stopping = {"safety_cutoff": safety_cutoff, "safety_min_n": safety_min_n}
+    stopping["max_at_dose"] = max_at_dose
+    source = {
+        "method": "crm",
+        "target": target,
+        "levels": len(skeleton),
+        "max_patients": max_patients,
+        "cohort_size": cohort_size,
+        "crm": {
+            "skeleton": list(skeleton),
+            "model": model,
+            "no_skip": no_skip,
+            "coherent": coherent,
+            "estimate": estimate,
+            "start_up": start_up,
+        },
+        "stopping": {k: v for k, v in stopping.items() if v is not None},
+    }
+    if safety_cutoff is None:
+        source["stopping"].pop("safety_min_n")
+    return _built(source, f"CRM {model}")
 
 
 # NBG 2008 (Neuenschwander, Branson & Gsponer, Stat Med 27:2420), section 3: activities, d*, prior.
@@ -220,22 +218,16 @@ def ewoc_design(
 ) -> Design:
     """An EWOC design on level numbers 1..n_levels (the ewoc package's reference runs), with its
     no-skipping rule (at most one level above the last cohort's)."""
-    from theradose.constraints import EscalationStep
-    from theradose.methods.ewoc import Ewoc
-
-    doses = tuple(float(k) for k in range(1, n_levels + 1))
-    method = Ewoc(doses, target, max_patients, **ewoc_options)
-    return Design(
-        name="EWOC",
-        method=method,
-        target=target,
-        n_levels=n_levels,
-        start_level=0,
-        cohort_size=cohort_size,
-        max_patients=max_patients,
-        constraints=(EscalationStep(1),),
-        stopping=(MaxPatients(max_patients),),
-    )
+    options = {k: list(v) if isinstance(v, tuple) else v for k, v in ewoc_options.items()}
+    source = {
+        "method": "ewoc",
+        "target": target,
+        "levels": n_levels,
+        "max_patients": max_patients,
+        "cohort_size": cohort_size,
+        "ewoc": options,
+    }
+    return _built(source, "EWOC")
 
 
 def assert_simulation_matches_exact(design, scenarios, n_trials: int, seed: int) -> None:

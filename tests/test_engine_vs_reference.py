@@ -80,7 +80,7 @@ def assert_same(state, mtd, i: int, ref: RefTrial, expected_stop: StopReason) ->
 @given(
     p_true=scenarios(),
     deescalate=st.booleans(),
-    cap=st.one_of(st.none(), st.integers(1, 42)),
+    cap=st.one_of(st.none(), st.integers(3, 42)),  # a design file needs max_patients >= 3
     seed=st.integers(0, 2**32 - 1),
 )
 def test_three_plus_three_matches_reference(p_true, deescalate, cap, seed):
@@ -101,8 +101,8 @@ def boin_designs(draw, n_levels: int) -> dict:
     options = {
         "target": target,
         "n_levels": n_levels,
-        "cohort_size": draw(st.integers(1, 4)),
-        "max_patients": draw(st.integers(1, 45)),
+        "cohort_size": (cohort_size := draw(st.integers(1, 4))),
+        "max_patients": draw(st.integers(cohort_size, 45)),
         "start_level": draw(st.integers(0, n_levels - 1)),
         "max_at_dose": draw(st.sampled_from([100]) | st.integers(4, 12)),
         "extra_safe": draw(st.booleans()),

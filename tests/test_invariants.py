@@ -35,7 +35,7 @@ def cases(draw):
     n_levels = draw(st.integers(2, 7))
     p_true = draw(true_probabilities(n_levels))
     if draw(st.booleans()):
-        cap = draw(st.one_of(st.none(), st.integers(1, 6 * n_levels)))
+        cap = draw(st.one_of(st.none(), st.integers(3, 6 * n_levels)))  # >= the cohort
         options = {
             "method": "3+3",
             "n_levels": n_levels,
@@ -48,8 +48,8 @@ def cases(draw):
             "method": "boin",
             "target": target,
             "n_levels": n_levels,
-            "cohort_size": draw(st.integers(1, 4)),
-            "max_patients": draw(st.integers(1, 45)),
+            "cohort_size": (cohort_size := draw(st.integers(1, 4))),
+            "max_patients": draw(st.integers(cohort_size, 45)),
             "start_level": draw(st.integers(0, n_levels - 1)),
             "max_at_dose": draw(st.sampled_from([100]) | st.integers(4, 12)),
             "extra_safe": draw(st.booleans()),
