@@ -59,6 +59,44 @@ CELLS = [
         "report.print_recommendation(result)\n"
         'report.recommendation_to_dict(result)["next_level"]'
     ),
+    new_markdown_cell(
+        "## Interim decisions on file: records, verification, the trial ledger\n\n"
+        "A 177Lu-PSMA-like BOIN with organ limits, three meetings' patient files with each "
+        "patient's measured kidney Gy/GBq. `recommend_recorded` is what `theradose recommend "
+        "--record` runs: the decision and its record (inputs with their SHA-256, every design "
+        "parameter, the data, the decision and the rule, the estimates and organ-dose "
+        "admissibility). Each record goes into a hash-chained ledger; `verify_record` recomputes "
+        "a decision from the record's own inputs."
+    ),
+    new_code_cell(
+        "import tempfile\n\n"
+        "from theradose.decision_record import recommend_recorded\n"
+        "from theradose.history import history_rich, plot_history\n"
+        "from theradose.ledger import append_record, check_ledger\n"
+        "from theradose.verification import verify_record\n\n"
+        'EXAMPLES = Path("..") / "examples" / "psma_interim"\n'
+        'ledger = Path(tempfile.mkdtemp()) / "trial.jsonl"\n'
+        "for meeting in (1, 2, 3):\n"
+        "    result, record = recommend_recorded(\n"
+        '        DESIGNS / "boin_psma_dosimetry.toml",\n'
+        '        patients=EXAMPLES / f"meeting_{meeting}.csv",\n'
+        "        dlt_window_days=56,\n"
+        '        by="DEC",\n'
+        '        note=f"meeting {meeting}",\n'
+        "    )\n"
+        "    append_record(ledger, record)\n"
+        'decision = record["decision"]\n'
+        'print(decision["rule"], "| ruled out:", decision["inadmissible_levels"])\n'
+        'print("verified:", verify_record(record).ok)'
+    ),
+    new_code_cell(
+        "check = check_ledger(ledger)\n"
+        'print("ledger intact:", check.ok, "entries:", len(check.entries))\n'
+        "report.print_recommendation(result)  # what meeting 3 saw\n"
+        "from rich.console import Console\n\n"
+        "Console().print(history_rich(check.entries))"
+    ),
+    new_code_cell("plot_history(check.entries)"),
 ]
 
 

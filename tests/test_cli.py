@@ -175,7 +175,7 @@ def test_simulate_scenario_length_mismatch(tmp_path):
 def test_simulate_unwritable_output_is_bad_input(tmp_path, two_scenarios):
     target = str(tmp_path / "no-such-dir" / "r.json")
     result = invoke("simulate", BOIN, "-s", two_scenarios, "-n", "10", "--json", target)
-    assert_bad_input(result, "No such file or directory")
+    assert_bad_input(result, "no-such-dir' does not exist")
 
 
 def test_simulate_rejects_zero_trials():
@@ -192,7 +192,7 @@ def test_table_boin_rich_has_header_and_boundaries():
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "Decision table: BOIN, target 30%" in out
-    assert "λe = 0.2365, λd = 0.3585" in out
+    assert "λe = 0.2365" in out and "λd = 0.3585" in out
     assert "1 (1.85 GBq), 2 (3.7 GBq)" in out
     assert "escalate if DLTs ≤" in out and "—" in out
     assert __version__ in out

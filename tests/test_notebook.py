@@ -38,3 +38,4 @@ def test_quickstart_executes():
     markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
     assert any("λe = 0.2365" in m for m in markdown)
     assert "Next cohort: level" in text
+    assert "verified: True" in text and "ledger intact: True entries: 3" in text

@@ -192,7 +192,9 @@ def assert_bad_path(result, path) -> None:
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ")
+    # before the run: the flag, then the path as given; during it: the path
+    starts = (f"error: --trials-csv {path}: ", f"error: {path}: ")
+    assert len(lines) == 1 and lines[0].startswith(starts)
 
 
 def test_missing_folder_fails_before_the_run(tmp_path, monkeypatch):

@@ -9,7 +9,9 @@ commands so that ``theradose --help`` stays fast.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +21,8 @@ import typer
 from theradose import __version__
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM: 128 + 15
 
 app = typer.Typer(
     name="theradose",
@@ -33,6 +37,20 @@ class TableFormat(StrEnum):
     rich = "rich"
     markdown = "markdown"
     csv = "csv"
+    json = "json"
+
+
+class PathFormat(StrEnum):
+    rich = "rich"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+    dot = "dot"
+
+
+class ProtocolFormat(StrEnum):
+    text = "text"
+    markdown = "markdown"
     json = "json"
 
 
@@ -65,10 +83,75 @@ def _warn(messages: list[str]) -> None:
         typer.echo(f"warning: {message}", err=True)
 
 
+_MAX_ERROR_LINES = 50  # a file with thousands of bad rows: the first ones and a count
+
+
 def _fail(messages: list[str]) -> None:
-    for message in messages:
+    for message in messages[:_MAX_ERROR_LINES]:
         typer.echo(f"error: {message}", err=True)
+    if len(messages) > _MAX_ERROR_LINES:
+        typer.echo(f"error: ... and {len(messages) - _MAX_ERROR_LINES:,} more problems", err=True)
     raise typer.Exit(EXIT_BAD_INPUT)
+
+
+class _Checks:
+    """Problems with the command line found before any work, all reported together."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self._outputs: dict[str, str] = {}
+
+    def integer(self, flag: str, text: str, low: int, high: int) -> int | None:
+        from theradose.limits import integer_option
+
+        value, problem = integer_option(flag, text, low, high)
+        if problem:
+            self.problems.append(problem)
+        return value
+
+    def seed(self, text: str) -> int | None:
+        from theradose.limits import SEED_BOUND
+
+        return self.integer("--seed", text, 0, SEED_BOUND)
+
+    def workers(self, text: str, force: bool) -> int | None:
+        from theradose.limits import MAX_INTEGER, worker_problem
+
+        value = self.integer("--workers", text, 1, MAX_INTEGER)
+        problem = None if value is None else worker_problem(value, force)
+        if problem:
+            self.problems.append(problem)
+        return value
+
+    def output(self, flag: str, path: Path | None, suffixes: tuple[str, ...] = ()) -> None:
+        """An output file the command will write: its folder exists and is writable, it is not
+        a folder, no other flag writes it, and its suffix is one of ``suffixes`` (if given)."""
+        import os
+
+        from theradose.report import check_output_path
+
+        if path is None:
+            return
+        try:
+            check_output_path(path)
+        except OSError as error:
+            self.problems.append(f"{flag} {path}: {error.strerror}")
+        suffix = path.suffix.lower().lstrip(".")
+        if suffixes and suffix and suffix not in suffixes:
+            self.problems.append(
+                f"{flag} {path}: cannot write format {suffix!r} (the suffix gives the format: "
+                f"{', '.join(suffixes)})"
+            )
+        key = os.path.abspath(path)
+        if key in self._outputs:
+            self.problems.append(
+                f"{flag} {path}: also given to {self._outputs[key]}; give each output its own file"
+            )
+        self._outputs.setdefault(key, flag)
+
+    def fail_if_any(self) -> None:
+        if self.problems:
+            _fail(self.problems)
 
 
 @contextlib.contextmanager
@@ -88,6 +171,53 @@ def _bad_input_exits():
     except OSError as error:  # an output file that cannot be written, an input that vanished
         where = f"{error.filename}: " if error.filename else ""
         _fail([f"{where}{error.strerror or error}"])
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (temporary files removed,
+    workers ended)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _interruptible(kept: Callable[[], list[str]]):
+    """Ctrl-C (SIGINT) or SIGTERM ends the command with one line on stderr, "interrupted: " and
+    what was written (``kept()``, or "nothing written"), and exit code 130 (SIGTERM: 143).
+
+    Every output is written atomically, so a file being written at that moment keeps its old
+    content; worker processes are ended by the engine (:func:`theradose.simulation.simulate`).
+    """
+    previous = None
+    with contextlib.suppress(ValueError):  # handlers can be set from the main thread only
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        what = "; ".join(kept()) or "nothing written"
+        typer.echo(f"interrupted: {what}", err=True)
+        code = EXIT_TERMINATED if isinstance(interrupt, _Terminated) else EXIT_INTERRUPTED
+        raise typer.Exit(code) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _kept_outputs(written: list[Path], run_dir: Path | None) -> list[str]:
+    """What an interrupted ``simulate`` leaves: the outputs written, the chunks kept."""
+    parts = [f"wrote {', '.join(str(p) for p in written)}"] if written else []
+    if run_dir is not None:
+        from theradose.run_dir import chunks_kept
+
+        counts = chunks_kept(run_dir)
+        if counts is not None:
+            parts.append(
+                f"kept {counts[0]} of {counts[1]} chunks in run directory {run_dir} (run the "
+                "same command to continue)"
+            )
+    return parts
 
 
 def _console(stderr: bool = False):
@@ -116,15 +246,36 @@ def _progress(total: int):
 def simulate(
     designs: Annotated[list[Path], typer.Argument(help="Design files (TOML).", show_default=False)],
     scenarios: Annotated[
-        Path, typer.Option("--scenarios", "-s", help="Scenario file (TOML, [[scenario]] tables).")
+        Path,
+        typer.Option("--scenarios", "-s", help=r"Scenario file (TOML, \[\[scenario]] tables)."),
     ],
     trials: Annotated[
-        int, typer.Option("--trials", "-n", min=1, help="Simulated trials per design × scenario.")
-    ] = 10_000,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated patients.")] = 1,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+        str,
+        typer.Option(
+            "--trials",
+            "-n",
+            metavar="INTEGER",
+            help="Simulated trials per design × scenario, 1 to 100,000,000.",
+        ),
+    ] = "10000",
+    seed: Annotated[
+        str,
+        typer.Option(metavar="INTEGER", help="Seed of the simulated patients, 0 <= seed < 2^128."),
+    ] = "1",
+    workers: Annotated[
+        str, typer.Option(metavar="INTEGER", help="Worker processes, at most the CPU count.")
+    ] = "1",
+    force_workers: Annotated[
+        bool,
+        typer.Option("--force-workers", help="Allow more --workers than CPUs (up to 256)."),
+    ] = False,
     exact: Annotated[
-        bool, typer.Option("--exact", help="Add exact values where the design allows (3+3, BOIN).")
+        bool,
+        typer.Option(
+            "--exact",
+            help="Add exact values where the design decides on counts alone (3+3, BOIN, CRM, "
+            "BLRM, EWOC, mTPI-2, Keyboard, i3+3; not the time-to-event designs).",
+        ),
     ] = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the results as JSON.")
@@ -150,11 +301,25 @@ def simulate(
             "decision: seconds each, for small validation runs)."
         ),
     ] = Engine.grid,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir",
+            help="Keep each finished chunk of trials in this folder; the same command after an "
+            "interruption continues the run there, with identical results.",
+        ),
+    ] = None,
 ) -> None:
     """Simulate designs under scenarios on the same patients; print operating characteristics."""
     from theradose.study import run_study
 
-    with _bad_input_exits():
+    designs, trials, seed, workers = _check_simulate(
+        designs, scenarios, trials, seed, workers, force_workers,
+        {"--json": json_path, "--csv": csv_path, "--plot": plot_path, "--trials-csv": trials_csv},
+    )  # fmt: skip
+
+    written: list[Path] = []
+    with _interruptible(lambda: _kept_outputs(written, run_dir)), _bad_input_exits():
         with _progress(trials) as progress:
             study = run_study(
                 designs,
@@ -166,18 +331,50 @@ def simulate(
                 progress=progress,
                 engine=engine.value,
                 trials_csv=trials_csv,
+                run_dir=run_dir,
             )
+        if trials_csv is not None:
+            written.append(trials_csv)
         from theradose import report
 
         report.print_study(study, _console())
         if json_path is not None:
             report.write_study_json(study, json_path)
+            written.append(json_path)
         if csv_path is not None:
             report.write_study_csv(study, csv_path)
+            written.append(csv_path)
         if plot_path is not None:
             from theradose.plots import plot_selection, save_figure
 
             save_figure(plot_selection(study), plot_path)
+            written.append(plot_path)
+
+
+def _check_simulate(designs, scenarios, trials, seed, workers, force_workers, outputs):
+    """Every problem of ``simulate``'s flags, output paths and files, reported together before
+    any work; returns the designs (loaded), trials, seed and workers."""
+    from theradose.config import ConfigError
+    from theradose.limits import MAX_TRIALS, work_problems
+    from theradose.plots import PLOT_FORMATS
+    from theradose.study import load_inputs
+
+    checks = _Checks()
+    n_trials = checks.integer("--trials", trials, 1, MAX_TRIALS)
+    seed_value = checks.seed(seed)
+    n_workers = checks.workers(workers, force_workers)
+    for flag, path in outputs.items():
+        checks.output(flag, path, PLOT_FORMATS if flag == "--plot" else ())
+    loaded = designs
+    try:
+        loaded, _, _ = load_inputs(designs, scenarios)
+    except ConfigError as error:
+        checks.problems += error.messages
+    else:
+        if n_trials is not None:
+            checks.problems += work_problems(loaded, n_trials)
+    checks.fail_if_any()
+    return loaded, n_trials, seed_value, n_workers
 
 
 @app.command()
@@ -247,14 +444,35 @@ def recommend(
             "--posterior", help="With --engine mcmc: write the draws as arviz InferenceData (.nc)."
         ),
     ] = None,
-    draws: Annotated[int, typer.Option(min=100, help="MCMC draws per chain.")] = 2000,
-    tune: Annotated[int, typer.Option(min=100, help="MCMC tuning steps per chain.")] = 1000,
-    chains: Annotated[int, typer.Option(min=2, help="MCMC chains (run one after another).")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed of the MCMC chains.")] = 1,
+    draws: Annotated[
+        int, typer.Option(min=100, max=100_000, help="MCMC draws per chain.")
+    ] = 2000,
+    tune: Annotated[
+        int, typer.Option(min=100, max=100_000, help="MCMC tuning steps per chain.")
+    ] = 1000,
+    chains: Annotated[
+        int, typer.Option(min=2, max=16, help="MCMC chains (run one after another).")
+    ] = 4,
+    seed: Annotated[
+        str, typer.Option(metavar="INTEGER", help="Seed of the MCMC chains, 0 <= seed < 2^128.")
+    ] = "1",
+    record_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            help="Write the decision record (JSON): time, versions, command, the design and "
+            "data with their SHA-256, every parameter, the decision, the rule, the estimates "
+            "(--json holds it too, under 'record'). Check it with 'theradose verify'.",
+        ),
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who asks (recorded in the decision record).")
+    ] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", help="A note for the decision record.")
+    ] = None,
 ) -> None:
     """Say which level the next cohort of a real trial should receive, or whether to stop."""
-    from theradose.study import run_patient_recommendation, run_recommendation
-
     if outcomes is not None and patients is not None:
         _fail(["give the trial's data with --outcomes or with --patients, not both"])
     if posterior is not None and engine is not Engine.mcmc:
@@ -265,21 +483,132 @@ def recommend(
         _fail(["--dlt-window-days goes with --patients (an outcome string has no follow-up)"])
     if dlt_window_days is not None and not 0 < dlt_window_days < float("inf"):
         _fail([f"--dlt-window-days {dlt_window_days:g}: the DLT window must be days > 0"])
+    checks = _Checks()
+    seed = checks.seed(seed)
+    checks.output("--json", json_path)
+    checks.output("--posterior", posterior)
+    checks.output("--record", record_path)
+    checks.fail_if_any()
     with _bad_input_exits():
-        if patients is not None:
-            result = run_patient_recommendation(design, patients, dlt_window_days)
-        else:
-            options = {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
-            result = run_recommendation(design, outcomes or "", engine.value, options)
+        from theradose.decision_record import (
+            recommend_recorded,
+            write_recommendation_json,
+            write_record,
+        )
+
+        # The files are read once: the record's hashes are of the bytes the decision used.
+        result, record = recommend_recorded(
+            design,
+            outcomes or "",
+            patients,
+            engine=engine.value,
+            mcmc_options={"draws": draws, "tune": tune, "chains": chains, "seed": seed},
+            dlt_window_days=dlt_window_days,
+            by=by,
+            note=note,
+            argv=sys.argv,
+        )
         from theradose import report
 
         _console().print(report.recommendation_rich(result))
         if result.mcmc is not None:
             _console().print(report.mcmc_diagnostics_rich(result.mcmc))
         if json_path is not None:
-            report.write_recommendation_json(result, json_path)
+            write_recommendation_json(result, record, json_path)
+        if record_path is not None:
+            write_record(record, record_path)
         if posterior is not None:
             report.write_posterior(result.mcmc, posterior)
+
+
+@app.command()
+def paths(
+    design: Annotated[Path, typer.Argument(help="Design file (TOML).", show_default=False)],
+    outcomes: Annotated[
+        str | None,
+        typer.Option("--outcomes", "-o", help='The trial so far, e.g. "1NNN 2NTN".'),
+    ] = None,
+    patients: Annotated[
+        Path | None,
+        typer.Option("--patients", help="The trial so far as a patient file (CSV)."),
+    ] = None,
+    cohorts: Annotated[
+        int, typer.Option("--cohorts", "-k", min=1, help="How many cohorts ahead.")
+    ] = 2,
+    fmt: Annotated[
+        PathFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = PathFormat.rich,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write to this file instead; .svg or .png draws the tree (needs Graphviz).",
+        ),
+    ] = None,
+) -> None:
+    """Dose transition pathways: the design's decision after every outcome of the next cohorts."""
+    from theradose.config import load_design
+    from theradose.pathway_report import (
+        RENDERED_SUFFIXES,
+        render_csv,
+        render_dot,
+        render_json,
+        render_markdown,
+        render_picture,
+        render_tree,
+    )
+    from theradose.pathways import PathwaysTooLarge, pathways_from_data
+    from theradose.report import check_output_path, write_atomic
+
+    if outcomes is not None and patients is not None:
+        _fail(["give the trial so far with --outcomes or with --patients, not both"])
+    with _bad_input_exits():
+        loaded = load_design(design)
+        if out is not None:
+            check_output_path(out)
+        try:
+            nodes = pathways_from_data(
+                loaded, outcomes, None if patients is None else str(patients), cohorts
+            )
+        except PathwaysTooLarge as error:
+            _fail([f"--cohorts {cohorts}: {error}"])
+        if out is not None and out.suffix.lower() in RENDERED_SUFFIXES:
+            try:
+                render_picture(render_dot(loaded, nodes, cohorts), out)
+            except RuntimeError as error:
+                _fail([str(error)])
+            return
+        text = {
+            "markdown": lambda: render_markdown(loaded, nodes, cohorts),
+            "csv": lambda: render_csv(loaded, nodes),
+            "json": lambda: render_json(loaded, nodes, cohorts),
+            "dot": lambda: render_dot(loaded, nodes, cohorts),
+        }.get(fmt.value)
+        if out is not None:
+            if text is None:
+                _fail([f"{out}: --format rich prints to the terminal; choose markdown, csv, "
+                       "json or dot for a file, or name an .svg or .png"])
+            write_atomic(out, text())
+        elif text is None:
+            _console().print(render_tree(loaded, nodes, cohorts))
+        else:
+            sys.stdout.write(text())
+
+
+@app.command()
+def protocol(
+    design: Annotated[Path, typer.Argument(help="Design file (TOML).", show_default=False)],
+    fmt: Annotated[
+        ProtocolFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ProtocolFormat.text,
+) -> None:
+    """The design in protocol language: rules, constraints, stopping, selection, references."""
+    from theradose.config import load_design
+    from theradose.protocol import render_protocol
+
+    with _bad_input_exits():
+        loaded = load_design(design)
+    sys.stdout.write(render_protocol(loaded, fmt.value))
 
 
 @app.command()
@@ -312,7 +641,8 @@ def validate(
 def calibrate(
     design: Annotated[Path, typer.Argument(help="CRM design file (TOML).", show_default=False)],
     scenarios: Annotated[
-        Path, typer.Option("--scenarios", "-s", help="Scenario file (TOML, [[scenario]] tables).")
+        Path,
+        typer.Option("--scenarios", "-s", help=r"Scenario file (TOML, \[\[scenario]] tables)."),
     ],
     halfwidth: Annotated[
         str,
@@ -326,19 +656,42 @@ def calibrate(
         ),
     ] = None,
     trials: Annotated[
-        int, typer.Option("--trials", "-n", min=1, help="Trials per candidate × scenario.")
-    ] = 2_000,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated patients.")] = 1,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+        str,
+        typer.Option(
+            "--trials",
+            "-n",
+            metavar="INTEGER",
+            help="Trials per candidate × scenario, 1 to 100,000,000.",
+        ),
+    ] = "2000",
+    seed: Annotated[
+        str,
+        typer.Option(metavar="INTEGER", help="Seed of the simulated patients, 0 <= seed < 2^128."),
+    ] = "1",
+    workers: Annotated[
+        str, typer.Option(metavar="INTEGER", help="Worker processes, at most the CPU count.")
+    ] = "1",
+    force_workers: Annotated[
+        bool,
+        typer.Option("--force-workers", help="Allow more --workers than CPUs (up to 256)."),
+    ] = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the calibration as JSON.")
     ] = None,
 ) -> None:
     """Calibrate a CRM skeleton: PCS of every Lee–Cheung candidate on the same patients."""
     from theradose.calibration import CalibrationError, calibrate_skeleton, parse_grid
+    from theradose.limits import MAX_TRIALS
     from theradose.study import load_inputs
 
-    with _bad_input_exits():
+    checks = _Checks()
+    trials = checks.integer("--trials", trials, 1, MAX_TRIALS)
+    seed = checks.seed(seed)
+    workers = checks.workers(workers, force_workers)
+    checks.output("--json", json_path)
+    checks.fail_if_any()
+
+    with _interruptible(lambda: []), _bad_input_exits():
         try:
             grid = parse_grid(halfwidth)
             mtds = None
@@ -368,3 +721,170 @@ def calibrate(
         _console().print(report.calibration_rich(result))
         if json_path is not None:
             report.write_calibration_json(result, json_path)
+
+
+EXIT_DIFFERENT = 1
+
+
+@app.command()
+def verify(
+    record: Annotated[
+        Path,
+        typer.Argument(
+            help="A decision record (recommend --record), or a recommend --json file.",
+            show_default=False,
+        ),
+    ],
+    design: Annotated[
+        Path | None,
+        typer.Option("--design", help="The design file to check (default: the recorded path)."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="The patient file to check (default: the recorded path)."),
+    ] = None,
+) -> None:
+    """Recompute a recorded decision from the record's own inputs and check the files' hashes.
+
+    Exit code 0 when everything is as recorded, 1 listing each difference (software version,
+    edited design, changed data, another decision), 2 for a record that cannot be read."""
+    from theradose.decision_record import RecordError, read_record
+    from theradose.verification import verify_record
+
+    try:
+        loaded = read_record(record)
+        outcome = verify_record(loaded, design, data)
+    except RecordError as error:
+        _fail(error.messages)
+    typer.echo(
+        f"{record}: {outcome.decision}, recorded {loaded.get('created_utc')}"
+        + (f" by {loaded['by']}" if loaded.get("by") else "")
+    )
+    for line in outcome.same:
+        typer.echo(f"same: {line}")
+    for line in outcome.unchecked:
+        typer.echo(f"not checked: {line}")
+    for line in outcome.differences:
+        typer.echo(line if line.startswith("  ") else f"DIFFERENT: {line}")
+    if outcome.on_files is not None:
+        typer.echo(f"on the files as they are now, the decision is: {outcome.on_files}")
+    if outcome.ok:
+        typer.echo("verified: the decision recomputes as recorded")
+        return
+    plural = "s" if outcome.n_differences != 1 else ""
+    typer.echo(f"NOT verified: {outcome.n_differences} difference{plural}")
+    raise typer.Exit(EXIT_DIFFERENT)
+
+
+ledger_app = typer.Typer(
+    help="A trial's decision records, hash-chained in a JSON Lines file (its history).",
+    no_args_is_help=True,
+)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("append")
+def ledger_append(
+    ledger: Annotated[Path, typer.Argument(help="The trial's ledger (JSON Lines).")],
+    record: Annotated[Path, typer.Argument(help="A decision record (or recommend --json file).")],
+) -> None:
+    """Add a decision record to the ledger, chained to the last entry by its hash (atomic).
+
+    Exit code 1 when the ledger fails its check or already holds the record (nothing appended),
+    2 for a record that cannot be read or has been edited."""
+    from theradose.decision_record import RecordError, read_record
+    from theradose.ledger import LedgerError, append_record
+
+    try:
+        entry = append_record(ledger, read_record(record))
+    except RecordError as error:
+        _fail(error.messages)
+    except LedgerError as error:
+        for message in error.messages:
+            typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(EXIT_DIFFERENT) from None
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        _fail([f"{where}{error.strerror or error}"])
+    typer.echo(f"{ledger}: entry {entry.entry}, hash {entry.hash}")
+    typer.echo(
+        f"note for the minutes: theradose ledger check {ledger} --entries {entry.entry} "
+        f"--head {entry.hash}"
+    )
+
+
+@ledger_app.command("check")
+def ledger_check(
+    ledger: Annotated[Path, typer.Argument(help="The trial's ledger (JSON Lines).")],
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="The last entry's hash, as noted (detects cut entries)."),
+    ] = None,
+    entries: Annotated[
+        int | None,
+        typer.Option("--entries", min=0, help="The number of entries, as noted."),
+    ] = None,
+) -> None:
+    """Check every line of a ledger: any edit, removal, reordering or cut is named by line.
+
+    Exit code 0 when intact, 1 listing the problems, 2 when the file cannot be read."""
+    from theradose.ledger import LedgerError, check_ledger
+
+    try:
+        check = check_ledger(ledger, head, entries)
+    except LedgerError as error:
+        _fail(error.messages)
+    if check.ok:
+        typer.echo(f"{ledger}: intact, {len(check.entries)} entries, head {check.head}")
+        return
+    for problem in check.problems:
+        typer.echo(f"{ledger}: {problem}")
+    plural = "s" if len(check.problems) != 1 else ""
+    typer.echo(f"{ledger}: BROKEN ({len(check.problems)} problem{plural})")
+    raise typer.Exit(EXIT_DIFFERENT)
+
+
+@ledger_app.command("show")
+def ledger_show(
+    ledger: Annotated[Path, typer.Argument(help="The trial's ledger (JSON Lines).")],
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write the trial plot (PNG, PDF or SVG, by the suffix)."),
+    ] = None,
+    organ: Annotated[
+        str | None,
+        typer.Option(
+            "--organ",
+            help="The organ of the plot's lower panel (default: the one closest to ruling "
+            "levels out).",
+        ),
+    ] = None,
+) -> None:
+    """Print the trial's history (each meeting's data, decision and estimates) from an intact
+    ledger; optionally draw the trial plot. Exit code 1 when the ledger fails its check."""
+    from theradose.ledger import LedgerError, check_ledger
+
+    checks = _Checks()
+    checks.output("--plot", plot, ("png", "pdf", "svg"))
+    checks.fail_if_any()
+    try:
+        check = check_ledger(ledger)
+    except LedgerError as error:
+        _fail(error.messages)
+    if not check.ok:
+        for problem in check.problems:
+            typer.echo(f"{ledger}: {problem}", err=True)
+        typer.echo(f"{ledger}: BROKEN: not shown (run 'theradose ledger check')", err=True)
+        raise typer.Exit(EXIT_DIFFERENT)
+    from theradose.history import history_rich, plot_history
+
+    _console().print(history_rich(check.entries))
+    if plot is not None and check.entries:
+        from theradose.plots import save_figure
+
+        try:
+            figure = plot_history(check.entries, organ)
+        except ValueError as error:
+            _fail([str(error)])
+        with _bad_input_exits():
+            save_figure(figure, plot)

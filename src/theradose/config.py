@@ -29,6 +29,7 @@ from typing import Any
 
 from theradose.constraints import OrganDoseLimits
 from theradose.design import Design
+from theradose.limits import MAX_COHORT_SIZE, MAX_LEVELS, MAX_PATIENTS
 from theradose.methods import METHODS
 from theradose.methods.spec import DesignFields, MethodSpec
 from theradose.scenario import Scenario
@@ -79,8 +80,8 @@ def _parse_stopping(top: TomlTable, spec: MethodSpec | None) -> dict[str, Any]:
                 )
     return {
         "safety_cutoff": cutoff,
-        "safety_min_n": table.integer("safety_min_n", 1, default=3),
-        "max_at_dose": table.integer("max_at_dose", 1),
+        "safety_min_n": table.integer("safety_min_n", 1, default=3, maximum=MAX_PATIENTS),
+        "max_at_dose": table.integer("max_at_dose", 1, maximum=MAX_PATIENTS),
     }
 
 
@@ -132,12 +133,33 @@ TOXICITY_KEYS = ("model", "background_prob")
 NTCP_KEYS = ("td50_gy", "m", "gamma50", "dlt_onset", "onset_shape")
 
 
+# What a required key of a dosimetry record holds, for "missing key" messages.
+_REQUIRED = {
+    "name": ' (the organ, e.g. "kidney")',
+    "gy_per_gbq_median": " (median absorbed dose per unit activity, Gy/GBq, > 0)",
+    "gy_per_gbq_cv": " (between-patient coefficient of variation of Gy/GBq, e.g. 0.4 for 40%)",
+    "td50_gy": " (the absorbed dose, Gy, with a 50% probability of a DLT from this organ)",
+}
+
+
 def _build_record(table: TomlTable, factory, values: dict[str, Any]):
     """``factory(**values)`` from theradose.dosimetry, its problems reported in this table."""
     from theradose.dosimetry import DosimetryError
 
-    known = {f.name for f in dataclasses.fields(factory)}
+    fields = dataclasses.fields(factory)
+    known = {f.name for f in fields}
     values = {k: v for k, v in values.items() if k in known}  # unknown keys: reported already
+    missing = [
+        f.name
+        for f in fields
+        if f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    for name in missing:
+        table.error(f"missing key '{name}'{_REQUIRED.get(name, '')}")
+    if missing:
+        return None
     try:
         return factory(**values)
     except DosimetryError as error:
@@ -202,7 +224,10 @@ def _read_timing(top: TomlTable, fields: DesignFields, spec: MethodSpec | None) 
 
 def _read_levels(top: TomlTable, fields: DesignFields) -> None:
     fields.doses = top.numbers("doses", POSITIVE, "increasing")
-    levels = top.integer("levels", 1)
+    if fields.doses is not None and len(fields.doses) > MAX_LEVELS:
+        top.error(f"doses: {len(fields.doses)} levels; at most {MAX_LEVELS} are allowed")
+        fields.doses = None
+    levels = top.integer("levels", 1, maximum=MAX_LEVELS, why="the most levels allowed")
     if "doses" not in top.data and "levels" not in top.data:
         top.error(
             "missing key 'doses' or 'levels' (the activity of each level, strictly increasing, "
@@ -229,7 +254,9 @@ def _read_start_level(top: TomlTable, fields: DesignFields) -> None:
 
 
 def _read_sample_size(top: TomlTable, fields: DesignFields, spec: MethodSpec | None) -> None:
-    fields.cohort_size = top.integer("cohort_size", 1, default=DEFAULT_COHORT_SIZE)
+    fields.cohort_size = top.integer(
+        "cohort_size", 1, default=DEFAULT_COHORT_SIZE, maximum=MAX_COHORT_SIZE
+    )
     fixed = spec.fixed_cohort_size if spec else None
     if fixed is not None and fields.cohort_size not in (None, fixed):
         top.value_error(
@@ -245,7 +272,14 @@ def _read_sample_size(top: TomlTable, fields: DesignFields, spec: MethodSpec | N
         required = f"an integer >= cohort_size, required for method = {show_value(spec.key)}"
     elif spec is not None and fields.n_levels is not None:
         default = spec.max_patients_per_level * fields.n_levels
-    max_patients = top.integer("max_patients", 1, default=default, required=required)
+    max_patients = top.integer(
+        "max_patients",
+        1,
+        default=default,
+        required=required,
+        maximum=MAX_PATIENTS,
+        why="the most patients a design may enrol",
+    )
     if (
         max_patients is not None
         and fields.cohort_size is not None
@@ -282,6 +316,12 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
     report = FileReport(path)
     if not isinstance(data, Mapping):
         report.add(f"must be a table of keys, got {toml_kind(data)}")
+        report.raise_if_any()
+    if isinstance(data.get("scenario"), list) and not any(k in data for k in DESIGN_KEYS):
+        report.add(
+            "holds [[scenario]] tables: this is a scenario file, not a design (give it with "
+            "--scenarios)"
+        )
         report.raise_if_any()
     top = TomlTable(report, data)
     top.check_keys(DESIGN_KEYS + tuple(dict.fromkeys(spec.section for spec in METHODS.values())))

@@ -51,7 +51,6 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import special
-from scipy.stats import qmc
 
 from theradose.timing import ONSETS
 from theradose.validation import show_value
@@ -1503,6 +1502,8 @@ def _truths_qmc(truth, dosimetry, activity, capped, points, replicates, seed) ->
         dims = n_truth
     dlt = np.zeros((replicates, activity.size))
     exceed = np.zeros((replicates, activity.size, n_design))
+    from scipy.stats import qmc  # here: scipy.stats takes most of a second to import
+
     for r, child in enumerate(np.random.SeedSequence(seed).spawn(replicates)):
         sobol = qmc.Sobol(dims, scramble=True, rng=np.random.default_rng(child))
         z = special.ndtri(np.clip(sobol.random(points), 1e-16, 1 - 1e-16))  # [point, dim]

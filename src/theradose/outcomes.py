@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from theradose.limits import MAX_OUTCOME_CHARS, MAX_TRIAL_PATIENTS, shown_text
+
 Cohort = tuple[int, tuple[bool, ...]]
 
 _TOKEN = re.compile(r"(\d*)(.*)", re.DOTALL)
@@ -51,22 +53,38 @@ def parse_outcomes(text: str, n_levels: int | None = None) -> list[Cohort]:
     OutcomeError
         For the first bad token, naming its position, the token and what is allowed.
     """
+    if len(text) > MAX_OUTCOME_CHARS:
+        raise OutcomeError(
+            f"outcomes: {len(text):,} characters; at most {MAX_OUTCOME_CHARS:,} are read"
+        )
     cohorts = []
+    n_patients = 0
     for position, token in enumerate(text.split(), start=1):
-        cohorts.append(_parse_token(token, position, n_levels))
+        cohort = _parse_token(token, position, n_levels)
+        n_patients += len(cohort[1])
+        if n_patients > MAX_TRIAL_PATIENTS:
+            raise OutcomeError(
+                f"outcomes: more than {MAX_TRIAL_PATIENTS:,} patients (by cohort {position}); "
+                "no trial is that large"
+            )
+        cohorts.append(cohort)
     return cohorts
 
 
 def _parse_token(token: str, position: int, n_levels: int | None) -> Cohort:
-    where = f"outcome token {position} {token!r}"
+    where = f"outcome token {position} {shown_text(token)}"
     digits, letters = _TOKEN.fullmatch(token).groups()
     if not digits:
         raise OutcomeError(
             f"{where}: a cohort starts with its dose level (1-based), then N or T per patient, "
             "e.g. '2NTN'"
         )
-    level = int(digits)
     allowed = f"1..{n_levels}" if n_levels is not None else "1 or more"
+    if len(digits) > 9 or not digits.isascii():
+        raise OutcomeError(
+            f"{where}: level {shown_text(digits, 12)} is not a dose level (levels are {allowed})"
+        )
+    level = int(digits)
     if level < 1:
         raise OutcomeError(f"{where}: level {level} is not a dose level (levels are {allowed})")
     if n_levels is not None and level > n_levels:
@@ -79,7 +97,7 @@ def _parse_token(token: str, position: int, n_levels: int | None) -> Cohort:
         )
     for letter in letters:
         if letter.upper() not in _LETTERS:
-            raise OutcomeError(f"{where}: {letter!r} is not N (no DLT) or T (DLT)")
+            raise OutcomeError(f"{where}: {shown_text(letter)} is not N (no DLT) or T (DLT)")
     return level - 1, tuple(_LETTERS[letter.upper()] for letter in letters)
 
 

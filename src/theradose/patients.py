@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from theradose.limits import MAX_PATIENT_FILE_BYTES, MAX_TRIAL_PATIENTS, shown_text
+
 
 class PatientFileError(ValueError):
     """A patient file that cannot be used; ``messages`` holds one line per problem."""
@@ -61,9 +63,11 @@ class Column:
 
 def _level(text: str, n_levels: int) -> int:
     try:
-        value = int(text)
+        value = int(text) if len(text) < 10 else None
     except ValueError:
-        raise ValueError(f"{text!r} is not a whole number (levels are 1..{n_levels})") from None
+        value = None
+    if value is None:
+        raise ValueError(f"{shown_text(text)} is not a whole number (levels are 1..{n_levels})")
     if not 1 <= value <= n_levels:
         raise ValueError(f"{value} is not a level of the design (1..{n_levels})")
     return value - 1
@@ -71,7 +75,7 @@ def _level(text: str, n_levels: int) -> int:
 
 def _dlt(text: str, n_levels: int) -> bool:
     if text not in ("0", "1"):
-        raise ValueError(f"{text!r} must be 0 (no DLT) or 1 (DLT)")
+        raise ValueError(f"{shown_text(text)} must be 0 (no DLT) or 1 (DLT)")
     return text == "1"
 
 
@@ -81,7 +85,7 @@ def _days(text: str, n_levels: int) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{text!r} must be a number of days ≥ 0")
+        raise ValueError(f"{shown_text(text)} must be a number of days ≥ 0")
     return value
 
 
@@ -95,9 +99,9 @@ def _gy_per_gbq(text: str, n_levels: int) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not a number (measured Gy/GBq, > 0)") from None
+        raise ValueError(f"{shown_text(text)} is not a number (measured Gy/GBq, > 0)") from None
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{text!r} must be a measured Gy/GBq > 0")
+        raise ValueError(f"{shown_text(text)} must be a measured Gy/GBq > 0")
     return value
 
 
@@ -162,6 +166,11 @@ def read_patients(
         return _read(source, n_levels, name, organs)
     name = name or str(source)
     try:
+        if os.path.getsize(source) > MAX_PATIENT_FILE_BYTES:
+            raise PatientFileError(
+                [f"{name}: larger than {MAX_PATIENT_FILE_BYTES:,} bytes; a patient file has one "
+                 f"short row per patient (at most {MAX_TRIAL_PATIENTS:,})"]
+            )
         with open(source, encoding="utf-8-sig", newline="") as handle:
             return _read(handle, n_levels, name, organs)
     except FileNotFoundError:
@@ -192,7 +201,7 @@ def _read(handle, n_levels: int, name: str, organs: tuple[str, ...] = ()) -> Pat
         elif column is None:
             guess = difflib.get_close_matches(title.lower(), [c.name for c in all_columns], n=1)
             hint = f"did you mean {guess[0]!r}?" if guess else f"allowed: {columns}"
-            errors.append(f"{name}: row 1: unknown column {title!r} ({hint})")
+            errors.append(f"{name}: row 1: unknown column {shown_text(title)} ({hint})")
         elif column in known.values():
             errors.append(f"{name}: row 1: column {title!r} appears more than once")
         else:
@@ -207,6 +216,9 @@ def _read(handle, n_levels: int, name: str, organs: tuple[str, ...] = ()) -> Pat
         if not any(f.strip() for f in fields):
             continue  # blank line
         patient += 1
+        if patient > MAX_TRIAL_PATIENTS:
+            errors.append(f"{name}: more than {MAX_TRIAL_PATIENTS:,} patients (too many)")
+            break
         where = f"{name}: row {reader.line_num} (patient {patient})"
         if len(fields) != len(header):
             errors.append(f"{where}: {len(fields)} fields, but the header names {len(header)}")

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from theradose.study import StudyResult
 
 TRUE_MTD_COLOUR = "#d9d9d9"
+# The file formats matplotlib's savefig writes (``FigureCanvasBase.get_supported_filetypes``),
+# known without importing matplotlib, so that a bad --plot suffix fails before a run.
+PLOT_FORMATS = (
+    "eps", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "raw", "rgba", "svg", "svgz", "tif",
+    "tiff", "webp",
+)  # fmt: skip
 
 
 def _scenario_indices(study: StudyResult, scenarios) -> list[int]:

@@ -70,41 +70,7 @@ def recommend(
     order (NaN where not measured), which updates the organ-dose constraint.
     """
     final = design if final_design is None else final_design
-    n_patients = sum(len(dlts) for _, dlts in cohorts)
-    state = TrialState.start(1, design.n_levels, design.start_level, max(n_patients, 1))
-    deviations = []
-    for index, (level, dlts) in enumerate(cohorts):
-        if not 0 <= level < design.n_levels:
-            raise ValueError(
-                f"cohort {index + 1}: level {level + 1} is outside 1..{design.n_levels}"
-            )
-        expected = int(state.next_level[0]) if state.active[0] else None
-        if expected is None:
-            deviations.append(f"cohort {index + 1} was treated after the design said stop")
-        elif level != expected:
-            deviations.append(
-                f"cohort {index + 1} was treated at level {level + 1}; "
-                f"the design said {expected + 1}"
-            )
-        k = int(state.n_enrolled[0])
-        size = len(dlts)
-        state.patient_level[0, k : k + size] = level
-        state.patient_dlt[0, k : k + size] = np.asarray(dlts, dtype=bool)
-        if design.timing is not None:
-            # An outcome string carries no times: every window has closed (complete follow-up),
-            # so time-to-event designs see every DLT.
-            state.patient_arrival[0, k : k + size] = -design.timing.dlt_window_months
-            state.patient_dlt_time[0, k : k + size] = np.where(dlts, 0.0, np.nan)
-        if design.doses is not None:
-            state.patient_activity[0, k : k + size] = design.doses[level]
-        state.next_level[0] = level
-        state.record_cohort(np.array([0]), size, np.array([int(np.sum(dlts))]))
-        state.active[0] = True
-        state.stop_reason[0] = StopReason.RUNNING
-        # each decision sees the dosimetry of the patients treated by then, as in simulation
-        known = np.arange(state.patient_level.shape[1]) < k + size
-        _attach_dosimetry(design, state, gy_per_gbq, known[None, :])
-        decide(final if index == len(cohorts) - 1 else design, state)
+    state, deviations = replay(design, cohorts, final, gy_per_gbq)
     mtd = int(select_mtd(final, state)[0]) if cohorts else NO_LEVEL
     summary = {k: np.asarray(v)[0] for k, v in final.method.level_summary(state).items()}
     summary.update(_organ_summary(design, state))
@@ -125,6 +91,71 @@ def recommend(
         rule_states=rule_states,
         basis=_basis(final, state) if cohorts else {},
     )
+
+
+def replay(
+    design: Design,
+    cohorts: Sequence[tuple[int, Sequence[bool]]],
+    final_design: Design | None = None,
+    gy_per_gbq: np.ndarray | None = None,
+    spare_patients: int = 0,
+) -> tuple[TrialState, list[str]]:
+    """One trial's state after its cohorts, each decision made as in simulation (the last one by
+    ``final_design``), and the cohorts given another level than the design said, in words.
+
+    The state has room for ``spare_patients`` more (dose transition pathways treat them).
+    """
+    final = design if final_design is None else final_design
+    n_patients = sum(len(dlts) for _, dlts in cohorts)
+    state = TrialState.start(
+        1, design.n_levels, design.start_level, max(n_patients + spare_patients, 1)
+    )
+    deviations = []
+    one = np.array([0])
+    for index, (level, dlts) in enumerate(cohorts):
+        if not 0 <= level < design.n_levels:
+            raise ValueError(
+                f"cohort {index + 1}: level {level + 1} is outside 1..{design.n_levels}"
+            )
+        expected = int(state.next_level[0]) if state.active[0] else None
+        if expected is None:
+            deviations.append(f"cohort {index + 1} was treated after the design said stop")
+        elif level != expected:
+            deviations.append(
+                f"cohort {index + 1} was treated at level {level + 1}; "
+                f"the design said {expected + 1}"
+            )
+        treat_cohort(design, state, one, np.array([level]), np.asarray([dlts], dtype=bool))
+        # each decision sees the dosimetry of the patients treated by then, as in simulation
+        known = np.arange(state.patient_level.shape[1]) < state.n_enrolled[0]
+        _attach_dosimetry(design, state, gy_per_gbq, known[None, :])
+        decide(final if index == len(cohorts) - 1 else design, state)
+    return state, deviations
+
+
+def treat_cohort(
+    design: Design, state: TrialState, rows: np.ndarray, level: np.ndarray, dlts: np.ndarray
+) -> None:
+    """Record a cohort at ``level`` [row] with DLT flags ``dlts`` [row, patient] in each trial
+    state of ``rows``, whatever the design said, and let those trials go on.
+
+    An outcome carries no times: every window has closed (complete follow-up), so time-to-event
+    designs see every DLT.
+    """
+    size = dlts.shape[1]
+    cols = state.n_enrolled[rows, None] + np.arange(size)  # [row, patient]
+    at = rows[:, None]
+    state.patient_level[at, cols] = level[:, None]
+    state.patient_dlt[at, cols] = dlts
+    if design.timing is not None:
+        state.patient_arrival[at, cols] = -design.timing.dlt_window_months
+        state.patient_dlt_time[at, cols] = np.where(dlts, 0.0, np.nan)
+    if design.doses is not None:
+        state.patient_activity[at, cols] = np.asarray(design.doses)[level][:, None]
+    state.next_level[rows] = level
+    state.record_cohort(rows, size, dlts.sum(axis=1))
+    state.active[rows] = True
+    state.stop_reason[rows] = StopReason.RUNNING
 
 
 def _basis(design: Design, state: TrialState) -> dict[str, float | int | bool]:

@@ -1041,8 +1041,19 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
     on = " on complete data (pending patients left out)" if rec.mtd_on_complete_data else ""
     lines.append(Text(f"Current MTD estimate{on}: {level_text(design, rec.mtd)}."))
     lines += [Text(f"{line}.") for line in _basis_lines(rec)]
-    for deviation in rec.deviations:
+    from theradose.limits import MAX_DEVIATIONS_SHOWN
+
+    for deviation in rec.deviations[:MAX_DEVIATIONS_SHOWN]:
         lines.append(Text(f"Deviation: {deviation}.", style="yellow"))
+    if len(rec.deviations) > MAX_DEVIATIONS_SHOWN:
+        more = len(rec.deviations) - MAX_DEVIATIONS_SHOWN
+        lines.append(
+            Text(
+                f"Deviation: {more:,} more cohorts or patients deviate from the design "
+                f"({len(rec.deviations):,} in all; --json lists every one).",
+                style="yellow",
+            )
+        )
     for note in rec.notes:
         lines.append(Text(f"Note: {note}.", style="dim"))
     if rec.model_summary:

@@ -3,11 +3,17 @@ trials that workers may share, with results that do not depend on the number of 
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +23,9 @@ from theradose.pipeline import select_mtd
 from theradose.results import ChunkResult, Simulations
 from theradose.scenario import DesignTruth, Scenario, truth_for
 from theradose.virtual_patients import VirtualPatients, chunk_patients
+
+if TYPE_CHECKING:
+    from theradose.run_dir import RunDir
 
 CHUNK_TRIALS = 10_000
 
@@ -95,6 +104,7 @@ class _ChunkJob:
     n_trials: int
     truths: tuple[tuple[DesignTruth, ...], ...]  # [design][scenario], computed once per run
     keep_chunks: bool = False  # also return the per-trial ChunkResults (``simulate``'s on_chunk)
+    run_dir: RunDir | None = None  # keep the finished chunk there (``simulate --run-dir``)
 
     def __call__(self) -> tuple[list[list[Simulations]], list[list[ChunkResult]] | None]:
         n_patients = max(d.max_patients for d in self.designs)
@@ -112,7 +122,10 @@ class _ChunkJob:
                     chunk_row.append(chunk)
             out.append(row)
             chunks.append(chunk_row)
-        return out, (chunks if self.keep_chunks else None)
+        kept = chunks if self.keep_chunks else None
+        if self.run_dir is not None:
+            self.run_dir.save(self.chunk, self.n_trials, out, kept)
+        return out, kept
 
 
 def _run_job(job: _ChunkJob) -> tuple[list[list[Simulations]], list[list[ChunkResult]] | None]:
@@ -145,6 +158,7 @@ def simulate(
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
     on_chunk: Callable[[int, list[list[ChunkResult]]], None] | None = None,
+    run_dir: RunDir | None = None,
 ) -> list[list[Simulations]]:
     """Simulate every design under every scenario on the same virtual patients.
 
@@ -152,7 +166,13 @@ def simulate(
     of trials finished after each chunk. ``on_chunk(chunk, results)`` receives each chunk's
     per-trial outcomes, ``[design][scenario]`` :class:`ChunkResult`, in chunk order whatever the
     number of workers (trial ``t`` of chunk ``c`` is trial ``c * CHUNK_TRIALS + t`` of the run),
-    so that per-trial records can be streamed without holding every trial.
+    so that per-trial records can be streamed without holding every trial. ``run_dir``
+    (:func:`theradose.run_dir.open_run_dir`): each finished chunk is kept there, and the chunks
+    already there are read instead of simulated, merged in chunk order like the others, so a
+    continued run gives the same results as one never interrupted.
+
+    Workers die with this process, whatever ends it (:func:`_worker_start`); an error or an
+    interruption (KeyboardInterrupt) ends them at once, without waiting for their chunks.
     """
     for design in designs:
         for scenario in scenarios:
@@ -169,39 +189,103 @@ def simulate(
     truths = tuple(tuple(truth_for(s, d) for s in scenarios) for d in designs)
     keep = on_chunk is not None
     jobs = [
-        _ChunkJob(tuple(designs), tuple(scenarios), seed, i, size, truths, keep_chunks=keep)
+        _ChunkJob(tuple(designs), tuple(scenarios), seed, i, size, truths, keep, run_dir)
         for i, size in enumerate(chunk_sizes(n_trials))
     ]
     totals = [
         [empty_simulations(d, s, t) for s, t in zip(scenarios, row, strict=True)]
         for d, row in zip(designs, truths, strict=True)
     ]
-    if workers > 1 and len(jobs) > 1:
-        # closing (first): an error or an interruption cancels the chunks not yet started
-        with (
-            ProcessPoolExecutor(max_workers=workers) as pool,
-            closing(_in_order(pool, jobs, 2 * workers)) as results,
-        ):
+    stored = set()
+    if run_dir is not None:
+        stored = {job.chunk for job in jobs if run_dir.has(job.chunk, job.n_trials, keep)}
+    todo = [job for job in jobs if job.chunk not in stored]
+    if workers > 1 and len(todo) > 1:
+        # fork on Linux (Python 3.14 defaults to forkserver): each worker is this process's own
+        # child, which _worker_start relies on; elsewhere the default, spawn, gives the same.
+        context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+        pool = ProcessPoolExecutor(
+            workers, context, initializer=_worker_start, initargs=(os.getpid(),)
+        )
+        try:
+            computed = _in_order(pool, todo, 2 * workers)
+            results = _with_stored(jobs, stored, computed, run_dir, totals, keep)
             _collect(totals, results, jobs, progress, on_chunk)
+        except BaseException:  # an error or an interruption: end the workers now
+            _end_workers(pool)
+            raise
+        pool.shutdown()
     else:
-        _collect(totals, map(_run_job, jobs), jobs, progress, on_chunk)
+        results = _with_stored(jobs, stored, map(_run_job, todo), run_dir, totals, keep)
+        _collect(totals, results, jobs, progress, on_chunk)
     return totals
+
+
+def _with_stored(jobs, stored, computed: Iterator, run_dir, templates, keep) -> Iterator:
+    """Every job's result in chunk order: read from ``run_dir`` for the ``stored`` chunks (one
+    that cannot be read after all is simulated here), the next of ``computed`` for the others."""
+    for job in jobs:
+        if job.chunk not in stored:
+            yield next(computed)
+            continue
+        loaded = run_dir.load(job.chunk, templates, keep)
+        yield job() if loaded is None else loaded
+
+
+def _worker_start(parent: int) -> None:
+    """Tie a worker's life to the process that started it, whatever ends that process.
+
+    On Linux the kernel kills the worker when its parent dies (``prctl(PR_SET_PDEATHSIG)``, even
+    after SIGKILL); everywhere a thread also ends it within a second of the parent's death (its
+    parent id changes), in case the parent died before the prctl or the platform has none.
+    Ctrl-C reaches every process of the terminal's group: workers ignore it and the parent ends
+    them (:func:`_end_workers`). ``parent``: the process id of the run, the workers' parent.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, if it set one
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int, interval: float = 0.5) -> None:
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's workers now (their chunks are abandoned) and shut it down."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API < 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # start no other chunk
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(timeout=5)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _in_order(pool: ProcessPoolExecutor, jobs: Sequence[_ChunkJob], ahead: int):
     """The jobs' results in chunk order, at most ``ahead`` jobs submitted and not yet taken, so
     that finished chunks waiting behind a slow one (or a slow ``on_chunk``) stay few."""
+    # On an error or an interruption the caller ends the pool (_end_workers) and the futures
+    # left here fail with it; cancelling them first upsets Python 3.11's clean-up thread.
     pending = deque(pool.submit(_run_job, job) for job in jobs[:ahead])
-    try:
-        for job in jobs[ahead:]:
-            result = pending.popleft().result()
-            pending.append(pool.submit(_run_job, job))
-            yield result
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:  # an error or an interruption: do not start the rest
-            future.cancel()
+    for job in jobs[ahead:]:
+        result = pending.popleft().result()
+        pending.append(pool.submit(_run_job, job))
+        yield result
+    while pending:
+        yield pending.popleft().result()
 
 
 def _collect(totals, results, jobs, progress, on_chunk=None) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -106,6 +105,7 @@ def run_study(
     engine: str = "grid",
     mcmc_options: dict[str, Any] | None = None,
     trials_csv: PathLike | None = None,
+    run_dir: PathLike | None = None,
 ) -> StudyResult:
     """Simulate designs under scenarios and summarise their operating characteristics.
 
@@ -138,6 +138,10 @@ def run_study(
         Also write one CSV row per simulated trial there (:mod:`theradose.trial_records`),
         streamed chunk by chunk and renamed into place when the run has finished; an existing
         file is left untouched if the run fails or is interrupted.
+    run_dir : path, optional
+        Keep every finished chunk in this folder (:mod:`theradose.run_dir`), and read the chunks
+        an interrupted run with the same inputs left there instead of simulating them again:
+        the results are identical to an uninterrupted run's.
 
     Returns
     -------
@@ -149,12 +153,17 @@ def run_study(
         For invalid files or scenarios that do not fit a design.
     OSError
         Before the run, naming ``trials_csv``, when no file can be written there.
+    theradose.run_dir.RunDirError
+        Before the run, when ``run_dir`` was made by another run, is in use, or cannot be used.
     """
+    from theradose.limits import SEED_BOUND
     from theradose.sense import study_warnings
     from theradose.simulation import simulate
 
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
+    if not 0 <= seed < SEED_BOUND:
+        raise ValueError(f"seed must be an integer 0 <= seed < 2^128, got {seed}")
     if trials_csv is not None:
         from theradose.report import check_output_path
 
@@ -176,7 +185,23 @@ def run_study(
             scenario_path=scenario_path,
             engine=engine,
         )
-    with records as on_chunk:
+    kept = contextlib.nullcontext()
+    if run_dir is not None:
+        from theradose.run_dir import open_run_dir, run_manifest
+        from theradose.simulation import CHUNK_TRIALS
+
+        manifest = run_manifest(
+            loaded,
+            scenario_list,
+            seed=seed,
+            n_trials=n_trials,
+            chunk_trials=CHUNK_TRIALS,
+            scenario_path=scenario_path,
+            engine=engine,
+            mcmc_options=mcmc_options,
+        )
+        kept = open_run_dir(run_dir, manifest)
+    with kept as store, records as on_chunk:
         simulations = simulate(
             simulated,
             scenario_list,
@@ -185,6 +210,7 @@ def run_study(
             workers=workers,
             progress=progress,
             on_chunk=on_chunk,
+            run_dir=store,
         )
     oc = tuple(
         tuple(OperatingCharacteristics.from_simulations(sim) for sim in row) for row in simulations
@@ -287,11 +313,34 @@ def run_recommendation(
 
         design = load_design(design)
     cohorts = parse_outcomes(outcomes, design.n_levels)
+    note = _cohort_size_note(design, cohorts)
     if engine == "grid":
-        return RecommendationResult(design, tuple(cohorts), recommend(design, cohorts))
+        recommendation = _with_notes(recommend(design, cohorts), note)
+        return RecommendationResult(design, tuple(cohorts), recommendation)
     sampler, final = _mcmc_design(design, engine, mcmc_options)
-    recommendation = recommend(design, cohorts, final_design=final)
+    recommendation = _with_notes(recommend(design, cohorts, final_design=final), note)
     return RecommendationResult(design, tuple(cohorts), recommendation, mcmc=sampler.last_run)
+
+
+def _cohort_size_note(design: Design, cohorts) -> str | None:
+    """A note naming the cohorts whose size is not the design's ``cohort_size`` (the first few)."""
+    other = [(i, len(dlts)) for i, (_, dlts) in enumerate(cohorts, start=1)]
+    other = [(i, size) for i, size in other if size != design.cohort_size]
+    if not other:
+        return None
+    shown = ", ".join(f"cohort {i}: {size} patients" for i, size in other[:3])
+    more = f" and {len(other) - 3:,} more" if len(other) > 3 else ""
+    return (
+        f"{len(other):,} cohort{'s' if len(other) > 1 else ''} of a size other than the "
+        f"design's cohort_size = {design.cohort_size} ({shown}{more})"
+    )
+
+
+def _with_notes(recommendation: Recommendation, *notes: str | None) -> Recommendation:
+    given = tuple(note for note in notes if note)
+    if not given:
+        return recommendation
+    return replace(recommendation, notes=(*given, *recommendation.notes))
 
 
 MCMC_METHODS = ("blrm", "ewoc")
@@ -384,8 +433,38 @@ def run_patient_recommendation(
     )
     if note:
         recommendation = replace(recommendation, notes=(note, *recommendation.notes))
+    implausible = _measured_dosimetry_warnings(design, patients)
+    if implausible:
+        recommendation = replace(
+            recommendation, warnings=(*implausible, *recommendation.warnings)
+        )
     cohorts = patient_cohorts(design.cohort_size, patients.level, patients.dlt)
     return RecommendationResult(design, tuple(cohorts), recommendation, patients=patients)
+
+
+def _measured_dosimetry_warnings(design: Design, patients: PatientRecords) -> list[str]:
+    """Measured Gy/GBq outside the range of published radiopharmaceuticals, one line per organ
+    (:data:`theradose.limits.PLAUSIBLE_GY_PER_GBQ`): most likely a unit slip."""
+    import numpy as np
+
+    from theradose.limits import PLAUSIBLE_GY_PER_GBQ
+
+    if patients.gy_per_gbq is None or design.dosimetry is None:
+        return []
+    low, high = PLAUSIBLE_GY_PER_GBQ
+    out = []
+    for j, organ in enumerate(design.dosimetry.names):
+        values = patients.gy_per_gbq[:, j]
+        odd = np.flatnonzero(np.isfinite(values) & ((values < low) | (values > high)))
+        if odd.size:
+            first = int(odd[0])
+            others = f" and {odd.size - 1:,} more patients" if odd.size > 1 else ""
+            out.append(
+                f"{patients.path or 'patients'}: {organ}_gy_per_gbq = {values[first]:g} "
+                f"(patient {first + 1}{others}) is outside {low:g}..{high:g} Gy/GBq, the range "
+                "of published radiopharmaceuticals (a unit slip?)"
+            )
+    return out
 
 
 def _with_dlt_window(design: Design, days: float | None) -> tuple[Design, float, str | None]:
@@ -448,26 +527,27 @@ def check_file(path: PathLike) -> FileCheck:
         a valid design's ``warnings``.
     """
     from theradose import config
+    from theradose.validation import read_toml
 
     path = str(path)
     try:
-        with open(path, "rb") as handle:
-            parsed = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        parsed = None  # unreadable: loading it as a design reports why, as config words it
-    if parsed is None:
-        try:
-            config.load_design(path)
-        except config.ConfigError as error:
-            return FileCheck(path, "unknown", "", tuple(error.messages))
-        parsed = {}
+        parsed = read_toml(path)  # missing, too large, not TOML: one line saying why
+    except config.ConfigError as error:
+        return FileCheck(path, "unknown", "", tuple(error.messages))
     if isinstance(parsed.get("scenario"), list):
         try:
             scenarios = config.load_scenarios(path)
         except config.ConfigError as error:
             return FileCheck(path, "scenarios", "", tuple(error.messages))
         names = ", ".join(s.name for s in scenarios)
-        return FileCheck(path, "scenarios", f"{len(scenarios)} scenarios ({names})")
+        from theradose.sense import scenario_warnings
+
+        return FileCheck(
+            path,
+            "scenarios",
+            f"{len(scenarios)} scenarios ({names})",
+            warnings=tuple(scenario_warnings(scenarios, path)),
+        )
     try:
         design = config.load_design(path)
     except config.ConfigError as error:

@@ -13,10 +13,13 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from theradose.limits import MAX_INTEGER, MAX_TOML_BYTES, MAX_TOML_NESTING
 
 MISSING: Any = object()
 _MAX_SHOWN_ITEMS = 12
@@ -59,6 +62,10 @@ def show_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"{str(value)[:12]}... ({len(str(abs(value)))} digits)"
+    if isinstance(value, str) and len(value) > 200:
+        return json.dumps(value[:60], ensure_ascii=False)[:-1] + f'..." ({len(value):,} characters)'
     if isinstance(value, list | tuple):
         shown = [show_value(v) for v in value[:_MAX_SHOWN_ITEMS]]
         if len(value) > _MAX_SHOWN_ITEMS:
@@ -208,8 +215,17 @@ class TomlTable:
         return float(value)
 
     def integer(
-        self, key: str, minimum: int, *, default: Any = None, required: str = ""
+        self,
+        key: str,
+        minimum: int,
+        *,
+        default: Any = None,
+        required: str = "",
+        maximum: int = MAX_INTEGER,
+        why: str = "",
     ) -> int | None:
+        """An integer in ``minimum``..``maximum`` (``why``: the reason for the maximum, for the
+        message)."""
         value = self._get(key, MISSING, required)
         if value is MISSING:
             return default
@@ -218,6 +234,12 @@ class TomlTable:
             return None
         if value < minimum:
             self.value_error(key, value, f"must be an integer >= {minimum}")
+            return None
+        if value > maximum:
+            because = f" ({why})" if why else ""
+            self.value_error(
+                key, value, f"must be an integer from {minimum} to {maximum:,}{because}"
+            )
             return None
         return value
 
@@ -310,20 +332,94 @@ class TomlTable:
 
 
 def read_toml(path: str) -> dict[str, Any]:
+    """Parse a TOML file of at most :data:`~theradose.limits.MAX_TOML_BYTES` (see
+    :func:`parse_toml`).
+
+    Raises
+    ------
+    ConfigError
+        With one line naming the file and why it cannot be used (missing, too large, not
+        UTF-8, not TOML, an integer too long to read, values nested too deeply).
+    """
     try:
         with open(path, "rb") as file:
-            return tomllib.load(file)
+            raw = file.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError:
         message = "file not found"
     except IsADirectoryError:
         message = "is a directory, not a file"
     except OSError as err:
         message = f"cannot read: {err.strerror or err}"
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            message = f"invalid TOML: not UTF-8 text ({err.reason} at byte {err.start})"
+        else:
+            return parse_toml(text, path)
+    raise ConfigError([f"{path}: {message}"])
+
+
+def parse_toml(text: str, path: str) -> dict[str, Any]:
+    """Parse the TOML ``text`` of the file ``path``: at most
+    :data:`~theradose.limits.MAX_TOML_BYTES`, values nested at most
+    :data:`~theradose.limits.MAX_TOML_NESTING` deep.
+
+    Raises
+    ------
+    ConfigError
+        With one line naming ``path`` and why the text cannot be used.
+    """
+    if len(text) > MAX_TOML_BYTES or len(text.encode("utf-8", "replace")) > MAX_TOML_BYTES:
+        raise ConfigError(
+            [f"{path}: larger than {MAX_TOML_BYTES:,} bytes; a design or scenario file is a few "
+             "kilobytes"]
+        )
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         message = f"invalid TOML: {err}"
-    except UnicodeDecodeError as err:
-        message = f"invalid TOML: not UTF-8 text ({err.reason} at byte {err.start})"
+    except RecursionError:
+        message = (
+            f"invalid TOML: arrays or inline tables nested too deeply (at most "
+            f"{MAX_TOML_NESTING} levels)"
+        )
+    except ValueError:  # Python's limit on the digits of an integer it converts
+        message = f"invalid TOML: {_long_integer(text)}"
+    else:
+        deep = _too_deep(data)
+        if deep is None:
+            return data
+        message = (
+            f"{deep}: arrays or tables nested more than {MAX_TOML_NESTING} levels deep "
+            "(no key needs more than 2)"
+        )
     raise ConfigError([f"{path}: {message}"])
+
+
+def _long_integer(text: str) -> str:
+    """Where an integer too long for Python to read sits in ``text``, in words."""
+    match = re.search(r"[0-9_]{4000,}", text)
+    where, size = "", "thousands of"
+    if match:
+        where = f"line {text.count(chr(10), 0, match.start()) + 1}: "
+        size = f"{len(match.group().replace('_', '')):,}"
+    return f"{where}an integer with {size} digits (no key takes more than {MAX_INTEGER:,})"
+
+
+def _too_deep(data: Any) -> str | None:
+    """The top-level key whose value nests deeper than MAX_TOML_NESTING, or None."""
+    for key, value in data.items():
+        stack = [(value, 1)]
+        while stack:
+            item, depth = stack.pop()
+            if depth > MAX_TOML_NESTING:
+                return f"key '{key}'"
+            if isinstance(item, Mapping):
+                stack.extend((v, depth + 1) for v in item.values())
+            elif isinstance(item, list):
+                stack.extend((v, depth + 1) for v in item)
+    return None
 
 
 def number_pair(

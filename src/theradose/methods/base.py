@@ -57,7 +57,8 @@ class Method:
     the pipeline would give a next cohort (BLRM, EWOC). ``select_tried_only``: the default of the
     design option of that name (rule-based designs select among levels that treated patients; the
     model-based conventions of dfcrm and ewoc may select an untried level). ``estimate_labels``:
-    report labels of ``level_summary``'s entries.
+    report labels of ``level_summary``'s entries. ``references``: the papers the method comes
+    from, as a protocol cites them.
     """
 
     key: ClassVar[str] = ""
@@ -70,6 +71,7 @@ class Method:
     selects_on_complete_data: ClassVar[bool] = False
     select_tried_only: ClassVar[bool] = True
     estimate_labels: ClassVar[dict[str, str]] = {}
+    references: ClassVar[tuple[str, ...]] = ()
 
     def allowed(self, state: TrialState) -> np.ndarray:
         return np.ones((state.n_trials, state.n_levels), dtype=bool)

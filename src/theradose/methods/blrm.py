@@ -144,6 +144,12 @@ class Blrm(Method):
     max_overdose_prob: float = DEFAULT_MAX_OVERDOSE_PROB
     sampler: Any = field(default=None, compare=False)
     key = "blrm"
+    references = (
+        (
+            "Neuenschwander B, Branson M, Gsponer T (2008). Critical aspects of the Bayesian "
+            "approach to phase I cancer trials. Stat Med 27:2420–2439. doi:10.1002/sim.3230"
+        ),
+    )
     model_based = True
     select_tried_only = False
     count_based = True

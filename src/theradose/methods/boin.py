@@ -61,6 +61,12 @@ class Boin(IntervalDesign):
     extra_safe: bool = False
     extra_safe_offset: float = 0.05
     key = "boin"
+    references = (
+        (
+            "Liu S, Yuan Y (2015). Bayesian optimal interval designs for phase I clinical trials."
+            " J R Stat Soc C 64:507–523. doi:10.1111/rssc.12089"
+        ),
+    )
     count_based = True
     escalate_le: np.ndarray = field(init=False, repr=False, compare=False)  # [n] escalate if y ≤
     deescalate_ge: np.ndarray = field(init=False, repr=False, compare=False)  # [n] de-escalate ≥
@@ -94,13 +100,12 @@ class Boin(IntervalDesign):
     def lambdas(self) -> tuple[float, float]:
         return boundaries(self.target, self.p_saf, self.p_tox)
 
-    def describe(self) -> str:
+    def rule_text(self) -> str:
         lambda_e, lambda_d = self.lambdas
         return (
-            f"λe = {lambda_e:.4f}, λd = {lambda_d:.4f} (φ1 = {self.p_saf:.4g}, "
-            f"φ2 = {self.p_tox:.4g}); a level and those above are eliminated when "
-            f"P(DLT rate > {self.target:g}) > {self.elimination_cutoff:g} "
-            f"with at least {self.elimination_min_n} patients treated there"
+            f"BOIN (Liu & Yuan 2015): after each cohort, with y DLTs among the n patients treated "
+            f"at the current level, escalate if y/n ≤ λe = {lambda_e:.4f}, de-escalate if y/n ≥ "
+            f"λd = {lambda_d:.4f}, otherwise stay (φ1 = {self.p_saf:.4g}, φ2 = {self.p_tox:.4g})."
         )
 
     def decision_basis(self, state: TrialState) -> dict[str, np.ndarray]:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.special import expit, logit
 
 from theradose.constraints import Coherence, EscalationStep
@@ -193,6 +192,20 @@ class Crm(Method):
     start_up: str = "none"
     start_up_cohort_size: int = 1
     key = "crm"
+    references = (
+        (
+            "O'Quigley J, Pepe M, Fisher L (1990). Continual reassessment method: a practical "
+            "design for phase 1 clinical trials in cancer. Biometrics 46:33–48."
+        ),
+        (
+            "Cheung YK (2011). Dose Finding by the Continual Reassessment Method. Chapman & "
+            "Hall/CRC."
+        ),
+        (
+            "Lee SM, Cheung YK (2009). Model calibration in the continual reassessment method. "
+            "Clin Trials 6:227–238."
+        ),
+    )
     model_based = True
     select_tried_only = False  # dfcrm: the level whose estimate is closest, tried or not
     label = "CRM (O'Quigley, Pepe & Fisher 1990)"
@@ -301,6 +314,8 @@ class Crm(Method):
         """Per level, the true DLT probabilities at which the model picks it (Cheung & Chappell
         2002, *Biometrics* 58:671–674): the range of p_d over the β where level d's estimate is
         closest to the target. None where the range is open (level 1 above, the top below)."""
+        from scipy.optimize import brentq  # here: only the protocol's table needs it
+
         switch = []
         for d in range(self.n_levels - 1):
 

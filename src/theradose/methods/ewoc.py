@@ -41,8 +41,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, log_expit, logit
-from scipy.stats import beta as beta_dist
+
+# The Beta CDF and quantile from scipy.special: what scipy.stats.beta.cdf/ppf call, bit for bit,
+# without importing scipy.stats.
+from scipy.special import betainc, betaincinv, expit, log_expit, logit
 
 from theradose.constraints import EscalationStep
 from theradose.methods.base import Method
@@ -131,6 +133,16 @@ class Ewoc(Method):
     mtd_limits: tuple[float, float] | None = None
     sampler: Any = field(default=None, compare=False)
     key = "ewoc"
+    references = (
+        (
+            "Babb J, Rogatko A, Zacks S (1998). Cancer phase I clinical trials: efficient dose "
+            "escalation with overdose control. Stat Med 17:1103–1120."
+        ),
+        (
+            "Tighiouart M, Rogatko A (2010). Dose finding with escalation with overdose control "
+            "(EWOC) in cancer clinical trials. Stat Sci 25:217–226."
+        ),
+    )
     model_based = True
     select_tried_only = False  # ewoc: the MTD estimate may be an untried level
     count_based = True
@@ -210,13 +222,13 @@ class Ewoc(Method):
         thresholds = np.concatenate([self.scaled_doses, self.midpoints])
         thresholds = thresholds[(thresholds > 0) & (thresholds < 1)]
         breaks = np.unique(np.concatenate([[0.0, 1.0], thresholds, GRADED_BREAKS]))
-        u_breaks = beta_dist.cdf(breaks, c, d)
+        u_breaks = betainc(c, d, breaks)
         u_breaks = np.unique(np.concatenate([u_breaks, _subdivide(u_breaks, MAX_SEGMENT)]))
         u_gamma, q_gamma, seg_gamma = _composite(u_breaks, NODES_PER_SEGMENT)
-        gamma = beta_dist.ppf(u_gamma, c, d)
+        gamma = betaincinv(c, d, u_gamma)
         rho_breaks = np.asarray(RHO_BREAKS)
         u_rho, q_rho, _ = _composite(rho_breaks, RHO_NODES_PER_SEGMENT)
-        rho_fraction = beta_dist.ppf(u_rho, *self.rho_prior)
+        rho_fraction = betaincinv(*self.rho_prior, u_rho)
 
         # Nodes rho-major: node = i_rho * n_gamma + i_gamma.
         eta = self.eta(rho_fraction[:, None], gamma[None, :]).reshape(-1, self.n_levels)
@@ -225,7 +237,7 @@ class Ewoc(Method):
         seg_end = u_breaks[1:][seg_gamma]  # [gamma node]
 
         def below(t: np.ndarray) -> np.ndarray:  # [gamma node, t]
-            u_t = beta_dist.cdf(t, c, d)
+            u_t = betainc(c, d, t)
             return (seg_end[:, None] <= u_t[None, :] * (1 + 1e-12)).astype(float)
 
         return {
@@ -265,11 +277,11 @@ class Ewoc(Method):
         rho_median = np.full(states, np.nan)
         if len(quantiles):
             u = _quantiles(w_gamma, rule["u_breaks"], rule["nodes_per_segment"], quantiles)
-            mtd_q = self.activity(beta_dist.ppf(u, *self.mtd_prior))
+            mtd_q = self.activity(betaincinv(*self.mtd_prior, u))
             w_rho = w.reshape(-1, rule["n_rho"], rule["n_gamma"]).sum(axis=2)
             per_segment = rule["rho_nodes_per_segment"]
             u = _quantiles(w_rho, rule["rho_breaks"], per_segment, (0.5,))[:, 0]
-            rho_median = self.target * beta_dist.ppf(u, *self.rho_prior)
+            rho_median = self.target * betaincinv(*self.rho_prior, u)
         return (
             np.clip(w_gamma @ rule["below_levels"], 0.0, 1.0),
             np.clip(w_gamma @ rule["below_midpoints"], 0.0, 1.0),

@@ -36,6 +36,12 @@ class I3p3(IntervalDesign):
     eps1: float = 0.05
     eps2: float = 0.05
     key = "i3+3"
+    references = (
+        (
+            "Liu M, Wang SJ, Ji Y (2020). The i3+3 design for phase I clinical trials. J Biopharm"
+            " Stat 30:294–304. doi:10.1080/10543406.2019.1636811"
+        ),
+    )
     count_based = True
 
     @property
@@ -43,6 +49,14 @@ class I3p3(IntervalDesign):
         """EI's bounds, rounded to 10 decimals so that a rate equal to a bound (1/4 = 0.3 − 0.05)
         compares as equal rather than by the rounding of φ − ε."""
         return round(self.target - self.eps1, 10), round(self.target + self.eps2, 10)
+
+    def rule_text(self) -> str:
+        return (
+            f"i3+3 (Liu, Wang & Ji 2020): with the equivalence interval EI = "
+            f"[{self.target - self.eps1:g}, {self.target + self.eps2:g}] and y DLTs among the n "
+            "patients at the current level: y/n below EI escalate; in EI stay; above EI stay if "
+            "(y − 1)/n is below EI, otherwise de-escalate."
+        )
 
     def decision(self, n: int, y: int) -> Decision:
         """E below EI, S inside it; above it S if (y − 1)/n is below EI, else D."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta as beta_dist
+from scipy.special import betainc  # Beta CDF, as scipy.stats.beta.cdf, lighter to import
 
 from theradose.methods.interval import Decision, IntervalDesign, interval_spec
 
@@ -58,14 +58,30 @@ class Keyboard(IntervalDesign):
     eps1: float = 0.05
     eps2: float = 0.05
     key = "keyboard"
+    references = (
+        (
+            "Yan F, Mandrekar SJ, Yuan Y (2017). Keyboard: a novel Bayesian toxicity probability "
+            "interval design for phase I clinical trials. Clin Cancer Res 23:3994–4003. "
+            "doi:10.1158/1078-0432.CCR-16-2592"
+        ),
+    )
     count_based = True
 
     def key_strength(self, n: int, y: int) -> np.ndarray:
         """Posterior probability of each key (cut keys scaled to the full width), [key]."""
         edges, _ = keys(self.target, self.eps1, self.eps2)
-        posterior = beta_dist(1 + y, 1 + n - y)
-        prob = posterior.cdf(edges[:, 1]) - posterior.cdf(edges[:, 0])
+        a, b = 1 + y, 1 + n - y
+        prob = betainc(a, b, edges[:, 1]) - betainc(a, b, edges[:, 0])
         return prob * (self.eps1 + self.eps2) / (edges[:, 1] - edges[:, 0])
+
+    def rule_text(self) -> str:
+        return (
+            "Keyboard (Yan, Mandrekar & Yuan 2017): the target key is "
+            f"[{self.target - self.eps1:g}, {self.target + self.eps2:g}] and [0, 1] is cut into "
+            "keys of the same width; the key with the highest posterior probability "
+            "(Beta(1, 1) prior) given the DLTs at the current level decides: below the target "
+            "key escalate, on it stay, above it de-escalate."
+        )
 
     def decision(self, n: int, y: int) -> Decision:
         """Escalate if the strongest key lies below the target key, stay if it is the target key,

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta as beta_dist
+from scipy.special import betainc  # Beta CDF, as scipy.stats.beta.cdf, lighter to import
 
 from theradose.methods.interval import Decision, IntervalDesign, interval_spec
 from theradose.validation import POSITIVE
@@ -69,6 +69,13 @@ class Mtpi2(IntervalDesign):
     prior_a: float = 1.0
     prior_b: float = 1.0
     key = "mtpi2"
+    references = (
+        (
+            "Guo W, Wang SJ, Yang S, Lynn H, Ji Y (2017). A Bayesian interval dose-finding design"
+            " addressing Ockham's razor: mTPI-2. Contemp Clin Trials 58:23–33. "
+            "doi:10.1016/j.cct.2017.04.006"
+        ),
+    )
     count_based = True
 
     def upm(self, n: int, y: int) -> tuple[np.ndarray, float, np.ndarray]:
@@ -76,15 +83,27 @@ class Mtpi2(IntervalDesign):
         in n patients."""
         below, above = partition(self.target, self.eps1, self.eps2)
         low, high = max(self.target - self.eps1, 0.0), min(self.target + self.eps2, 1.0)
-        posterior = beta_dist(self.prior_a + y, self.prior_b + n - y)
+        a, b = self.prior_a + y, self.prior_b + n - y
+
+        def cdf(x):
+            return betainc(a, b, x)
 
         def mass(edges: np.ndarray) -> np.ndarray:
-            return (posterior.cdf(edges[:, 1]) - posterior.cdf(edges[:, 0])) / (
+            return (cdf(edges[:, 1]) - cdf(edges[:, 0])) / (
                 edges[:, 1] - edges[:, 0]
             )
 
-        equivalence = (posterior.cdf(high) - posterior.cdf(low)) / (high - low)
+        equivalence = (cdf(high) - cdf(low)) / (high - low)
         return mass(below), float(equivalence), mass(above)
+
+    def rule_text(self) -> str:
+        return (
+            f"mTPI-2 (Guo et al. 2017): the equivalence interval is [{self.target - self.eps1:g}, "
+            f"{self.target + self.eps2:g}] and the rest of [0, 1] is split into intervals of the "
+            f"same width; with a Beta({self.prior_a:g}, {self.prior_b:g}) prior, the interval of "
+            "highest unit probability mass given the DLTs at the current level decides: below "
+            "the equivalence interval escalate, in it stay, above it de-escalate."
+        )
 
     def decision(self, n: int, y: int) -> Decision:
         """Escalate if an interval below EI has the highest UPM, else stay if EI has, else

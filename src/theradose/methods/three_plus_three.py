@@ -51,6 +51,16 @@ class ThreePlusThree(Method):
     n_levels: int
     deescalate: bool = True
     key = "3+3"
+    references = (
+        (
+            "Storer BE (1989). Design and analysis of phase I clinical trials. Biometrics "
+            "45:925–937."
+        ),
+        (
+            "Korn EL et al. (1994). A comparison of two phase I trial designs. Stat Med "
+            "13:1799–1806."
+        ),
+    )
     count_based = True
 
     def lowest_too_toxic(self, state: TrialState) -> np.ndarray:
@@ -120,6 +130,22 @@ class ThreePlusThree(Method):
     def protocol_table(self, cohort_size: int, max_patients: int):
         """The rule table, one row per outcome at the current level."""
         return THREE_PLUS_THREE_COLUMNS, self.rule_rows()
+
+    def describe(self) -> str:
+        toxic = (
+            "de-escalate to the next lower level and treat three more there unless it already "
+            "has six; the MTD is the highest level with at most 1 DLT in six patients below the "
+            "lowest too-toxic level (Korn et al. 1994)"
+            if self.deescalate
+            else "stop; the MTD is the level below (Storer 1989)"
+        )
+        return (
+            "3+3: patients are treated in cohorts of three. 0 DLTs in 3: escalate; 1 in 3: "
+            "treat three more at the same level; at most 1 in 6: escalate; 2 or more: the level "
+            f"is too toxic — {toxic}. Escalating past the top level stops with the top level as "
+            "MTD; below a level ruled out by the organ-dose limits (or a too-toxic level), the "
+            "MTD needs six patients. Two or more DLTs at level 1 stop the trial with no MTD."
+        )
 
     def rule_rows(self) -> list[dict[str, str]]:
         """The protocol's rule table, one row per outcome at the current level."""

@@ -48,6 +48,17 @@ class TiteBoin(Boin):
     max_pending_fraction: float = 0.5
     min_complete: int = 1
     key = "tite-boin"
+    references = (
+        (
+            "Liu S, Yuan Y (2015). Bayesian optimal interval designs for phase I clinical trials."
+            " J R Stat Soc C 64:507–523. doi:10.1111/rssc.12089"
+        ),
+        (
+            "Yuan Y, Lin R, Li D, Nie L, Warren KE (2018). Time-to-event Bayesian optimal "
+            "interval design to accelerate phase I trials. Clin Cancer Res 24:4921–4930. "
+            "doi:10.1158/1078-0432.CCR-18-0246"
+        ),
+    )
     count_based = False
     tite = True
     holds_accrual = True
@@ -130,6 +141,17 @@ class TiteBoin(Boin):
         n_all, y_obs = self.counts(state)
         stop[y_obs[:, 0] >= self._table_at(self.stop_ge, n_all[:, 0])] = StopReason.TOO_TOXIC
         return proposal, stop
+
+    def rule_text(self) -> str:
+        return super().rule_text() + (
+            f" TITE-BOIN (Yuan et al. 2018): at each new patient's arrival, a patient still "
+            f"within the {self.window:g}-month DLT window without a DLT counts by the fraction "
+            "of the window followed up (the standardized total follow-up time); y/n is replaced "
+            "by the imputed rate p̃. Accrual is suspended while more than "
+            f"{self.max_pending_fraction:g} of the level's patients are pending or fewer than "
+            f"{self.min_complete} have complete data, unless the observed DLTs already call for "
+            "de-escalation. The MTD is selected on complete data."
+        )
 
     def suspend(self, state: TrialState) -> np.ndarray:
         """Trials that must wait for more follow-up before the next patient, [trial]."""

@@ -51,6 +51,16 @@ class TiteCrm(Crm):
     weights: str = "linear"
     start_up_wait: float | None = None  # months; None: the DLT window
     key = "tite-crm"
+    references = (
+        (
+            "Cheung YK, Chappell R (2000). Sequential designs for phase I clinical trials with "
+            "late-onset toxicities. Biometrics 56:1177–1182."
+        ),
+        (
+            "Cheung YK (2011). Dose Finding by the Continual Reassessment Method. Chapman & "
+            "Hall/CRC."
+        ),
+    )
     label = "TITE-CRM (Cheung & Chappell 2000)"
     count_based = False
     tite = True

@@ -1,0 +1,172 @@
+"""Dose transition pathways: the design's decision after every outcome of the next cohorts.
+
+As ``escalation::get_dose_paths`` (Brock 2020) and the dose-transition pathways of Yap et al.
+(2017, *Clin Cancer Res* 23:7440–7447): from the trial so far, each of the next ``n_cohorts``
+cohorts may see 0 … cohort-size DLTs; the tree holds the decision after each outcome, until the
+design stops. Every node is decided by :func:`theradose.pipeline.decide` on the same trial state
+the engine would hold — all nodes of a depth at once, as a batch of trial states — so pathways,
+simulation and interim recommendations cannot disagree.
+
+Time-to-event designs are shown with complete follow-up (an outcome carries no times). Organ-dose
+limits are learnt from the dosimetry measured so far; the future patients' dosimetry is unknown,
+so it does not move the limits along a pathway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from theradose.design import Design
+from theradose.outcomes import format_outcomes
+from theradose.pipeline import decide, select_mtd
+from theradose.recommendation import replay, treat_cohort
+from theradose.state import NO_LEVEL, StopReason
+
+MAX_PATH_NODES = 100_000
+
+
+@dataclass(frozen=True)
+class PathNode:
+    """One node of the pathways: the outcomes so far and the design's decision after them.
+
+    ``path``: the whole outcome string (history, then the new cohorts); ``new_outcomes``: the
+    new cohorts only; ``depth``: how many new cohorts; ``next_level`` (0-based) or None when the
+    design stops, with ``stop_reason``; ``mtd``: the design's MTD estimate there (0-based or
+    None); ``parent``: the index of the parent node (None for the root).
+    """
+
+    path: str
+    new_outcomes: str
+    depth: int
+    next_level: int | None
+    stop_reason: StopReason | None
+    mtd: int | None
+    parent: int | None
+
+    @property
+    def goes_on(self) -> bool:
+        return self.next_level is not None
+
+
+class PathwaysTooLarge(ValueError):
+    """A tree with more nodes than :data:`MAX_PATH_NODES`."""
+
+
+def n_path_nodes(cohort_size: int, n_cohorts: int) -> int:
+    """The most nodes the pathways of ``n_cohorts`` cohorts of ``cohort_size`` can have (every
+    node going on): 1 + (c + 1) + … + (c + 1)^K."""
+    return sum((cohort_size + 1) ** depth for depth in range(n_cohorts + 1))
+
+
+def dose_paths(
+    design: Design,
+    history: Sequence[tuple[int, Sequence[bool]]] = (),
+    n_cohorts: int = 2,
+    gy_per_gbq: np.ndarray | None = None,
+) -> list[PathNode]:
+    """The decisions after every outcome of the next ``n_cohorts`` cohorts, breadth first.
+
+    Parameters
+    ----------
+    design : Design
+    history : the trial's cohorts so far, (0-based level, DLT flags), as for
+        :func:`theradose.recommendation.recommend`
+    n_cohorts : how many cohorts ahead
+    gy_per_gbq : [patient, organ] the treated patients' measured dosimetry (design's organ order)
+
+    Raises
+    ------
+    PathwaysTooLarge
+        When the tree could have more than :data:`MAX_PATH_NODES` nodes (checked before any work).
+    """
+    size = design.cohort_size
+    most = n_path_nodes(size, n_cohorts)
+    if most > MAX_PATH_NODES:
+        raise PathwaysTooLarge(
+            f"{n_cohorts} cohorts of {size} make up to {most:,} pathway nodes; at most "
+            f"{MAX_PATH_NODES:,} are computed: ask for fewer cohorts"
+        )
+    state, _ = replay(design, history, gy_per_gbq=gy_per_gbq, spare_patients=n_cohorts * size)
+    prefix = format_outcomes(history)
+    nodes = _nodes(design, state, [prefix], [""], 0, [None])
+    frontier, first = state, 0
+    for depth in range(1, n_cohorts + 1):
+        going_on = np.flatnonzero(frontier.active)
+        room = design.max_patients - frontier.n_enrolled[going_on]
+        cohort = np.minimum(size, room)  # a last, shorter cohort fills max_patients
+        parents, dlts, levels = [], [], []
+        for row, patients in zip(going_on, cohort, strict=True):
+            for k in range(patients + 1):
+                parents.append(row)
+                dlts.append([False] * (patients - k) + [True] * k)
+                levels.append(int(frontier.next_level[row]))
+        if not parents:
+            break
+        parents = np.asarray(parents)
+        children = frontier.take(parents)
+        for patients in np.unique([len(d) for d in dlts]):
+            rows = np.flatnonzero([len(d) == patients for d in dlts])
+            flags = np.asarray([dlts[r] for r in rows], dtype=bool).reshape(rows.size, patients)
+            treat_cohort(design, children, rows, np.asarray(levels)[rows], flags)
+        decide(design, children)
+        new = [
+            format_outcomes([(level, tuple(flags))])
+            for level, flags in zip(levels, dlts, strict=True)
+        ]
+        parent_nodes = [first + int(row) for row in parents]  # frontier row r is node first + r
+        new_outcomes = [
+            (nodes[parent].new_outcomes + " " + text).strip()
+            for parent, text in zip(parent_nodes, new, strict=True)
+        ]
+        paths = [(prefix + " " + text).strip() for text in new_outcomes]
+        first = len(nodes)
+        nodes += _nodes(design, children, paths, new_outcomes, depth, parent_nodes)
+        frontier = children
+    return nodes
+
+
+def pathways_from_data(
+    design: Design,
+    outcomes: str | None = None,
+    patients: str | None = None,
+    n_cohorts: int = 2,
+) -> list[PathNode]:
+    """The pathways from a trial's outcome string or patient file (``None``: from the start).
+
+    A patient file's patients are grouped into cohorts as :func:`theradose.recommendation.
+    patient_cohorts` does and read with complete follow-up, with their measured dosimetry.
+    """
+    from theradose.outcomes import parse_outcomes
+
+    if patients is not None:
+        from theradose.patients import read_patients
+        from theradose.recommendation import patient_cohorts
+
+        organs = () if design.dosimetry is None else design.dosimetry.names
+        records = read_patients(patients, design.n_levels, organs=organs)
+        history = patient_cohorts(design.cohort_size, records.level, records.dlt)
+        return dose_paths(design, history, n_cohorts, gy_per_gbq=records.gy_per_gbq)
+    history = parse_outcomes(outcomes or "", design.n_levels)
+    return dose_paths(design, history, n_cohorts)
+
+
+def _nodes(design, state, paths, new_outcomes, depth, parents) -> list[PathNode]:
+    mtd = select_mtd(design, state)
+    out = []
+    for row, (path, new, parent) in enumerate(zip(paths, new_outcomes, parents, strict=True)):
+        goes_on = bool(state.active[row])
+        out.append(
+            PathNode(
+                path=path,
+                new_outcomes=new,
+                depth=depth,
+                next_level=int(state.next_level[row]) if goes_on else None,
+                stop_reason=None if goes_on else StopReason(int(state.stop_reason[row])),
+                mtd=None if mtd[row] == NO_LEVEL else int(mtd[row]),
+                parent=parent,
+            )
+        )
+    return out
