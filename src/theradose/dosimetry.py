@@ -50,8 +50,8 @@ from functools import cache
 from typing import NamedTuple
 
 import numpy as np
-from scipy import special
 
+from theradose import special_functions as special
 from theradose.timing import ONSETS
 from theradose.validation import show_value
 

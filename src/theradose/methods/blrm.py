@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, log_expit, logit
 
+from theradose import special_functions as special
 from theradose.constraints import MaxIncrement, NoSkip
 from theradose.methods.base import Method
 from theradose.methods.spec import DesignFields, MethodSpec
@@ -182,7 +182,7 @@ class Blrm(Method):
     @property
     def logit_cuts(self) -> np.ndarray:
         """logit of (c1, c2, target), [cut]."""
-        return logit(np.array([*self.target_interval, self.target], dtype=float))
+        return special.logit(np.array([*self.target_interval, self.target], dtype=float))
 
     def eta(self, theta1: np.ndarray, theta2: np.ndarray) -> np.ndarray:
         """logit p_d = θ1 + exp(θ2)·x_d, [..., level]."""
@@ -206,8 +206,8 @@ class Blrm(Method):
         eta = self.eta(theta1, theta2)  # [node, level]
         return {
             "theta": np.column_stack([theta1, theta2]),
-            "log_p": log_expit(eta).T.copy(),  # [level, node]
-            "log_1mp": log_expit(-eta).T.copy(),
+            "log_p": special.log_expit(eta).T.copy(),  # [level, node]
+            "log_1mp": special.log_expit(-eta).T.copy(),
             "log_prior": self.log_prior(theta1, theta2),
             "summands": _summands(eta, float(h1), self.logit_cuts, theta1, theta2),
             "to_lattice": _to_lattice_units(self.prior_cov, SHARED_SPACING),
@@ -277,7 +277,7 @@ class Blrm(Method):
                 mean[block], cov[block], OWN_HALF_WIDTH, OWN_SPACING
             )
             eta = self.eta(theta1, theta2)  # [state, node, level]
-            log_p = log_expit(eta)
+            log_p = special.log_expit(eta)
             log_1mp = log_p - eta
             nb, yb = n[block, :, None], y[block, :, None]
             log_f = (log_p @ yb + log_1mp @ (nb - yb))[..., 0] + self.log_prior(theta1, theta2)
@@ -457,7 +457,7 @@ def _summands(eta, h1, logit_cuts, theta1, theta2) -> np.ndarray:
     steps = [smoothed_step((eta - cut) / h1) for cut in logit_cuts]
     moments = [theta1, theta2, theta1 * theta1, theta1 * theta2, theta2 * theta2]
     shape = eta.shape[:-1]
-    parts = [expit(eta), *steps, *(np.broadcast_to(m, shape)[..., None] for m in moments)]
+    parts = [special.expit(eta), *steps, *(np.broadcast_to(m, shape)[..., None] for m in moments)]
     return np.concatenate(parts, axis=-1)
 
 

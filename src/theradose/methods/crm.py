@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, logit
 
+from theradose import special_functions as special
 from theradose.constraints import Coherence, EscalationStep
 from theradose.methods.base import Method
 from theradose.methods.spec import DesignFields, MethodSpec
@@ -96,13 +96,13 @@ class LogisticModel:
 
     @property
     def scaled_doses(self) -> np.ndarray:
-        return logit(np.asarray(self.skeleton)) - self.intercept
+        return special.logit(np.asarray(self.skeleton)) - self.intercept
 
     def _eta(self, beta: np.ndarray) -> np.ndarray:
         return self.intercept + np.exp(np.asarray(beta, dtype=float))[..., None] * self.scaled_doses
 
     def p(self, beta: np.ndarray) -> np.ndarray:
-        return expit(self._eta(beta))
+        return special.expit(self._eta(beta))
 
     def log_p(self, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         eta = self._eta(beta)
@@ -110,7 +110,7 @@ class LogisticModel:
 
     def beta_at(self, p: float) -> np.ndarray:
         # x_d < 0 whenever s_d < expit(a0), which the configuration enforces.
-        return np.log((logit(p) - self.intercept) / self.scaled_doses)
+        return np.log((special.logit(p) - self.intercept) / self.scaled_doses)
 
 
 def lee_cheung_skeleton(
@@ -139,14 +139,14 @@ def lee_cheung_skeleton(
             scaled[k + 1] = np.exp(np.log(hi) / scale)
         return tuple(float(v) for v in scaled)
     if model == "logistic":
-        scaled[prior_mtd] = logit(target) - intercept
+        scaled[prior_mtd] = special.logit(target) - intercept
         for k in range(prior_mtd, 0, -1):
-            scale = (logit(hi) - intercept) / scaled[k]
-            scaled[k - 1] = (logit(lo) - intercept) / scale
+            scale = (special.logit(hi) - intercept) / scaled[k]
+            scaled[k - 1] = (special.logit(lo) - intercept) / scale
         for k in range(prior_mtd, n_levels - 1):
-            scale = (logit(lo) - intercept) / scaled[k]
-            scaled[k + 1] = (logit(hi) - intercept) / scale
-        return tuple(float(v) for v in expit(intercept + scaled))
+            scale = (special.logit(lo) - intercept) / scaled[k]
+            scaled[k + 1] = (special.logit(hi) - intercept) / scale
+        return tuple(float(v) for v in special.expit(intercept + scaled))
     raise ValueError(f"unknown CRM model {model!r}")
 
 
@@ -166,10 +166,10 @@ def skeleton_problem(
         )
     if np.any(np.diff(values) <= 0):
         return f"skeleton must be strictly increasing (skeleton {shown})"
-    if model == "logistic" and values[-1] >= expit(intercept):
+    if model == "logistic" and values[-1] >= special.expit(intercept):
         return (
             f"the logistic model with intercept {intercept:g} needs every skeleton value below "
-            f"{expit(intercept):.4g} (skeleton {shown})"
+            f"{special.expit(intercept):.4g} (skeleton {shown})"
         )
     return None
 

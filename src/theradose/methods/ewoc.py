@@ -44,8 +44,7 @@ import numpy as np
 
 # The Beta CDF and quantile from scipy.special: what scipy.stats.beta.cdf/ppf call, bit for bit,
 # without importing scipy.stats.
-from scipy.special import betainc, betaincinv, expit, log_expit, logit
-
+from theradose import special_functions as special
 from theradose.constraints import EscalationStep
 from theradose.methods.base import Method
 from theradose.methods.blrm import PRIOR_COLUMNS
@@ -198,8 +197,8 @@ class Ewoc(Method):
 
     def eta(self, rho_fraction: np.ndarray, gamma: np.ndarray) -> np.ndarray:
         """logit p_d for ρ0 = θ·``rho_fraction`` and MTD ``gamma`` (rescaled), [..., level]."""
-        logit_rho = logit(self.target * rho_fraction)[..., None]
-        slope = (logit(self.target) - logit_rho) / gamma[..., None]
+        logit_rho = special.logit(self.target * rho_fraction)[..., None]
+        slope = (special.logit(self.target) - logit_rho) / gamma[..., None]
         return logit_rho + slope * self.scaled_doses
 
     def activity(self, scaled: np.ndarray) -> np.ndarray:
@@ -222,13 +221,13 @@ class Ewoc(Method):
         thresholds = np.concatenate([self.scaled_doses, self.midpoints])
         thresholds = thresholds[(thresholds > 0) & (thresholds < 1)]
         breaks = np.unique(np.concatenate([[0.0, 1.0], thresholds, GRADED_BREAKS]))
-        u_breaks = betainc(c, d, breaks)
+        u_breaks = special.betainc(c, d, breaks)
         u_breaks = np.unique(np.concatenate([u_breaks, _subdivide(u_breaks, MAX_SEGMENT)]))
         u_gamma, q_gamma, seg_gamma = _composite(u_breaks, NODES_PER_SEGMENT)
-        gamma = betaincinv(c, d, u_gamma)
+        gamma = special.betaincinv(c, d, u_gamma)
         rho_breaks = np.asarray(RHO_BREAKS)
         u_rho, q_rho, _ = _composite(rho_breaks, RHO_NODES_PER_SEGMENT)
-        rho_fraction = betaincinv(*self.rho_prior, u_rho)
+        rho_fraction = special.betaincinv(*self.rho_prior, u_rho)
 
         # Nodes rho-major: node = i_rho * n_gamma + i_gamma.
         eta = self.eta(rho_fraction[:, None], gamma[None, :]).reshape(-1, self.n_levels)
@@ -237,14 +236,14 @@ class Ewoc(Method):
         seg_end = u_breaks[1:][seg_gamma]  # [gamma node]
 
         def below(t: np.ndarray) -> np.ndarray:  # [gamma node, t]
-            u_t = betainc(c, d, t)
+            u_t = special.betainc(c, d, t)
             return (seg_end[:, None] <= u_t[None, :] * (1 + 1e-12)).astype(float)
 
         return {
-            "log_p": log_expit(eta).T.copy(),  # [level, node]
-            "log_1mp": log_expit(-eta).T.copy(),
+            "log_p": special.log_expit(eta).T.copy(),  # [level, node]
+            "log_1mp": special.log_expit(-eta).T.copy(),
             "log_q": log_q,
-            "p": expit(eta),  # [node, level]
+            "p": special.expit(eta),  # [node, level]
             "n_rho": u_rho.size,
             "n_gamma": u_gamma.size,
             "below_levels": below(self.scaled_doses),  # [gamma node, level]
@@ -277,11 +276,11 @@ class Ewoc(Method):
         rho_median = np.full(states, np.nan)
         if len(quantiles):
             u = _quantiles(w_gamma, rule["u_breaks"], rule["nodes_per_segment"], quantiles)
-            mtd_q = self.activity(betaincinv(*self.mtd_prior, u))
+            mtd_q = self.activity(special.betaincinv(*self.mtd_prior, u))
             w_rho = w.reshape(-1, rule["n_rho"], rule["n_gamma"]).sum(axis=2)
             per_segment = rule["rho_nodes_per_segment"]
             u = _quantiles(w_rho, rule["rho_breaks"], per_segment, (0.5,))[:, 0]
-            rho_median = self.target * betaincinv(*self.rho_prior, u)
+            rho_median = self.target * special.betaincinv(*self.rho_prior, u)
         return (
             np.clip(w_gamma @ rule["below_levels"], 0.0, 1.0),
             np.clip(w_gamma @ rule["below_midpoints"], 0.0, 1.0),

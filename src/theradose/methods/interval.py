@@ -29,8 +29,7 @@ import numpy as np
 
 # scipy.special, not scipy.stats: the same Boost incomplete beta as beta.sf, bit for bit, and
 # a fraction of the import time (every command loads this module).
-from scipy.special import betaincc
-
+from theradose import special_functions as special
 from theradose.isotonic import isotonic_increasing
 from theradose.methods.base import Method
 from theradose.methods.spec import DesignFields, MethodSpec, Parts
@@ -61,8 +60,27 @@ DECISION_LETTERS = ("E", "S", "D", DEESCALATE_AND_ELIMINATE)
 
 
 def prob_above_target(n, y, target: float):
-    """P(p > target | y DLTs in n) under a Beta(1, 1) prior."""
-    return betaincc(np.asarray(y) + 1, np.asarray(n) - np.asarray(y) + 1, target)
+    """P(p > target | y DLTs in n) under a Beta(1, 1) prior.
+
+    The posterior is Beta(y + 1, n − y + 1); for whole counts its upper tail at t is
+    P(Binomial(n + 1, t) ≤ y), a finite sum — so decision tables need no special functions.
+    """
+    n, y = np.broadcast_arrays(np.asarray(n, dtype=np.int64), np.asarray(y, dtype=np.int64))
+    out = np.empty(n.shape)
+    for m in np.unique(n + 1):
+        cdf = np.cumsum(_binomial_pmf(int(m), target))
+        at = n + 1 == m
+        out[at] = cdf[np.clip(y[at], 0, m)]
+    return np.clip(out, 0.0, 1.0)
+
+
+def _binomial_pmf(m: int, p: float) -> np.ndarray:
+    """P(Binomial(m, p) = k) for k = 0 … m, by the ratio of successive terms."""
+    k = np.arange(1, m + 1)
+    if p <= 0.0 or p >= 1.0:
+        return np.eye(1, m + 1, 0 if p <= 0.0 else m).ravel()
+    ratios = (m - k + 1) / k * (p / (1 - p))
+    return np.exp(m * np.log1p(-p) + np.concatenate([[0.0], np.cumsum(np.log(ratios))]))
 
 
 def min_dlts_with_prob_above(
@@ -230,7 +248,7 @@ class IntervalDesign(Method):
     def level_summary(self, state: TrialState) -> dict[str, np.ndarray]:
         n, y = self.selection_counts(state)
         treated = n > 0
-        over = np.where(treated, betaincc(y + 0.05, n - y + 0.05, self.target), 0.0)
+        over = np.where(treated, special.betaincc(y + 0.05, n - y + 0.05, self.target), 0.0)
         return {
             "p_est": self.isotonic_estimate(state, treated),
             "p_overdose": np.where(

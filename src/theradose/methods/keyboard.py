@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betainc  # Beta CDF, as scipy.stats.beta.cdf, lighter to import
 
+from theradose import special_functions as special
 from theradose.methods.interval import Decision, IntervalDesign, interval_spec
 
 _SLIVER = 1e-9  # keys narrower than this are rounding left-overs at 0 or 1
@@ -71,7 +71,7 @@ class Keyboard(IntervalDesign):
         """Posterior probability of each key (cut keys scaled to the full width), [key]."""
         edges, _ = keys(self.target, self.eps1, self.eps2)
         a, b = 1 + y, 1 + n - y
-        prob = betainc(a, b, edges[:, 1]) - betainc(a, b, edges[:, 0])
+        prob = special.betainc(a, b, edges[:, 1]) - special.betainc(a, b, edges[:, 0])
         return prob * (self.eps1 + self.eps2) / (edges[:, 1] - edges[:, 0])
 
     def rule_text(self) -> str:

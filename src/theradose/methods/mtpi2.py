@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betainc  # Beta CDF, as scipy.stats.beta.cdf, lighter to import
 
+from theradose import special_functions as special
 from theradose.methods.interval import Decision, IntervalDesign, interval_spec
 from theradose.validation import POSITIVE
 
@@ -86,7 +86,7 @@ class Mtpi2(IntervalDesign):
         a, b = self.prior_a + y, self.prior_b + n - y
 
         def cdf(x):
-            return betainc(a, b, x)
+            return special.betainc(a, b, x)
 
         def mass(edges: np.ndarray) -> np.ndarray:
             return (cdf(edges[:, 1]) - cdf(edges[:, 0])) / (
