@@ -34,22 +34,35 @@ def _enrol(
     first of them at that time itself when ``arrive_now``), and the trial's time moves to the
     last arrival.
     """
-    n_max = state.patient_level.shape[1]
-    in_cohort = np.arange(design.cohort_size)
-    cols = state.n_enrolled[rows, None] + in_cohort[None, :]
-    enrolled = in_cohort[None, :] < size[:, None]
-    cols = np.minimum(cols, n_max - 1)
     level = state.next_level[rows]
     p_dlt = dlt_prob[level][:, None]
+    timing = design.timing
+    first = state.n_enrolled[rows]
+    lockstep = (size == design.cohort_size).all() and (first == first[0]).all()
+    dosimetry = design.dosimetry is not None or patients.organs is not None
+    if timing is None and lockstep and not dosimetry:
+        # The cohort engine: every trial fills the same places, written as rows × a slice.
+        places = slice(int(first[0]), int(first[0]) + design.cohort_size)
+        at = slice(None) if rows.size == state.n_trials else rows  # views while all run
+        dlt = patients.tolerance[at, places] < p_dlt
+        state.patient_level[at, places] = level[:, None]
+        state.patient_dlt[at, places] = dlt
+        if design.doses is not None:
+            state.patient_activity[at, places] = np.asarray(design.doses)[level][:, None]
+        state.record_cohort(rows, size, count_true(dlt))
+        return
+    n_max = state.patient_level.shape[1]
+    in_cohort = np.arange(design.cohort_size)
+    cols = np.minimum(first[:, None] + in_cohort[None, :], n_max - 1)
+    enrolled = in_cohort[None, :] < size[:, None]
     onset_fraction = None  # each DLT's onset, when the organ causing it has its own onset model
-    if design.dosimetry is not None or patients.organs is not None:
+    if dosimetry:
         p_dlt, onset_fraction = _treat_with_dosimetry(
             design, state, patients, rows, cols, enrolled, level, p_dlt, onset
         )
     dlt = (patients.tolerance[rows[:, None], cols] < p_dlt) & enrolled
     r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
     lvl = np.broadcast_to(level[:, None], cols.shape)[enrolled]
-    timing = design.timing
     if timing is not None:
         # Judged at the decision that admits the cohort, before it joins the records.
         state.patient_while_pending[r, c] = state.pending(timing.dlt_window_months)[r].any(axis=1)
@@ -69,7 +82,16 @@ def _enrol(
         onset_months = window * onset_fraction
         state.patient_dlt_time[r, c] = np.where(dlt, onset_months, np.nan)[enrolled]
         state.time[rows] = arrival.max(axis=1)
-    state.record_cohort(rows, size, dlt.sum(axis=1))
+    state.record_cohort(rows, size, count_true(dlt))
+
+
+def count_true(flags: np.ndarray) -> np.ndarray:
+    """How many flags are set in each row of a short [row, k] array (column by column: numpy's
+    sum over a short trailing axis is several times slower)."""
+    counts = flags[:, 0].astype(np.int32)
+    for j in range(1, flags.shape[1]):
+        counts += flags[:, j]
+    return counts
 
 
 def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, p_dlt, onset):

@@ -26,6 +26,19 @@ def isotonic_increasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """
     values = np.asarray(values, dtype=float)
     weights = np.asarray(weights, dtype=float)
+    if values.ndim == 2 and values.shape[0] > _FEW_ROWS:
+        # Trials end in far fewer distinct states than there are trials: fit each once.
+        rows = np.ascontiguousarray(np.concatenate([values, weights], axis=1))
+        key = rows.view(np.dtype((np.void, rows.itemsize * rows.shape[1]))).ravel()
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        return _fit(values[first], weights[first])[inverse.ravel()]
+    return _fit(values, weights)
+
+
+_FEW_ROWS = 64
+
+
+def _fit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     n_levels = values.shape[-1]
     w = np.maximum(weights, 0.0)
     zero = np.zeros(values.shape[:-1] + (1,))

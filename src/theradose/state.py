@@ -16,8 +16,21 @@ NO_LEVEL = -1
 
 def highest_level(mask: np.ndarray) -> np.ndarray:
     """The highest level where ``mask[trial, level]`` is True, NO_LEVEL where none is, [trial]."""
-    top = mask.shape[1] - 1 - mask[:, ::-1].argmax(axis=1)
-    return np.where(mask.any(axis=1), top, NO_LEVEL)
+    # Level by level: a few levels and many trials, where reductions along the short axis are
+    # several times slower than whole-column operations.
+    top = np.full(mask.shape[0], NO_LEVEL, dtype=np.int64)
+    for level in range(mask.shape[1]):
+        np.copyto(top, level, where=mask[:, level])
+    return top
+
+
+def this_and_above(mask: np.ndarray) -> np.ndarray:
+    """True at each level where ``mask[trial, level]`` or any level below it is True (e.g. a level
+    and every level above it eliminated), [trial, level]."""
+    out = mask.copy()
+    for level in range(1, mask.shape[1]):
+        out[:, level] |= out[:, level - 1]
+    return out
 
 
 class StopReason(IntEnum):
@@ -144,8 +157,10 @@ class TrialState:
     def record_cohort(self, trials: np.ndarray, size: int, n_dlt: np.ndarray) -> None:
         """Add a cohort of ``size`` patients with ``n_dlt`` DLTs at each trial's next level."""
         lvl = self.next_level[trials]
-        self.n[trials, lvl] += size
-        self.y[trials, lvl] += n_dlt
+        # flat indices into the [trial, level] counts: a 1-d scatter is twice as fast
+        cell = trials * self.n_levels + lvl
+        self.n.reshape(-1)[cell] += size
+        self.y.reshape(-1)[cell] += n_dlt
         self.level[trials] = lvl
         self.n_enrolled[trials] += size
         self.last_cohort_n[trials] = size

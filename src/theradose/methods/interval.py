@@ -33,7 +33,7 @@ from theradose import special_functions as special
 from theradose.isotonic import isotonic_increasing
 from theradose.methods.base import Method
 from theradose.methods.spec import DesignFields, MethodSpec, Parts
-from theradose.state import NO_LEVEL, TrialState
+from theradose.state import NO_LEVEL, TrialState, this_and_above
 from theradose.stopping import MaxAtDose, MaxPatients
 from theradose.validation import OPEN_UNIT, Interval, TomlTable
 
@@ -185,8 +185,7 @@ class IntervalDesign(Method):
         """Levels eliminated by the safety rule (the lowest qualifying one and all above),
         [trial, level]."""
         n, y = self.counts(state)
-        hit = y >= self._table_at(self.eliminate_ge, n)
-        return np.logical_or.accumulate(hit, axis=1)
+        return this_and_above(y >= self._table_at(self.eliminate_ge, n))
 
     def allowed(self, state: TrialState) -> np.ndarray:
         return ~self.eliminated(state)
