@@ -40,7 +40,17 @@ def _enrol(
     first = state.n_enrolled[rows]
     lockstep = (size == design.cohort_size).all() and (first == first[0]).all()
     dosimetry = design.dosimetry is not None or patients.organs is not None
-    if timing is None and lockstep and not dosimetry:
+    if not lockstep or dosimetry or timing is not None:
+        n_max = state.patient_level.shape[1]
+        in_cohort = np.arange(design.cohort_size)
+        cols = np.minimum(first[:, None] + in_cohort[None, :], n_max - 1)
+        enrolled = in_cohort[None, :] < size[:, None]
+    onset_fraction = None  # each DLT's onset, when the organ causing it has its own onset model
+    if dosimetry:
+        p_dlt, onset_fraction = _treat_with_dosimetry(
+            design, state, patients, rows, cols, enrolled, level, p_dlt, onset
+        )
+    if timing is None and lockstep:
         # The cohort engine: every trial fills the same places, written as rows × a slice.
         places = slice(int(first[0]), int(first[0]) + design.cohort_size)
         at = slice(None) if rows.size == state.n_trials else rows  # views while all run
@@ -51,15 +61,6 @@ def _enrol(
             state.patient_activity[at, places] = np.asarray(design.doses)[level][:, None]
         state.record_cohort(rows, size, count_true(dlt))
         return
-    n_max = state.patient_level.shape[1]
-    in_cohort = np.arange(design.cohort_size)
-    cols = np.minimum(first[:, None] + in_cohort[None, :], n_max - 1)
-    enrolled = in_cohort[None, :] < size[:, None]
-    onset_fraction = None  # each DLT's onset, when the organ causing it has its own onset model
-    if dosimetry:
-        p_dlt, onset_fraction = _treat_with_dosimetry(
-            design, state, patients, rows, cols, enrolled, level, p_dlt, onset
-        )
     dlt = (patients.tolerance[rows[:, None], cols] < p_dlt) & enrolled
     r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
     lvl = np.broadcast_to(level[:, None], cols.shape)[enrolled]
