@@ -1,4 +1,5 @@
-"""Engine throughput: simulated trials per second of engine time on one core.
+"""Engine throughput: simulated trials per second of engine time on one core (one BLAS/OpenMP
+thread, as ``simulate`` runs each chunk: :func:`theradose.simulation.kernel_threads`).
 
 Run with ``make bench`` or ``python benchmarks/bench_engine.py [--trials N] [--designs ...]``.
 Prints trials/s per design and scenario and the peak resident memory of the process. Not a test:
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from theradose.config import load_design, load_scenarios
 from theradose.scenario import truth_for
-from theradose.simulation import chunk_sizes, run_chunk
+from theradose.simulation import chunk_sizes, kernel_threads, run_chunk
 from theradose.virtual_patients import chunk_patients
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,14 @@ def main() -> None:
     args = parser.parse_args()
 
     scenarios = [s for s in load_scenarios(args.scenarios) if s.name == args.scenario]
-    scenario = scenarios[0]
-    for path in args.designs:
+    with kernel_threads():
+        _run(args.designs, scenarios[0], args.trials)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory: {peak_mib:,.0f} MiB")
+
+
+def _run(paths, scenario, trials: int) -> None:
+    for path in paths:
         design = load_design(path)
         start = time.perf_counter()
         truth = truth_for(scenario, design)  # once per run, not per trial
@@ -48,7 +55,7 @@ def main() -> None:
         run_chunk(design, scenario, chunk_patients(0, 0, 1_000, design.max_patients, timed), truth)
         engine_seconds = 0.0
         n_done = 0
-        for chunk, size in enumerate(chunk_sizes(args.trials)):
+        for chunk, size in enumerate(chunk_sizes(trials)):
             patients = chunk_patients(1, chunk, size, design.max_patients, timed)
             start = time.perf_counter()
             run_chunk(design, scenario, patients, truth)
@@ -60,8 +67,6 @@ def main() -> None:
             f"of engine time = {n_done / engine_seconds:>9,.0f} trials/s "
             f"(truths {truth_seconds:.2f} s, once)"
         )
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory: {peak_mib:,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,36 @@ CELLS = [
     new_markdown_cell("## BOIN's decision table, as it would go in the protocol"),
     new_code_cell('Markdown(report.render_decision_table(boin, "markdown"))'),
     new_markdown_cell(
+        "## Dose transition pathways\n\n"
+        "`dose_paths` is what `theradose paths` runs: every outcome of the next cohorts (0 to 3 "
+        "DLTs each) and the design's decision after it, decided by the same rules as the "
+        "simulations. `1NNT` reads: level 1, two patients without a DLT, one with."
+    ),
+    new_code_cell(
+        "from theradose.pathway_report import render_markdown as pathways_markdown\n"
+        "from theradose.pathways import dose_paths\n\n"
+        "nodes = dose_paths(boin, n_cohorts=2)\n"
+        "Markdown(pathways_markdown(boin, nodes, 2))"
+    ),
+    new_markdown_cell(
+        "## The statistical section of the protocol\n\n"
+        "`theradose report` writes each design's protocol text, decision table or prior and "
+        "pathways, the operating characteristics, the figures and a reproducibility appendix "
+        "as one HTML file, a Word document or Markdown. From Python, `build_document` lays out "
+        "the study above and `write_report` writes the format the suffix names."
+    ),
+    new_code_cell(
+        "import tempfile\n\n"
+        "from theradose.protocol_report import build_document, render_markdown, write_report\n\n"
+        "document = build_document(study)\n"
+        "folder = Path(tempfile.mkdtemp())\n"
+        'for suffix in ("html", "docx", "md"):\n'
+        '    for path in write_report(document, folder / f"report.{suffix}"):\n'
+        '        print(path.relative_to(folder), f"{path.stat().st_size:,} bytes")\n'
+        "text, _ = render_markdown(document)  # figures left out here; they are in the files\n"
+        'Markdown(text[text.index("## Appendix A") :])'
+    ),
+    new_markdown_cell(
         "## A real trial: which level next?\n\n"
         "Outcomes are written cohort by cohort: the level (1-based), then N (no DLT) or T (DLT) "
         "per patient."

@@ -92,7 +92,8 @@ def test_simulate_prints_tables_and_writes_json_csv_plot(tmp_path):
         assert f"Scenario {name}: true DLT probability" in result.stdout
     assert "3+3 with de-escalation" in result.stdout and "BOIN, target 30%" in result.stdout
     assert "300 simulated trials per design and scenario, seed 7" in result.stdout
-    assert sorted(os.listdir(out)) == ["r.csv", "r.json", "r.png"]  # no temporary files left
+    # no temporary files left; --plot r.png writes the allocation chart beside the selection's
+    assert sorted(os.listdir(out)) == ["r-allocation.png", "r.csv", "r.json", "r.png"]
 
     data = json.loads((out / "r.json").read_text())
     assert {"version", "seed", "n_trials", "designs", "scenarios", "results"} <= set(data)
@@ -112,8 +113,9 @@ def test_simulate_prints_tables_and_writes_json_csv_plot(tmp_path):
     assert all("exact" not in r for r in data["results"])
 
     rows = list(csv.DictReader(io.StringIO((out / "r.csv").read_text())))
-    assert len(rows) == 2 * 5 * 7
+    assert len(rows) == 2 * 5 * 8  # 6 levels, "none", "summary"
     assert rows[0]["activity"] == "1.85" and rows[6]["level"] == "none"
+    assert rows[7]["level"] == "summary" and float(rows[7]["pcs"]) == pytest.approx(s1["pcs"])
     assert float(rows[3]["selection_pct"]) == pytest.approx(s1["selection_pct"][3])
     assert (out / "r.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -124,7 +126,7 @@ def test_simulate_with_exact_adds_exact_values(tmp_path, two_scenarios):
         "--json", str(tmp_path / "r.json"),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "  exact" in result.stdout
+    assert "exact " in result.stdout
     data = json.loads((tmp_path / "r.json").read_text())
     for entry in data["results"]:
         exact = entry["exact"]
@@ -232,6 +234,7 @@ def test_table_three_plus_three():
 
 DESIGN_FILES = sorted(p for p in DESIGNS.glob("*.toml") if "scenarios" not in p.name)
 DESIGN_FILES = [p for p in DESIGN_FILES if p.name != "late_onset.toml"]  # scenario files
+DESIGN_FILES = [p for p in DESIGN_FILES if not p.name.startswith("sweep_")]  # sweep grid files
 
 
 @pytest.mark.parametrize("design", DESIGN_FILES, ids=lambda p: p.stem)
@@ -388,7 +391,7 @@ def test_simulate_time_to_event_designs_reports_duration(tmp_path):
         "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    for word in ("duration", "p95", "enrolled while", "after last"):  # headers wrap in the table
+    for word in ("duration, months", "95th percentile", "enrolled while", "after the last"):
         assert word in result.stdout
 
     data = json.loads((tmp_path / "r.json").read_text())
@@ -403,15 +406,16 @@ def test_simulate_time_to_event_designs_reports_duration(tmp_path):
     assert waits["enrolled_while_pending_pct"] == 0 < tite_boin["enrolled_while_pending_pct"]
 
     rows = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
-    assert len(rows) == 4 * 3 * 7
+    assert len(rows) == 4 * 3 * 8  # 6 levels, "none", "summary"
     timing_columns = [
         "duration_months_mean", "duration_months_se", "duration_months_p95",
         "duration_months_p95_se", "enrolled_while_pending_pct", "enrolled_while_pending_se",
         "dlt_after_last_decision_mean", "dlt_after_last_decision_se",
     ]  # fmt: skip
-    assert list(rows[0])[-8:] == timing_columns
+    start = list(rows[0]).index(timing_columns[0])  # then the summary rows' columns
+    assert list(rows[0])[start : start + 8] == timing_columns
     cell = [r for r in rows if (r["design"], r["scenario"]) == ("TITE-BOIN, target 30%", "S1-late")]
-    assert len(cell) == 7 and len({r["duration_months_mean"] for r in cell}) == 1
+    assert len(cell) == 8 and len({r["duration_months_mean"] for r in cell}) == 1
     assert float(cell[-1]["duration_months_p95"]) == pytest.approx(tite_boin["duration_months_p95"])
     assert float(cell[0]["enrolled_while_pending_se"]) == pytest.approx(
         tite_boin["se"]["enrolled_while_pending_pct"]

@@ -138,9 +138,16 @@ def final_violations(design, state, mtd) -> list[str]:
 def _run(design, scenario, n_trials, seed, monkeypatch):
     log = DecisionLog(monkeypatch, design)
     timed = design.timing is not None
+    if design.method.uses_efficacy and not scenario.efficacy:
+        # a method that decides on responses needs them: response rising, then a plateau
+        eff = np.minimum(np.linspace(0.1, 0.7, design.n_levels), 0.5).round(3)
+        scenario = dataclasses.replace(scenario, eff_prob=tuple(eff))
     patients = chunk_patients(seed, 0, n_trials, design.max_patients, timed)
     patients = patients.head(design.max_patients).with_dosimetry(design, scenario)
-    state = engine.run_trials(design, np.asarray(scenario.dlt_prob), patients, scenario.onset)
+    patients = patients.with_efficacy(scenario)
+    state = engine.run_trials(
+        design, np.asarray(scenario.dlt_prob), patients, scenario.onset, scenario.eff_prob
+    )
     return state, select_mtd(design, state), log
 
 
@@ -174,9 +181,10 @@ def test_interim_answers_equal_the_engine(key, combination, monkeypatch):
             design.cohort_size,
             state.patient_level[trial, :enrolled],
             state.patient_dlt[trial, :enrolled],
+            None if state.patient_response is None else state.patient_response[trial, :enrolled],
         )
         for k in range(1, len(cohorts) + 1):
-            treated = sum(len(flags) for _, flags in cohorts[:k])
+            treated = sum(len(cohort[1]) for cohort in cohorts[:k])
             given = None if measured is None else measured[trial, :treated]
             rec = recommend(design, cohorts[:k], gy_per_gbq=given)
             assert rec.deviations == (), (trial, k, rec.deviations)

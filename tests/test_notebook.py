@@ -37,5 +37,8 @@ def test_quickstart_executes():
     assert "Scenario S5" in text and "BOIN, target 30%" in text
     markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
     assert any("λe = 0.2365" in m for m in markdown)
+    assert any("Dose transition pathways: BOIN, target 30%" in m for m in markdown)
+    assert "report.html" in text and "report_files/selection.png" in text  # the three formats
+    assert any("Appendix A. Reproducibility" in m for m in markdown)
     assert "Next cohort: level" in text
     assert "verified: True" in text and "ledger intact: True entries: 3" in text

@@ -66,10 +66,11 @@ def test_every_node_is_the_interim_answer(key):
     """Each node's decision and MTD estimate equal ``recommend`` on that node's outcome string:
     pathways, interim answers and simulation run one pipeline."""
     design = _example(key)
-    nodes = dose_paths(design, parse_outcomes("1NNN"[: 1 + design.cohort_size]), 2)
-    assert len(nodes) <= n_path_nodes(design.cohort_size, 2)
+    efficacy = design.method.uses_efficacy  # outcome letters N, T, E, B (BOIN12)
+    nodes = dose_paths(design, parse_outcomes("1NNN"[: 1 + design.cohort_size], None, efficacy), 2)
+    assert len(nodes) <= n_path_nodes(design.cohort_size, 2, efficacy)
     for node in nodes:
-        rec = recommend(design, parse_outcomes(node.path, design.n_levels))
+        rec = recommend(design, parse_outcomes(node.path, design.n_levels, efficacy))
         assert rec.next_level == node.next_level, node.path
         assert rec.mtd == node.mtd, node.path
         assert rec.stop_reason == node.stop_reason, node.path

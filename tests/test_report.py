@@ -138,9 +138,9 @@ def read_csv(text: str) -> list[dict]:
 
 def test_csv_one_row_per_level_and_none(study):
     rows = read_csv(report.study_to_csv(study))
-    assert len(rows) == 2 * 2 * (N_LEVELS + 1)
-    first = rows[: N_LEVELS + 1]
-    assert [r["level"] for r in first] == ["1", "2", "3", "4", "none"]
+    assert len(rows) == 2 * 2 * (N_LEVELS + 2)
+    first = rows[: N_LEVELS + 2]
+    assert [r["level"] for r in first] == ["1", "2", "3", "4", "none", "summary"]
     assert {r["design"] for r in first} == {"3+3"} and {r["scenario"] for r in first} == {
         "MTD at 3"
     }
@@ -151,7 +151,7 @@ def test_csv_one_row_per_level_and_none(study):
 def test_csv_values_match_the_json(study):
     rows = read_csv(report.study_to_csv(study))
     result = report.study_to_dict(study)["results"][3]  # BOIN under "all toxic"
-    block = rows[3 * (N_LEVELS + 1) : 4 * (N_LEVELS + 1)]
+    block = rows[3 * (N_LEVELS + 2) : 4 * (N_LEVELS + 2)]
     assert {r["design"] for r in block} == {"BOIN 0.3"}
     for level, row in enumerate(block[:N_LEVELS]):
         assert float(row["selection_pct"]) == pytest.approx(result["selection_pct"][level])
@@ -178,7 +178,7 @@ def test_csv_activity_column_uses_the_design_doses():
     design = replace(boin_design(n_levels=3, max_patients=9), doses=(1.85, 3.7, 5.55))
     study = run_study([design], [scenario(0.1, 0.3, 0.5)], n_trials=50, seed=1)
     rows = read_csv(report.study_to_csv(study))
-    assert [r["activity"] for r in rows] == ["1.85", "3.7", "5.55", ""]
+    assert [r["activity"] for r in rows] == ["1.85", "3.7", "5.55", "", ""]
 
 
 # --- rich OC table ------------------------------------------------------------------------------
@@ -188,26 +188,28 @@ def test_oc_table_marks_the_true_mtd_and_shows_exact_rows(study):
     text = render(report.oc_tables(study)[0])
     lines = text.splitlines()
     assert lines[0].startswith("Scenario MTD at 3:") and lines[0].endswith("true MTD level 3")
-    at = next(i for i, line in enumerate(lines) if "(MTD)" in line)
-    cells = lines[at].split("┃")
-    column = next(k for k, cell in enumerate(cells) if "(MTD)" in cell)
-    assert lines[at - 1].split("┃")[column].strip() == "3"  # the level above its mark
-    assert text.count("(MTD)") == 1
+    marked = [line for line in lines if " MTD " in line and line.startswith("│")]
+    assert len(marked) == 1 and marked[0].split("│")[1].strip() == "3"  # level 3's row
+    assert "0.3 MTD" in marked[0]
     oc = study.oc[1][0]
-    assert f"{oc.values['selection_pct'][2]:.1f} ±{oc.se['selection_pct'][2]:.1f}" in text
+    assert f"{oc.values['selection_pct'][2]:.1f} ±{oc.se['selection_pct'][2]:.1f}" in marked[0]
     exact = study.exact[1][0]
-    assert f"{exact['selection_pct'][2]:.1f}" in text
-    assert text.count("exact") == 2 * 3  # selection, patients, DLTs for each design
+    assert f"exact {exact['selection_pct'][2]:.1f}" in text
+    # beneath selection %, patients and DLTs of every level, and the "none" selection
+    assert text.count("exact") == 2 * (3 * N_LEVELS + 1)
 
 
 def test_oc_summary_table_shows_pcs_and_stop_reasons(study):
     text = render(report.oc_tables(study)[3])  # summary of "all toxic"
-    assert "none (correct)" not in text  # that mark belongs to the per-level table
+    assert "correct" not in text  # that mark belongs to the per-level table
     oc = study.oc[0][1]
-    assert f"{oc.values['pcs']:.1f} ±{oc.se['pcs']:.1f}" in text
-    assert "stop: level 1 too toxic %" in text
+    pcs_row = next(line for line in text.splitlines() if "PCS % (true MTD)" in line)
+    assert f"{oc.values['pcs']:.1f} ±{oc.se['pcs']:.1f}" in pcs_row
+    assert "% stopped: lowest level too toxic" in text
+    assert "PCS % (constrained optimum)" not in text  # no design has organ limits
     per_level = render(report.oc_tables(study)[2])
-    assert "(correct)" in per_level and "true MTD none" in per_level
+    none_row = next(line for line in per_level.splitlines() if line.startswith("│ none"))
+    assert "correct" in none_row and "true MTD none" in per_level
 
 
 def test_footer_records_version_seed_and_trials(study):
@@ -350,7 +352,7 @@ def test_study_writers_produce_parseable_files(tmp_path, study):
     report.write_study_json(study, tmp_path / "r.json")
     report.write_study_csv(study, tmp_path / "r.csv")
     assert json.loads((tmp_path / "r.json").read_text())["n_trials"] == 600
-    assert len(read_csv((tmp_path / "r.csv").read_text())) == 20
+    assert len(read_csv((tmp_path / "r.csv").read_text())) == 2 * 2 * (N_LEVELS + 2)
     assert sorted(os.listdir(tmp_path)) == ["r.csv", "r.json"]
 
 
@@ -394,10 +396,10 @@ def test_designs_without_exact_values_get_a_note(monkeypatch):
     assert ["exact" in r for r in data["results"]] == [True, False]
     assert data["notes"] == list(study.notes)
     rows = read_csv(report.study_to_csv(study))
-    assert rows[0]["exact_selection_pct"] != "" and rows[4]["exact_selection_pct"] == ""
+    assert rows[0]["exact_selection_pct"] != "" and rows[5]["exact_selection_pct"] == ""
     assert study.notes[0] in report.study_footer(study)
     text = render(report.oc_tables(study)[0])
-    assert text.count("exact") == 3  # the 3+3 rows only
+    assert text.count("exact") == 3 * 3 + 1  # the 3+3's cells only
 
 
 # --- trial duration (designs with [timing]) -----------------------------------------------------
@@ -422,9 +424,12 @@ def test_summary_table_shows_duration_only_when_a_design_has_timing(timed_study,
     # 4 cohorts of 3 arriving half a month apart (2 a month), each waiting its 3-month window
     assert mean == pytest.approx(4 * (1.5 + 3.0), abs=1e-5) and se == pytest.approx(0, abs=1e-5)
     assert f"{mean:.1f} ±{se:.1f}" in text
-    assert "duration, months" in text and "DLTs after last decision" in text
-    untimed_row = next(line for line in text.splitlines() if line.startswith("│ BOIN 0.3"))
-    assert untimed_row.count(report.NONE) == len(report.TIMING_FIGURES)
+    assert "duration, months" in text and "DLTs after the last decision" in text
+    lines = text.splitlines()
+    duration_rows = [line for line in lines if "duration, months" in line]
+    duration_rows += [line for line in lines if "pending" in line or "DLTs after" in line]
+    # the untimed design's column (the last) is "—" on each duration row
+    assert [row.split("│")[-2].strip() for row in duration_rows] == [report.NONE] * 4
     assert "duration" not in render(report.oc_tables(study)[1])
 
 
@@ -436,9 +441,9 @@ def test_json_and_csv_carry_duration_figures(timed_study, study):
     assert all(r["duration_months_mean"] is None for r in report.study_to_dict(study)["results"])
 
     columns = report.study_csv_columns(timed_study)
-    assert columns[-len(report.CSV_TIMING_COLUMNS) :] == tuple(report.CSV_TIMING_COLUMNS)
+    assert set(report.CSV_TIMING_COLUMNS) <= set(columns)
     rows = read_csv(report.study_to_csv(timed_study))
-    timed_rows, untimed_rows = rows[: N_LEVELS + 1], rows[N_LEVELS + 1 :]
+    timed_rows, untimed_rows = rows[: N_LEVELS + 2], rows[N_LEVELS + 2 :]
     p95 = results[0]["duration_months_p95"]
     assert {float(r["duration_months_p95"]) for r in timed_rows} == {p95}
     assert {r["enrolled_while_pending_pct"] for r in timed_rows} == {"0.0"}

@@ -145,7 +145,8 @@ def test_rows_hold_per_trial_invariants_and_reproduce_the_summary(
         for reason in StopReason:
             if reason is not StopReason.RUNNING:
                 share = 100 * (reasons.count(reason) / t)
-                assert values["stop_reason_pct"][reason.name.lower()] == share
+                # BOIN12's own stop has a key only where efficacy is simulated
+                assert values["stop_reason_pct"].get(reason.name.lower(), 0.0) == share
         assert sim.n_trials == t
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -135,8 +136,12 @@ def calibrate_skeleton(
     seed: int = 1,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    cluster: Any = None,
 ) -> CalibrationResult:
-    """Simulate each candidate skeleton under each scenario; PCS per candidate and scenario."""
+    """Simulate each candidate skeleton under each scenario; PCS per candidate and scenario.
+
+    ``cluster`` (:class:`theradose.cluster.DaskCluster`): run the chunks on a Dask cluster
+    instead of ``workers`` local processes, with identical results."""
     _require_crm(design)
     prior_mtds = list(prior_mtds) if prior_mtds else [default_prior_mtd(design)]
     built, skipped = candidate_designs(design, halfwidths, prior_mtds)
@@ -147,6 +152,7 @@ def calibrate_skeleton(
         seed,
         workers=workers,
         progress=progress,
+        cluster=cluster,
     )
     candidates = []
     for (halfwidth, prior_mtd, candidate), row in zip(built, sims, strict=True):

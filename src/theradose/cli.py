@@ -40,6 +40,11 @@ class TableFormat(StrEnum):
     json = "json"
 
 
+class SimulateFormat(StrEnum):
+    rich = "rich"
+    markdown = "markdown"
+
+
 class PathFormat(StrEnum):
     rich = "rich"
     markdown = "markdown"
@@ -242,6 +247,35 @@ def _progress(total: int):
         yield lambda n: bar.advance(task, n)
 
 
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Run the chunks of trials on an existing Dask cluster, e.g. tcp://host:8786 "
+        '(needs pip install "theradose[dask]"); results identical to a local run.',
+    ),
+]
+DaskLocalOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-local",
+        metavar="INTEGER",
+        help="Run the chunks on a Dask LocalCluster of this many processes (one thread each).",
+    ),
+]
+
+
+def _cluster(scheduler: str | None, dask_local: str | None, workers: str):
+    """The Dask cluster of ``--scheduler``/``--dask-local`` (None for neither) and the
+    problems of those flags, one line each."""
+    if scheduler is None and dask_local is None:
+        return None, []
+    from theradose.cluster import cluster_option
+
+    return cluster_option(scheduler, dask_local, workers)
+
+
 @app.command()
 def simulate(
     designs: Annotated[list[Path], typer.Argument(help="Design files (TOML).", show_default=False)],
@@ -284,8 +318,17 @@ def simulate(
         Path | None, typer.Option("--csv", help="Write per-level results as CSV.")
     ] = None,
     plot_path: Annotated[
-        Path | None, typer.Option("--plot", help="Write a selection bar chart (PNG, PDF, SVG).")
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Write the selection chart (PNG, PDF, SVG, by the suffix) and beside it "
+            r"NAME-allocation, NAME-organ-doses (organ limits), NAME-duration (\[timing]).",
+        ),
     ] = None,
+    fmt: Annotated[
+        SimulateFormat,
+        typer.Option("--format", "-f", help="Terminal tables (rich) or Markdown on stdout."),
+    ] = SimulateFormat.rich,
     trials_csv: Annotated[
         Path | None,
         typer.Option(
@@ -309,13 +352,17 @@ def simulate(
             "interruption continues the run there, with identical results.",
         ),
     ] = None,
+    scheduler: SchedulerOption = None,
+    dask_local: DaskLocalOption = None,
 ) -> None:
     """Simulate designs under scenarios on the same patients; print operating characteristics."""
     from theradose.study import run_study
 
+    cluster, problems = _cluster(scheduler, dask_local, workers)
     designs, trials, seed, workers = _check_simulate(
         designs, scenarios, trials, seed, workers, force_workers,
         {"--json": json_path, "--csv": csv_path, "--plot": plot_path, "--trials-csv": trials_csv},
+        problems=problems,
     )  # fmt: skip
 
     written: list[Path] = []
@@ -332,12 +379,16 @@ def simulate(
                 engine=engine.value,
                 trials_csv=trials_csv,
                 run_dir=run_dir,
+                cluster=cluster,
             )
         if trials_csv is not None:
             written.append(trials_csv)
         from theradose import report
 
-        report.print_study(study, _console())
+        if fmt is SimulateFormat.markdown:
+            sys.stdout.write(report.study_markdown(study))
+        else:
+            report.print_study(study, _console())
         if json_path is not None:
             report.write_study_json(study, json_path)
             written.append(json_path)
@@ -345,26 +396,31 @@ def simulate(
             report.write_study_csv(study, csv_path)
             written.append(csv_path)
         if plot_path is not None:
-            from theradose.plots import plot_selection, save_figure
+            from theradose.plots import save_study_figures
 
-            save_figure(plot_selection(study), plot_path)
-            written.append(plot_path)
+            written += save_study_figures(study, plot_path)
 
 
-def _check_simulate(designs, scenarios, trials, seed, workers, force_workers, outputs):
+def _check_simulate(
+    designs, scenarios, trials, seed, workers, force_workers, outputs, suffixes=None, problems=()
+):
     """Every problem of ``simulate``'s flags, output paths and files, reported together before
-    any work; returns the designs (loaded), trials, seed and workers."""
+    any work; returns the designs (loaded), trials, seed and workers. ``suffixes``: the suffixes
+    an output flag allows (``--plot``: matplotlib's formats); ``problems``: other flags' found
+    already (``--scheduler``)."""
     from theradose.config import ConfigError
     from theradose.limits import MAX_TRIALS, work_problems
     from theradose.plots import PLOT_FORMATS
     from theradose.study import load_inputs
 
     checks = _Checks()
+    checks.problems += problems
     n_trials = checks.integer("--trials", trials, 1, MAX_TRIALS)
     seed_value = checks.seed(seed)
     n_workers = checks.workers(workers, force_workers)
     for flag, path in outputs.items():
-        checks.output(flag, path, PLOT_FORMATS if flag == "--plot" else ())
+        allowed = (suffixes or {}).get(flag, PLOT_FORMATS if flag == "--plot" else ())
+        checks.output(flag, path, allowed)
     loaded = designs
     try:
         loaded, _, _ = load_inputs(designs, scenarios)
@@ -611,6 +667,88 @@ def protocol(
     sys.stdout.write(render_protocol(loaded, fmt.value))
 
 
+@app.command("report")
+def report_command(
+    designs: Annotated[list[Path], typer.Argument(help="Design files (TOML).", show_default=False)],
+    scenarios: Annotated[
+        Path,
+        typer.Option("--scenarios", "-s", help=r"Scenario file (TOML, \[\[scenario]] tables)."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="The report; its suffix gives the format: .html (one self-contained file), "
+            ".md (figures as PNG files in NAME_files/ beside it) or .docx.",
+        ),
+    ],
+    trials: Annotated[
+        str,
+        typer.Option(
+            "--trials",
+            "-n",
+            metavar="INTEGER",
+            help="Simulated trials per design × scenario, 1 to 100,000,000.",
+        ),
+    ] = "10000",
+    seed: Annotated[
+        str,
+        typer.Option(metavar="INTEGER", help="Seed of the simulated patients, 0 <= seed < 2^128."),
+    ] = "1",
+    workers: Annotated[
+        str, typer.Option(metavar="INTEGER", help="Worker processes, at most the CPU count.")
+    ] = "1",
+    force_workers: Annotated[
+        bool,
+        typer.Option("--force-workers", help="Allow more --workers than CPUs (up to 256)."),
+    ] = False,
+    exact: Annotated[
+        bool,
+        typer.Option("--exact", help="Add exact values where the design decides on counts alone."),
+    ] = False,
+    cohorts: Annotated[
+        int,
+        typer.Option(
+            "--cohorts", "-k", min=1, help="Cohorts ahead in the dose transition pathways."
+        ),
+    ] = 2,
+) -> None:
+    """The statistical section of a protocol: each design's text, decision table or prior and
+    dose transition pathways, operating characteristics, figures and a reproducibility appendix."""
+    import shlex
+
+    from theradose.pathways import PathwaysTooLarge
+    from theradose.protocol_report import REPORT_SUFFIXES, run_report, write_report
+
+    if not out.suffix:
+        _fail([f"--out {out}: name the format by the suffix: {', '.join(REPORT_SUFFIXES)}"])
+    _, trials, seed, workers = _check_simulate(
+        designs, scenarios, trials, seed, workers, force_workers, {"--out": out},
+        {"--out": REPORT_SUFFIXES},
+    )  # fmt: skip
+    written: list[Path] = []
+    with _interruptible(lambda: [f"wrote {', '.join(map(str, written))}"] if written else []):
+        with _bad_input_exits():
+            try:
+                with _progress(trials) as progress:
+                    blocks = run_report(
+                        designs,
+                        scenarios,
+                        n_trials=trials,
+                        seed=seed,
+                        workers=workers,
+                        exact=exact,
+                        n_cohorts=cohorts,
+                        command=shlex.join(["theradose", *sys.argv[1:]]),
+                        progress=progress,
+                    )
+            except PathwaysTooLarge as error:
+                _fail([f"--cohorts {cohorts}: {error}"])
+            written += write_report(blocks, out)
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
 @app.command()
 def validate(
     files: Annotated[
@@ -678,6 +816,8 @@ def calibrate(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the calibration as JSON.")
     ] = None,
+    scheduler: SchedulerOption = None,
+    dask_local: DaskLocalOption = None,
 ) -> None:
     """Calibrate a CRM skeleton: PCS of every Lee–Cheung candidate on the same patients."""
     from theradose.calibration import CalibrationError, calibrate_skeleton, parse_grid
@@ -685,6 +825,7 @@ def calibrate(
     from theradose.study import load_inputs
 
     checks = _Checks()
+    cluster, checks.problems = _cluster(scheduler, dask_local, workers)
     trials = checks.integer("--trials", trials, 1, MAX_TRIALS)
     seed = checks.seed(seed)
     workers = checks.workers(workers, force_workers)
@@ -713,6 +854,7 @@ def calibrate(
                     seed=seed,
                     workers=workers,
                     progress=progress,
+                    cluster=cluster,
                 )
         except CalibrationError as error:
             _fail([str(error)])
@@ -721,6 +863,127 @@ def calibrate(
         _console().print(report.calibration_rich(result))
         if json_path is not None:
             report.write_calibration_json(result, json_path)
+
+
+@app.command()
+def sweep(
+    grid: Annotated[
+        Path,
+        typer.Argument(
+            help="Grid file (TOML): design = FILE, [grid] settings and their values.",
+            show_default=False,
+        ),
+    ],
+    scenarios: Annotated[
+        Path | None,
+        typer.Option("--scenarios", "-s", help="Scenario file (default: the grid file's own)."),
+    ] = None,
+    trials: Annotated[
+        str | None,
+        typer.Option(
+            "--trials",
+            "-n",
+            metavar="INTEGER",
+            help="Trials per grid point × scenario (default: the grid file's trials, else 2000).",
+        ),
+    ] = None,
+    seed: Annotated[
+        str | None,
+        typer.Option(metavar="INTEGER", help="Seed (default: the grid file's seed, else 1)."),
+    ] = None,
+    workers: Annotated[
+        str, typer.Option(metavar="INTEGER", help="Worker processes, at most the CPU count.")
+    ] = "1",
+    force_workers: Annotated[
+        bool,
+        typer.Option("--force-workers", help="Allow more --workers than CPUs (up to 256)."),
+    ] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the table as JSON.")
+    ] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Write the table as CSV.")
+    ] = None,
+    markdown_path: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the table as Markdown.")
+    ] = None,
+    plot_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Write heat maps of PCS, overdosing and sample size (PNG, PDF, SVG, by the "
+            "suffix); with more than two settings or designs, one file each (NAME-1, NAME-2...).",
+        ),
+    ] = None,
+    axes: Annotated[
+        str | None,
+        typer.Option(
+            "--axes",
+            metavar="X,Y",
+            help="The grid settings on the heat maps' x and y axes (default: the first two).",
+        ),
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir",
+            help="Keep each finished chunk of trials in this folder; the same command after an "
+            "interruption continues the sweep there, with identical results.",
+        ),
+    ] = None,
+    scheduler: SchedulerOption = None,
+    dask_local: DaskLocalOption = None,
+) -> None:
+    """Vary design settings over a grid: every grid point × scenario on the same patients."""
+    from theradose.config import ConfigError
+    from theradose.limits import MAX_TRIALS, work_problems
+    from theradose.plots import PLOT_FORMATS
+    from theradose.sweep import DEFAULT_TRIALS, plan_sweep, run_sweep
+    from theradose.sweep_report import heatmap_axes, save_heatmaps, sweep_rich, write_sweep
+
+    checks = _Checks()
+    cluster, checks.problems = _cluster(scheduler, dask_local, workers)
+    n_trials = None if trials is None else checks.integer("--trials", trials, 1, MAX_TRIALS)
+    seed_value = None if seed is None else checks.seed(seed)
+    n_workers = checks.workers(workers, force_workers)
+    for flag, path in (("--json", json_path), ("--csv", csv_path), ("--markdown", markdown_path)):
+        checks.output(flag, path)
+    checks.output("--plot", plot_path, PLOT_FORMATS)
+    axis_names = [a.strip() for a in axes.split(",")] if axes else None
+    plan = None
+    try:
+        plan = plan_sweep(grid, scenarios)
+    except ConfigError as error:
+        checks.problems += error.messages
+    if plan is not None:
+        total = n_trials or plan.grid.trials or DEFAULT_TRIALS
+        checks.problems += work_problems([p.design for p in plan.points], total)
+        if axis_names or plot_path is not None:
+            try:
+                heatmap_axes(plan.grid.parameters, axis_names)
+            except ValueError as error:
+                checks.problems.append(str(error))
+    checks.fail_if_any()
+
+    written: list[Path] = []
+    with _interruptible(lambda: _kept_outputs(written, run_dir)), _bad_input_exits():
+        with _progress(total) as progress:
+            result = run_sweep(
+                plan,
+                n_trials=n_trials,
+                seed=seed_value,
+                workers=n_workers,
+                progress=progress,
+                run_dir=run_dir,
+                cluster=cluster,
+            )
+        _console().print(sweep_rich(result))
+        for fmt, path in (("json", json_path), ("csv", csv_path), ("markdown", markdown_path)):
+            if path is not None:
+                write_sweep(result, path, fmt)
+                written.append(path)
+        if plot_path is not None:
+            written += save_heatmaps(result, plot_path, axis_names)
 
 
 EXIT_DIFFERENT = 1

@@ -41,6 +41,7 @@ from theradose.validation import (
     POSITIVE,
     ConfigError,
     FileReport,
+    Interval,
     TomlTable,
     read_toml,
     show_value,
@@ -406,6 +407,8 @@ SCENARIO_KEYS: tuple[str, ...] = (
     "organ",
     "toxicity",
     "correlation",
+    "eff_prob",
+    "tox_eff_correlation",
 )
 
 
@@ -510,8 +513,21 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
         shape = table.number("onset_shape", POSITIVE, default=DEFAULT_ONSET_SHAPE)
         if "onset_shape" in table.data and kind == "uniform":
             table.error('onset_shape: only with dlt_onset = "late" or "early"')
+        # Efficacy: the true response probability of each level (any shape: it may plateau or
+        # fall) and the copula correlation of DLT and response within a patient.
+        eff_prob = table.numbers("eff_prob", CLOSED_UNIT, "any")
+        rho = table.number("tox_eff_correlation", Interval(-1.0, 1.0), default=0.0)
+        if "tox_eff_correlation" in table.data and "eff_prob" not in table.data:
+            table.error("tox_eff_correlation: only with eff_prob (the response probabilities)")
+        if eff_prob is not None and dlt_prob and len(eff_prob) != len(dlt_prob):
+            table.error(
+                f"eff_prob: has {len(eff_prob)} values, dlt_prob {len(dlt_prob)}; give one "
+                "response probability per level"
+            )
         if name is not None and dlt_prob is not None and kind is not None and shape is not None:
-            scenarios.append(Scenario(name, dlt_prob, Onset(kind, shape), truth))
+            scenarios.append(
+                Scenario(name, dlt_prob, Onset(kind, shape), truth, eff_prob, rho or 0.0)
+            )
     report.raise_if_any()
     return scenarios
 
@@ -545,6 +561,19 @@ def check_scenarios_fit(
             report.add(
                 f"scenario[{index}] ({show_value(scenario.name)}): DLTs come from organ doses, but "
                 f"design {show_value(design.name)}{where} gives no activity per level ('doses')"
+            )
+        if design.method.uses_efficacy and not scenario.efficacy:
+            report.add(
+                f"scenario[{index}] ({show_value(scenario.name)}): design "
+                f"{show_value(design.name)}{where} (method {design.method.key}) decides on "
+                "responses; give eff_prob, the true response probability of each level"
+            )
+        dlt_fits = scenario.n_levels is None or scenario.n_levels == design.n_levels
+        if scenario.efficacy and len(scenario.eff_prob) != design.n_levels and dlt_fits:
+            report.add(
+                f"scenario[{index}] ({show_value(scenario.name)}) eff_prob: has "
+                f"{len(scenario.eff_prob)} values, but design {show_value(design.name)}{where} "
+                f"has {design.n_levels} levels"
             )
         if scenario.n_levels is not None and scenario.n_levels != design.n_levels:
             report.add(

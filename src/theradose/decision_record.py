@@ -467,8 +467,9 @@ def _data_section(result, inputs: RecordInputs, cwd: str) -> dict[str, Any]:
 
     design, rec = result.design, result.recommendation
     cohorts = [
-        {"cohort": i + 1, "level": level + 1, "dlt": [int(flag) for flag in flags]}
-        for i, (level, flags) in enumerate(result.cohorts)
+        {"cohort": i + 1, "level": cohort[0] + 1, "dlt": [int(flag) for flag in cohort[1]]}
+        | ({"response": [int(flag) for flag in cohort[2]]} if len(cohort) > 2 else {})
+        for i, cohort in enumerate(result.cohorts)
     ]
     patients = None
     if result.patients is not None:

@@ -27,12 +27,14 @@ def _enrol(
     patients: VirtualPatients,
     onset: Onset,
     arrive_now: bool = False,
+    eff_prob: np.ndarray | None = None,
 ) -> None:
     """Treat the next ``size[row]`` patients of each trial in ``rows`` at its next level.
 
     With timing, they arrive one accrual gap after another from the trial's current time (the
     first of them at that time itself when ``arrive_now``), and the trial's time moves to the
-    last arrival.
+    last arrival. With ``eff_prob`` [level] (the state keeps efficacy), a patient responds iff
+    their latent v' < the level's response probability.
     """
     level = state.next_level[rows]
     p_dlt = dlt_prob[level][:, None]
@@ -59,7 +61,14 @@ def _enrol(
         state.patient_dlt[at, places] = dlt
         if design.doses is not None:
             state.patient_activity[at, places] = np.asarray(design.doses)[level][:, None]
-        state.record_cohort(rows, size, count_true(dlt))
+        if eff_prob is None:
+            state.record_cohort(rows, size, count_true(dlt))
+            return
+        response = patients.response[at, places] < eff_prob[level][:, None]
+        state.patient_response[at, places] = response
+        state.record_cohort(
+            rows, size, count_true(dlt), count_true(response), count_true(response & dlt)
+        )
         return
     dlt = (patients.tolerance[rows[:, None], cols] < p_dlt) & enrolled
     r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
@@ -83,7 +92,14 @@ def _enrol(
         onset_months = window * onset_fraction
         state.patient_dlt_time[r, c] = np.where(dlt, onset_months, np.nan)[enrolled]
         state.time[rows] = arrival.max(axis=1)
-    state.record_cohort(rows, size, count_true(dlt))
+    if eff_prob is None:
+        state.record_cohort(rows, size, count_true(dlt))
+        return
+    response = (patients.response[rows[:, None], cols] < eff_prob[level][:, None]) & enrolled
+    state.patient_response[r, c] = response[enrolled]
+    state.record_cohort(
+        rows, size, count_true(dlt), count_true(response), count_true(response & dlt)
+    )
 
 
 def count_true(flags: np.ndarray) -> np.ndarray:
@@ -204,26 +220,41 @@ def run_trials(
     dlt_prob: np.ndarray,
     tolerance: np.ndarray | VirtualPatients,
     onset: Onset | None = None,
+    eff_prob: np.ndarray | None = None,
 ) -> TrialState:
     """Simulate one trial per row of the patients' draws [trial, patient].
 
     Without a time-to-event method, each cohort is treated, its DLT window completes (accrual
     suspended), then the design decides. A time-to-event method (``method.tite``) decides at each
     new patient's arrival from the data available then, weighting incomplete follow-up.
+
+    ``eff_prob`` [level]: the true response probabilities (the patients then need their
+    response variables, :meth:`VirtualPatients.with_efficacy`); the state keeps responses. A
+    method that uses efficacy needs them.
     """
     patients = tolerance if isinstance(tolerance, VirtualPatients) else VirtualPatients(tolerance)
     onset = Onset() if onset is None else onset
     if design.timing is not None and patients.arrival is None:
         raise ValueError(f"design {design.name!r} has [timing]: arrival and onset draws needed")
+    if eff_prob is None and design.method.uses_efficacy:
+        raise ValueError(
+            f"design {design.name!r}: method {design.method.key!r} decides on responses; "
+            "give the scenario's response probabilities (eff_prob)"
+        )
+    if eff_prob is not None and patients.response is None:
+        raise ValueError("response probabilities given without the patients' response draws")
     n_trials = patients.tolerance.shape[0]
     dlt_prob = np.asarray(dlt_prob, dtype=float)
     state = TrialState.start(n_trials, design.n_levels, design.start_level, design.max_patients)
+    if eff_prob is not None:
+        eff_prob = np.asarray(eff_prob, dtype=float)
+        state.with_efficacy()
     if design.dosimetry is not None or patients.organs is not None:
         n_organs = 0 if design.dosimetry is None else len(design.dosimetry.organs)
         state.with_dosimetry(n_organs)
         _admit_start(design, state)
     if design.method.tite:
-        _run_tite(design, state, dlt_prob, patients, onset)
+        _run_tite(design, state, dlt_prob, patients, onset, eff_prob)
     else:
         window = 0.0 if design.timing is None else design.timing.dlt_window_months
         while True:
@@ -231,7 +262,7 @@ def run_trials(
             if rows.size == 0:
                 break
             size = np.minimum(design.cohort_size, design.max_patients - state.n_enrolled[rows])
-            _enrol(design, state, rows, size, dlt_prob, patients, onset)
+            _enrol(design, state, rows, size, dlt_prob, patients, onset, eff_prob=eff_prob)
             state.time[rows] += window  # the cohort's DLT window completes before the decision
             decide(design, state)
     _finish_dosimetry(design, state, patients)
@@ -251,7 +282,7 @@ def _admit_start(design: Design, state: TrialState) -> None:
     state.active &= ~none
 
 
-def _run_tite(design, state, dlt_prob, patients, onset) -> None:
+def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None) -> None:
     """Patient by patient: at the arrival that opens each cohort, decide from the follow-up
     available then; the cohort's other patients join the same level as they arrive."""
     window = design.timing.dlt_window_months
@@ -259,7 +290,7 @@ def _run_tite(design, state, dlt_prob, patients, onset) -> None:
     spare_gaps = np.random.default_rng(patients.turned_away_seed or np.random.SeedSequence(0))
     one = np.ones(state.n_trials, dtype=np.int32)
     rows = np.flatnonzero(state.active)
-    _enrol(design, state, rows, one[rows], dlt_prob, patients, onset)
+    _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, eff_prob=eff_prob)
     while True:
         rows = np.flatnonzero(state.active)
         if rows.size == 0:
@@ -272,7 +303,7 @@ def _run_tite(design, state, dlt_prob, patients, onset) -> None:
         # The next patient arrives one gap later; decide with the data available then.
         state.time[rows] += design.timing.gaps(patients.arrival[rows, state.n_enrolled[rows]])
         if state.n_enrolled[rows[0]] % design.cohort_size:
-            _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, arrive_now=True)
+            _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, True, eff_prob)
             continue
         decide(design, state)
         suspended = suspended_trials(design, state)
@@ -290,7 +321,7 @@ def _run_tite(design, state, dlt_prob, patients, onset) -> None:
             decide(design, state)
             suspended = suspended_trials(design, state)
         rows = np.flatnonzero(state.active)
-        _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, arrive_now=True)
+        _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, True, eff_prob)
     # Everyone's follow-up completes: the final selection uses complete data.
     with np.errstate(all="ignore"):
         last = np.nanmax(

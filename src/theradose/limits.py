@@ -31,6 +31,7 @@ MAX_TRIALS = 100_000_000  # --trials
 MAX_PATIENT_TRIALS = 10_000_000_000
 SEED_BOUND = 2**128  # seeds are integers 0 <= seed < 2^128 (numpy SeedSequence entropy)
 MAX_FORCED_WORKERS = 256  # --workers with --force-workers; without it, at most the CPU count
+MAX_GRID_POINTS = 10_000  # designs of one sweep (grid points × design files)
 MAX_MCMC_DRAWS = 100_000  # --draws and --tune
 MAX_MCMC_CHAINS = 16
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations_with_replacement
+from math import comb
 
 import numpy as np
 
@@ -55,10 +57,33 @@ class PathwaysTooLarge(ValueError):
     """A tree with more nodes than :data:`MAX_PATH_NODES`."""
 
 
-def n_path_nodes(cohort_size: int, n_cohorts: int) -> int:
+def n_path_nodes(cohort_size: int, n_cohorts: int, efficacy: bool = False) -> int:
     """The most nodes the pathways of ``n_cohorts`` cohorts of ``cohort_size`` can have (every
-    node going on): 1 + (c + 1) + … + (c + 1)^K."""
-    return sum((cohort_size + 1) ** depth for depth in range(n_cohorts + 1))
+    node going on): 1 + m + … + m^K with m = c + 1 outcomes of a cohort (its DLT count), or,
+    with efficacy, m = C(c + 3, 3) (its counts of N, E, T and B)."""
+    outcomes = comb(cohort_size + 3, 3) if efficacy else cohort_size + 1
+    return sum(outcomes**depth for depth in range(n_cohorts + 1))
+
+
+# Outcome letters of a patient in a design that uses efficacy: (DLT, response)
+_EFFICACY_OUTCOMES = {
+    "N": (False, False),
+    "E": (False, True),
+    "T": (True, False),
+    "B": (True, True),
+}
+
+
+def cohort_outcomes(patients: int, efficacy: bool) -> list[tuple[list[bool], list[bool] | None]]:
+    """Every distinct outcome of a cohort (the order of patients within it does not matter):
+    DLT flags (N before T) and, with efficacy, response flags, letters in the order N, E, T, B."""
+    if not efficacy:
+        return [([False] * (patients - k) + [True] * k, None) for k in range(patients + 1)]
+    out = []
+    for letters in combinations_with_replacement("NETB", patients):
+        pairs = [_EFFICACY_OUTCOMES[letter] for letter in letters]
+        out.append(([p[0] for p in pairs], [p[1] for p in pairs]))
+    return out
 
 
 def dose_paths(
@@ -83,7 +108,8 @@ def dose_paths(
         When the tree could have more than :data:`MAX_PATH_NODES` nodes (checked before any work).
     """
     size = design.cohort_size
-    most = n_path_nodes(size, n_cohorts)
+    efficacy = design.method.uses_efficacy
+    most = n_path_nodes(size, n_cohorts, efficacy)
     if most > MAX_PATH_NODES:
         raise PathwaysTooLarge(
             f"{n_cohorts} cohorts of {size} make up to {most:,} pathway nodes; at most "
@@ -97,11 +123,12 @@ def dose_paths(
         going_on = np.flatnonzero(frontier.active)
         room = design.max_patients - frontier.n_enrolled[going_on]
         cohort = np.minimum(size, room)  # a last, shorter cohort fills max_patients
-        parents, dlts, levels = [], [], []
+        parents, dlts, responses, levels = [], [], [], []
         for row, patients in zip(going_on, cohort, strict=True):
-            for k in range(patients + 1):
+            for flags, responded in cohort_outcomes(int(patients), efficacy):
                 parents.append(row)
-                dlts.append([False] * (patients - k) + [True] * k)
+                dlts.append(flags)
+                responses.append(responded)
                 levels.append(int(frontier.next_level[row]))
         if not parents:
             break
@@ -110,11 +137,15 @@ def dose_paths(
         for patients in np.unique([len(d) for d in dlts]):
             rows = np.flatnonzero([len(d) == patients for d in dlts])
             flags = np.asarray([dlts[r] for r in rows], dtype=bool).reshape(rows.size, patients)
-            treat_cohort(design, children, rows, np.asarray(levels)[rows], flags)
+            responded = None
+            if efficacy:
+                responded = np.asarray([responses[r] for r in rows], dtype=bool)
+                responded = responded.reshape(rows.size, patients)
+            treat_cohort(design, children, rows, np.asarray(levels)[rows], flags, responded)
         decide(design, children)
         new = [
-            format_outcomes([(level, tuple(flags))])
-            for level, flags in zip(levels, dlts, strict=True)
+            format_outcomes([(level, tuple(flags)) + (() if resp is None else (tuple(resp),))])
+            for level, flags, resp in zip(levels, dlts, responses, strict=True)
         ]
         parent_nodes = [first + int(row) for row in parents]  # frontier row r is node first + r
         new_outcomes = [
@@ -149,7 +180,7 @@ def pathways_from_data(
         records = read_patients(patients, design.n_levels, organs=organs)
         history = patient_cohorts(design.cohort_size, records.level, records.dlt)
         return dose_paths(design, history, n_cohorts, gy_per_gbq=records.gy_per_gbq)
-    history = parse_outcomes(outcomes or "", design.n_levels)
+    history = parse_outcomes(outcomes or "", design.n_levels, design.method.uses_efficacy)
     return dose_paths(design, history, n_cohorts)
 
 

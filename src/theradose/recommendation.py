@@ -43,6 +43,7 @@ class Recommendation:
     # 0-based), e.g. TITE-BOIN's n, y, m, STFT, p̃, λe, λd and its suspension rule.
     basis: dict[str, float | int | bool] = field(default_factory=dict)
     mtd_on_complete_data: bool = False  # the MTD estimate and estimates leave pending patients out
+    r: tuple[int, ...] = ()  # [level] responses, for a design that uses efficacy
 
     @property
     def stop(self) -> bool:
@@ -62,8 +63,9 @@ def recommend(
 ) -> Recommendation:
     """Replay a real trial cohort by cohort and return the design's next decision.
 
-    ``cohorts`` are (0-based level, DLT flags) in the order treated. Each cohort is recorded at
-    the level actually given, then :func:`decide` runs exactly as in simulation.
+    ``cohorts`` are (0-based level, DLT flags) in the order treated — (level, DLT flags,
+    response flags) for a design that uses efficacy. Each cohort is recorded at the level
+    actually given, then :func:`decide` runs exactly as in simulation.
     ``final_design`` (the same rules, another posterior engine such as MCMC) makes the decision
     after the last cohort and the estimates; ``design`` replays the earlier ones.
     ``gy_per_gbq`` [patient, organ]: the patients' measured dosimetry, in the design's organ
@@ -90,6 +92,7 @@ def recommend(
         model_summary=model_summary,
         rule_states=rule_states,
         basis=_basis(final, state) if cohorts else {},
+        r=tuple(int(v) for v in state.r[0]) if state.efficacy else (),
     )
 
 
@@ -106,13 +109,22 @@ def replay(
     The state has room for ``spare_patients`` more (dose transition pathways treat them).
     """
     final = design if final_design is None else final_design
-    n_patients = sum(len(dlts) for _, dlts in cohorts)
+    n_patients = sum(len(cohort[1]) for cohort in cohorts)
     state = TrialState.start(
         1, design.n_levels, design.start_level, max(n_patients + spare_patients, 1)
     )
+    if design.method.uses_efficacy:
+        state.with_efficacy()
     deviations = []
     one = np.array([0])
-    for index, (level, dlts) in enumerate(cohorts):
+    for index, cohort in enumerate(cohorts):
+        level, dlts = cohort[0], cohort[1]
+        responses = cohort[2] if len(cohort) > 2 else None
+        if design.method.uses_efficacy and responses is None:
+            raise ValueError(
+                f"cohort {index + 1}: method {design.method.key!r} decides on responses; give "
+                "each patient's response (outcome letters N, T, E, B)"
+            )
         if not 0 <= level < design.n_levels:
             raise ValueError(
                 f"cohort {index + 1}: level {level + 1} is outside 1..{design.n_levels}"
@@ -125,7 +137,14 @@ def replay(
                 f"cohort {index + 1} was treated at level {level + 1}; "
                 f"the design said {expected + 1}"
             )
-        treat_cohort(design, state, one, np.array([level]), np.asarray([dlts], dtype=bool))
+        treat_cohort(
+            design,
+            state,
+            one,
+            np.array([level]),
+            np.asarray([dlts], dtype=bool),
+            None if responses is None else np.asarray([responses], dtype=bool),
+        )
         # each decision sees the dosimetry of the patients treated by then, as in simulation
         known = np.arange(state.patient_level.shape[1]) < state.n_enrolled[0]
         _attach_dosimetry(design, state, gy_per_gbq, known[None, :])
@@ -134,10 +153,16 @@ def replay(
 
 
 def treat_cohort(
-    design: Design, state: TrialState, rows: np.ndarray, level: np.ndarray, dlts: np.ndarray
+    design: Design,
+    state: TrialState,
+    rows: np.ndarray,
+    level: np.ndarray,
+    dlts: np.ndarray,
+    responses: np.ndarray | None = None,
 ) -> None:
-    """Record a cohort at ``level`` [row] with DLT flags ``dlts`` [row, patient] in each trial
-    state of ``rows``, whatever the design said, and let those trials go on.
+    """Record a cohort at ``level`` [row] with DLT flags ``dlts`` [row, patient] (and, in a
+    state that keeps efficacy, response flags ``responses`` [row, patient]) in each trial state
+    of ``rows``, whatever the design said, and let those trials go on.
 
     An outcome carries no times: every window has closed (complete follow-up), so time-to-event
     designs see every DLT.
@@ -153,7 +178,13 @@ def treat_cohort(
     if design.doses is not None:
         state.patient_activity[at, cols] = np.asarray(design.doses)[level][:, None]
     state.next_level[rows] = level
-    state.record_cohort(rows, size, dlts.sum(axis=1))
+    if state.efficacy and responses is not None:
+        state.patient_response[at, cols] = responses
+        state.record_cohort(
+            rows, size, dlts.sum(axis=1), responses.sum(axis=1), (responses & dlts).sum(axis=1)
+        )
+    else:
+        state.record_cohort(rows, size, dlts.sum(axis=1))
     state.active[rows] = True
     state.stop_reason[rows] = StopReason.RUNNING
 
@@ -164,17 +195,23 @@ def _basis(design: Design, state: TrialState) -> dict[str, float | int | bool]:
 
 
 def patient_cohorts(
-    cohort_size: int, level: np.ndarray, dlt: np.ndarray
-) -> list[tuple[int, tuple[bool, ...]]]:
-    """Patients in enrolment order grouped into cohorts of (0-based level, DLT flags): runs of
-    the same level, at most ``cohort_size`` patients each."""
-    cohorts: list[tuple[int, list[bool]]] = []
-    for lvl, had_dlt in zip(np.asarray(level).tolist(), np.asarray(dlt).tolist(), strict=True):
+    cohort_size: int, level: np.ndarray, dlt: np.ndarray, response: np.ndarray | None = None
+) -> list[tuple]:
+    """Patients in enrolment order grouped into cohorts of (0-based level, DLT flags) — with
+    ``response``, (level, DLT flags, response flags): runs of the same level, at most
+    ``cohort_size`` patients each."""
+    cohorts: list[tuple[int, list[bool], list[bool]]] = []
+    level, dlt = np.asarray(level).tolist(), np.asarray(dlt).tolist()
+    responded = [False] * len(level) if response is None else np.asarray(response).tolist()
+    for lvl, had_dlt, had_response in zip(level, dlt, responded, strict=True):
         if cohorts and cohorts[-1][0] == lvl and len(cohorts[-1][1]) < cohort_size:
             cohorts[-1][1].append(bool(had_dlt))
+            cohorts[-1][2].append(bool(had_response))
         else:
-            cohorts.append((int(lvl), [bool(had_dlt)]))
-    return [(lvl, tuple(flags)) for lvl, flags in cohorts]
+            cohorts.append((int(lvl), [bool(had_dlt)], [bool(had_response)]))
+    if response is None:
+        return [(lvl, tuple(flags)) for lvl, flags, _ in cohorts]
+    return [(lvl, tuple(flags), tuple(resp)) for lvl, flags, resp in cohorts]
 
 
 def recommend_from_patients(

@@ -8,8 +8,9 @@ Levels are 1-based in everything written here.
 File contracts (other tools read them; keys may be added, never removed or renamed):
 
 - simulation JSON: :func:`study_to_dict`;
-- simulation CSV: :func:`study_csv_rows` (one row per design × scenario × level, plus "none";
-  figures of a whole design × scenario, such as the trial duration, repeated on each of its rows);
+- simulation CSV: :func:`study_csv_rows` (one row per design × scenario × level, plus "none",
+  plus "summary" with the design × scenario's summary figures in columns of their own; figures
+  of a whole design × scenario, such as the trial duration, repeated on each of its rows);
 - BOIN decision table JSON: the list of :meth:`theradose.methods.Boin.decision_rows`;
 - recommendation JSON: :func:`recommendation_to_dict`.
 
@@ -34,11 +35,9 @@ import numpy as np
 
 from theradose import __version__
 from theradose.results import true_mtd_label
-from theradose.state import StopReason
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
-    from rich.table import Table
 
     from theradose.design import Design
     from theradose.study import RecommendationResult, StudyResult
@@ -216,10 +215,23 @@ def design_header_lines(design: Design) -> list[str]:
     if design.timing is not None:
         lines.append(design.timing.describe())
     lines += [constraint.describe() for constraint in design.constraints]
+    lines += _prior_exceedance_lines(design)
     lines += [rule.describe() for rule in design.stopping if rule.can_fire(design.max_patients)]
     source = f" ({design.path})" if design.path else ""
     lines.append(f"theradose {__version__}{source}")
     return lines
+
+
+def _prior_exceedance_lines(design: Design) -> list[str]:
+    """Per organ with a limit: the prior predictive P(a new patient passes it) at each level."""
+    from theradose.oc_report import prior_exceedance
+
+    exceed = prior_exceedance(design) or {}
+    return [
+        f"prior P({organ} cumulative dose > limit) per level (Student-t predictive, before any "
+        "dosimetry): " + ", ".join(f"{k + 1}: {p:.3f}" for k, p in enumerate(values))
+        for organ, values in exceed.items()
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +258,9 @@ def _result_entry(design, scenario, sim, oc, exact) -> dict:
 def study_to_dict(study: StudyResult) -> dict:
     """The simulation results as the JSON contract lays them out.
 
+    Every figure's key is defined in the README ("Operating characteristics: definitions") and,
+    word for word, under ``definitions``.
+
     Returns
     -------
     dict
@@ -257,9 +272,15 @@ def study_to_dict(study: StudyResult) -> dict:
         order), the trial-duration figures (``duration_months_mean``, ``duration_months_p95``,
         ``enrolled_while_pending_pct``, ``dlt_after_last_decision_mean``; null for a design
         without [timing]), their Monte Carlo standard errors under ``se`` and, when computed, the
-        exact values under ``exact``; ``notes``; ``warnings``: the designs' sense checks
-        (:mod:`theradose.sense`), one line each naming the design's file.
+        exact values under ``exact``; the standard figures of
+        :data:`theradose.oc_report.FIGURES` (``select_above_mtd_pct``,
+        ``patients_at_mtd_pooled_pct``, ``overdose60_pct``, ``dlt_rate_pooled_pct``,
+        ``n_median``, ``n_distribution_pct``, ...); ``notes``; ``warnings``: the designs'
+        sense checks (:mod:`theradose.sense`), one line each naming the design's file; per
+        design ``prior_exceed_prob`` (organ → per level, null without organ limits).
     """
+    from theradose.oc_report import definitions, prior_exceedance
+
     return json_ready(
         {
             "version": study.version,
@@ -274,14 +295,23 @@ def study_to_dict(study: StudyResult) -> dict:
                     "target": d.target,
                     "doses": list(d.doses) if d.doses is not None else None,
                     "dose_unit": d.dose_unit,
+                    "prior_exceed_prob": prior_exceedance(d),
                 }
                 for d in study.designs
             ],
             "scenario_path": study.scenario_path,
-            "scenarios": [{"name": s.name, "dlt_prob": list(s.dlt_prob)} for s in study.scenarios],
+            "scenarios": [
+                {"name": s.name, "dlt_prob": list(s.dlt_prob)}
+                | ({} if s.eff_prob is None else {"eff_prob": list(s.eff_prob)})
+                | ({"tox_eff_correlation": s.tox_eff_correlation} if s.eff_prob else {})
+                for s in study.scenarios
+            ],
             "results": [_result_entry(*cell) for cell in study.cells()],
             "notes": list(study.notes),
             "warnings": list(study.warnings),
+            # the efficacy keys only where a scenario has efficacy (other results keep theirs)
+            "definitions": definitions()
+            | (EFFICACY_DEFINITIONS if any(s.efficacy for s in study.scenarios) else {}),
         }
     )
 
@@ -326,24 +356,33 @@ CSV_TIMING_COLUMNS = {
 
 def study_csv_columns(study: StudyResult) -> tuple[str, ...]:
     """The CSV columns: the contract's, the exact ones when any exact value exists, then extras,
-    then the trial-duration ones when any design has [timing]."""
+    then the trial-duration ones when any design has [timing], then the summary row's
+    (:func:`theradose.oc_report.summary_columns`)."""
+    from theradose.oc_report import summary_columns
+
     timed = bool(_timing_figures([oc for row in study.oc for oc in row]))
-    return (
+    columns = (
         CSV_COLUMNS
         + (CSV_EXACT_COLUMNS if study.has_exact else ())
         + CSV_EXTRA_COLUMNS
         + (tuple(CSV_TIMING_COLUMNS) if timed else ())
     )
+    return columns + tuple(c for c in summary_columns(study) if c not in columns)
 
 
 def study_csv_rows(study: StudyResult) -> list[dict]:
-    """One row per design × scenario × level (1-based), then a "none" row for no selection.
+    """One row per design × scenario × level (1-based), then a "none" row for no selection,
+    then a "summary" row with the design × scenario's summary figures (each with its ``_se``),
+    stop reasons (``stop_<reason>_pct``) and organ figures (``<figure>_<organ>``), whose
+    columns are empty on the other rows.
 
     Figures of the whole design × scenario (target, n_trials, seed and the trial-duration
     columns of :data:`CSV_TIMING_COLUMNS`) are repeated on each of its rows, so that the rows of
     one level, or the "none" rows, form a table with one row per design × scenario; the
     trial-duration fields are empty for designs without [timing].
     """
+    from theradose.oc_report import summary_fields
+
     rows = []
     for design, scenario, sim, oc, exact in study.cells():
         values, se = oc.values, oc.se
@@ -388,6 +427,7 @@ def study_csv_rows(study: StudyResult) -> list[dict]:
         if exact is not None:
             none_row["exact_selection_pct"] = exact["no_selection_pct"]
         rows.append(none_row)
+        rows.append({**common, "level": "summary", **summary_fields(sim, oc)})
     return rows
 
 
@@ -410,235 +450,100 @@ def _pm(value: float, se: float, digits: int) -> str:
     return f"{value:.{digits}f} ±{se:.{digits}f}"
 
 
-def _exact_pcs(exact: Mapping, true_mtd: int) -> float:
-    return exact["no_selection_pct"] if true_mtd < 0 else exact["selection_pct"][true_mtd]
-
-
-def _shared(values: Sequence[Any]) -> Any:
-    return values[0] if values and all(v == values[0] for v in values) else None
-
-
-def oc_tables(study: StudyResult) -> list[RenderableType]:
-    """Two rich tables per scenario, each under its title: per-level results, then the
-    trial-level summary.
-
-    Per level, for each design: selection % (± Monte Carlo SE), the exact selection % when
-    computed, the complete-information benchmark's selection %, mean patients and mean DLTs
-    (each with its exact value when computed). The true MTD's column is marked "(MTD)", or the
-    "none" column "(correct)" when no level is acceptable.
-    Summary: PCS, mean sample size, mean DLTs, % of patients treated above the true MTD, why
-    the trials stopped and, when some design has [timing], the trial duration (mean, 95th
-    percentile), the % of patients enrolled while others were pending and the mean number of
-    DLTs that occur after the last decision ("—" for designs without [timing]).
-    """
-    from rich.console import Group
-    from rich.text import Text
-
-    # Titles as their own lines rather than table titles, which rich wraps to the table's width.
-    tables = []
-    for j, scenario in enumerate(study.scenarios):
-        tables.append(
-            Group(Text(_scenario_title(study, j), style="bold"), _per_level_table(study, j))
-        )
-        tables.append(Group(Text(f"Scenario {scenario.name}: summary"), _summary_table(study, j)))
-        organ_table = _organ_dose_table(study, j)
-        if organ_table is not None:
-            title = f"Scenario {scenario.name}: organ doses (true cumulative dose or BED)"
-            tables.append(Group(Text(title), organ_table))
-    return tables
-
-
-def _organ_dose_table(study: StudyResult, j: int) -> Table | None:
-    """Per design: PCS against the constrained optimum, % of patients capped, mean activity
-    given, and per organ with a limit the % of patients past it, the mean and 95th percentile of
-    the true cumulative dose (or BED); None when no design has [dosimetry]."""
-    from rich.table import Table
-
-    column = _column(study, j)
-    if all(oc.values.get("capped_pct") is None for _, _, oc, _ in column):
-        return None
-    organs = list(dict.fromkeys(o for d in study.designs if d.dosimetry for o in d.dosimetry.names))
-    table = Table()
-    table.add_column("design")
-    for header in ("optimum", "PCS vs optimum %", "% capped", "mean activity"):
-        table.add_column(header, justify="right")
-    for organ in organs:
-        for header in ("% past limit", "mean, Gy", "p95, Gy"):
-            table.add_column(f"{organ}\n{header}", justify="right")
-    for design, sim, oc, _ in column:
-        values, se = oc.values, oc.se
-        if values.get("capped_pct") is None:
-            table.add_row(design.name, *([NONE] * (4 + 3 * len(organs))))
-            continue
-        unit = f" {design.dose_unit}" if design.dose_unit else ""
-        cells = [
-            design.name,
-            level_text(design, None if sim.optimum < 0 else sim.optimum),
-            _pm(values["pcs_constrained"], se["pcs_constrained"], 1),
-            _pm(values["capped_pct"], se["capped_pct"], 1),
-            f"{values['activity_mean']:.2f}{unit}",
-        ]
-        for organ in organs:
-            if organ in values["organ_exceed_pct"]:
-                cells += [
-                    _pm(values["organ_exceed_pct"][organ], se["organ_exceed_pct"][organ], 1),
-                    _pm(
-                        values["organ_cumulative_mean"][organ],
-                        se["organ_cumulative_mean"][organ],
-                        1,
-                    ),
-                    f"{values['organ_cumulative_p95'][organ]:.1f}",
-                ]
-            else:
-                cells += [NONE] * 3
-        table.add_row(*cells)
-    return table
-
-
-def _column(study: StudyResult, j: int):
-    """The simulations, summaries and exact values of every design under scenario ``j``."""
-    return [
-        (design, study.simulations[i][j], study.oc[i][j], study.exact[i][j])
-        for i, design in enumerate(study.designs)
-    ]
-
-
-def _scenario_title(study: StudyResult, j: int) -> str:
-    scenario = study.scenarios[j]
-    true_mtd = _shared([sim.true_mtd for _, sim, _, _ in _column(study, j)])
-    target = _shared([d.target for d in study.designs])
-    doses = _shared([d.doses for d in study.designs])
-    if true_mtd is None:
-        truth = "differs by design (target or schedule)"
-    elif true_mtd < 0:
-        truth = "none (level 1 too toxic)"
-    elif doses is not None:
-        truth = level_text(study.designs[0], true_mtd)
-    else:
-        truth = f"level {true_mtd + 1}"
-    truths = _shared([tuple(np.round(sim.dlt_prob, 3)) for _, sim, _, _ in _column(study, j)])
-    if truths is None:
-        probs = "depends on the design's schedule (organ doses; see JSON true_dlt_prob)"
-    else:
-        probs = ", ".join(f"{p:g}" for p in truths)
-    title = f"Scenario {scenario.name}: true DLT probability {probs}"
-    if target is not None:
-        title += f"; target {target:g}"
-    return title + f"; true MTD {truth}"
-
-
-def _level_rows(values: Mapping, se: Mapping, exact: Mapping | None) -> list[tuple]:
-    """(label, cells per level, cell under "none") for one design under one scenario."""
-
-    def with_se(key: str, digits: int) -> list[str]:
-        return [_pm(v, s, digits) for v, s in zip(values[key], se[key], strict=True)]
-
-    rows = [
-        (
-            "selection %",
-            with_se("selection_pct", 1),
-            _pm(values["no_selection_pct"], se["no_selection_pct"], 1),
-        )
-    ]
-    if exact is not None:
-        rows.append(
-            (
-                "  exact",
-                [f"{v:.1f}" for v in exact["selection_pct"]],
-                f"{exact['no_selection_pct']:.1f}",
-            )
-        )
-    rows.append(("benchmark %", [f"{v:.1f}" for v in values["benchmark_selection_pct"]], ""))
-    for key, label in (("patients_mean", "patients"), ("dlt_mean", "DLTs")):
-        rows.append((label, with_se(key, 2), ""))
-        if exact is not None:
-            rows.append(("  exact", [f"{v:.2f}" for v in exact[key]], ""))
-    return rows
-
-
-def _per_level_table(study: StudyResult, j: int) -> Table:
-    from rich.table import Table
-
-    column = _column(study, j)
-    true_mtd = _shared([sim.true_mtd for _, sim, _, _ in column])
-    doses = _shared([d.doses for d in study.designs])
-    table = Table()
-    table.add_column("design")
-    table.add_column("")
-    for level in range(study.designs[0].n_levels):
-        header = f"{level + 1}"
-        if doses is not None:
-            header += f"\n{activity_text(study.designs[0], level)}"
-        if true_mtd == level:
-            header += "\n(MTD)"
-        table.add_column(header, justify="right")
-    table.add_column("none" + ("\n(correct)" if true_mtd == -1 else ""), justify="right")
-    for i, (design, _, oc, exact) in enumerate(column):
-        rows = _level_rows(oc.values, oc.se, exact)
-        for k, (label, cells, none_cell) in enumerate(rows):
-            last_of_design = k == len(rows) - 1 and i < len(column) - 1
-            table.add_row(
-                design.name if k == 0 else "", label, *cells, none_cell, end_section=last_of_design
-            )
-    return table
-
-
-def _summary_table(study: StudyResult, j: int) -> Table:
-    from rich.table import Table
-
-    column = _column(study, j)
-    reasons = [
-        r.name.lower()
-        for r in StopReason
-        if r is not StopReason.RUNNING
-        and any(oc.values["stop_reason_pct"].get(r.name.lower(), 0) > 0 for _, _, oc, _ in column)
-    ]
-    labels = {r.name.lower(): r.label for r in StopReason}
-    table = Table()
-    table.add_column("design")
-    table.add_column("")
-    for header in ("PCS %", "mean n", "mean DLTs", "% patients above MTD"):
-        table.add_column(header, justify="right")
-    for key in reasons:
-        table.add_column(f"{STOP_HEADERS.get(key, 'stop: ' + labels[key])} %", justify="right")
-    timing = _timing_figures([oc for _, _, oc, _ in column])
-    for _, header, _ in timing:
-        table.add_column(header, justify="right")
-    for design, sim, oc, exact in column:
-        values, se = oc.values, oc.se
-        table.add_row(
-            design.name,
-            "simulated",
-            _pm(values["pcs"], se["pcs"], 1),
-            _pm(values["n_mean"], se["n_mean"], 2),
-            _pm(values["dlt_total_mean"], se["dlt_total_mean"], 2),
-            _pm(values["overdose_patients_pct"], se["overdose_patients_pct"], 1),
-            *(f"{values['stop_reason_pct'][key]:.1f}" for key in reasons),
-            *(
-                NONE if values.get(key) is None else _pm(values[key], se[key], digits)
-                for key, _, digits in timing
-            ),
-        )
-        if exact is not None:
-            table.add_row(
-                "",
-                "exact",
-                f"{_exact_pcs(exact, sim.true_mtd):.1f}",
-                f"{exact.get('n_mean', sum(exact['patients_mean'])):.2f}",
-                f"{exact.get('dlt_total_mean', sum(exact['dlt_mean'])):.2f}",
-                "",
-                *("" for _ in reasons),
-                *("" for _ in timing),
-            )
-    return table
-
-
 def _timing_figures(ocs: Sequence[Any]) -> tuple[tuple[str, str, int], ...]:
     """(key, column header, digits) of the trial-duration figures, or none when no design of
     ``ocs`` has [timing] (their values are None then)."""
     if all(oc.values.get(TIMING_FIGURES[0][0]) is None for oc in ocs):
         return ()
     return TIMING_FIGURES
+
+
+def oc_tables(study: StudyResult) -> list[RenderableType]:
+    """The study's tables for the terminal (:func:`theradose.oc_report.study_tables`): per
+    scenario a per-level table (levels as rows) and a summary table (figures as rows, one
+    column per design), then each organ-limit design's prior exceedance per level. Each is
+    split into several tables when wider than the console (:mod:`theradose.tables`)."""
+    from theradose.oc_report import study_tables
+    from theradose.tables import render_rich
+
+    efficacy = efficacy_table(study)
+    extra = [] if efficacy is None else [efficacy]
+    return [render_rich(table) for table in [*study_tables(study), *extra]]
+
+
+# Efficacy figures (scenarios with eff_prob): JSON key → (column header, digits); definitions in
+# the README, "Dose optimisation: efficacy and BOIN12".
+EFFICACY_FIGURES = {
+    "obd_selection_pct": ("% selecting the OBD", 1),
+    "patients_at_obd_pct": ("% patients at the OBD", 1),
+    "response_rate_pct": ("% patients responding", 1),
+    "utility_per_patient_mean": ("utility per patient", 1),
+}
+EFFICACY_DEFINITIONS = {
+    "true_eff_prob": "the scenario's true response probability of each level",
+    "true_utility": "true mean utility per patient of each level (a design that uses efficacy)",
+    "true_obd": "the true optimal biological dose: the acceptable level (true DLT probability "
+    "≤ target, true response probability ≥ phi_e) with the highest true utility (1-based; "
+    "null when none is acceptable)",
+    "obd_selection_pct": "% of trials selecting the true OBD (selecting none when no level is "
+    "acceptable)",
+    "patients_at_obd_pct": "each trial's % of patients treated at the true OBD, averaged over "
+    "the trials that treated anyone",
+    "response_mean": "mean responses per level",
+    "response_rate_pct": "each trial's % of patients responding, averaged over the trials that "
+    "treated anyone",
+    "utility_per_patient_mean": "each trial's mean utility per patient (its patients' outcomes "
+    "scored by the design's utility table), averaged over the trials that treated anyone",
+}
+
+
+def efficacy_table(study: StudyResult):
+    """The efficacy figures of every design × scenario with efficacy, one row each (None when no
+    scenario gives efficacy)."""
+    from theradose.tables import Column, TableRecord
+
+    rows = []
+    for i, design in enumerate(study.designs):
+        for j, scenario in enumerate(study.scenarios):
+            oc = study.oc[i][j]
+            if "response_rate_pct" not in oc.values:
+                continue
+            obd = oc.values.get("true_obd")
+            cells = [design.name, scenario.name, "—" if obd is None else str(obd)]
+            for key, (_, digits) in EFFICACY_FIGURES.items():
+                value, error = oc.values.get(key), oc.se.get(key)
+                cells.append("—" if value is None else _pm(value, error, digits))
+            rows.append(tuple(cells))
+    if not rows:
+        return None
+    columns = (
+        Column("design", align="left", wrap_at=24),
+        Column("scenario", align="left"),
+        Column("true OBD"),
+        *(Column(header) for header, _ in EFFICACY_FIGURES.values()),
+    )
+    return TableRecord(
+        title="Efficacy and dose optimisation",
+        columns=columns,
+        rows=tuple(rows),
+        key_columns=2,
+        notes=(
+            "OBD: the acceptable level (DLT probability ≤ target, response probability ≥ "
+            "phi_e) with the highest true utility; figures that need a utility are shown only "
+            "for designs that use efficacy (BOIN12).",
+        ),
+    )
+
+
+def study_markdown(study: StudyResult) -> str:
+    """Everything :func:`print_study` shows, as Markdown tables (``simulate --format markdown``)."""
+    from theradose.oc_report import study_markdown as tables_markdown
+    from theradose.tables import render_markdown
+
+    footer = [*study_footer(study), *(f"warning: {w}" for w in study.warnings)]
+    text = tables_markdown(study, footer)
+    efficacy = efficacy_table(study)
+    return text if efficacy is None else text + "\n" + render_markdown(efficacy)
 
 
 def study_footer(study: StudyResult) -> list[str]:
@@ -660,10 +565,15 @@ def print_study(study: StudyResult, console: Console | None = None) -> None:
     from rich.console import Console
     from rich.text import Text
 
+    from theradose.oc_report import NOTES
+
     console = console or Console()
     for table in oc_tables(study):
         console.print(table)
         console.print()
+    for note in NOTES:
+        console.print(Text(note, style="dim"))
+    console.print()
     if study.warnings:
         console.print(Text("Warnings", style="bold red"))
         for warning in study.warnings:

@@ -9,6 +9,7 @@ truth, each with its Monte Carlo standard error.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,8 @@ class ChunkResult:
     cumulative: np.ndarray | None = None  # [trial, patient, organ] true dose/BED (NaN: none)
     exceeds: np.ndarray | None = None  # [trial, patient, organ]
     ruled_out_at: np.ndarray | None = None  # [trial, level] patients when ruled out, -1 never
+    r: np.ndarray | None = None  # [trial, level] responses (scenarios with efficacy)
+    b: np.ndarray | None = None  # [trial, level] patients with a DLT and a response
 
 
 @dataclass
@@ -44,9 +47,10 @@ class Simulations:
     target: float
     dlt_prob: tuple[float, ...]
     true_mtd: int
-    optimum: int = NO_LEVEL  # the constrained optimum (the true MTD without organ limits)
+    optimum: int = NO_LEVEL  # the constrained optimum (= the true MTD without organ limits)
     organs: tuple[str, ...] = ()  # the design's organs with limits
     organ_limits: tuple[float, ...] = ()  # Gy (absorbed dose or BED)
+    max_patients: int = 0  # the design's maximum sample size (BOIN's risk of overdosing)
     n_trials: int = 0
     selected: np.ndarray = field(default=None)  # [1 + level] counts; index 0 = no MTD
     benchmark_selected: np.ndarray = field(default=None)  # [level] counts
@@ -60,6 +64,26 @@ class Simulations:
     total_y_sq: int = 0
     above_mtd_sum: float = 0.0  # per-trial fraction of patients above the true MTD
     above_mtd_sq: float = 0.0
+    # Allocation against the true MTD, per trial: a = patients at it, b = patients above it,
+    # n = all patients; sums, squares and cross products with n give the pooled ratios and their
+    # delta-method errors exactly, in integers (so merging is exact in any order).
+    at_n_sum: int = 0
+    at_n_sq: int = 0
+    at_n_cross: int = 0
+    above_n_sum: int = 0
+    above_n_sq: int = 0
+    above_n_cross: int = 0
+    total_yn_cross: int = 0  # Σ DLTs × patients, for the pooled DLT rate's error
+    trials_with_patients: int = 0  # trials that treated anyone (per-trial means are over them)
+    at_mtd_sum: float = 0.0  # per-trial fraction of patients at the true MTD
+    at_mtd_sq: float = 0.0
+    dlt_rate_sum: float = 0.0  # per-trial fraction of patients with a DLT
+    dlt_rate_sq: float = 0.0
+    poor_allocation: int = 0  # trials with fewer than POOR_ALLOCATION_N patients at the true MTD
+    overdose_majority: int = 0  # trials with more than half of their patients above the MTD
+    overdose60: int = 0  # trials with more than 60% of max_patients above the MTD (BOIN)
+    overdose80: int = 0
+    n_hist: np.ndarray = field(default=None)  # [patients] trials with that sample size
     stop_counts: np.ndarray = field(default=None)  # [StopReason]
     durations: list = field(default_factory=list)  # float32 arrays, one per chunk (for quantiles)
     while_pending_sum: float = 0.0
@@ -67,6 +91,14 @@ class Simulations:
     late_dlt_sum: int = 0
     late_dlt_sq: int = 0
     dosimetry: dict = field(default_factory=dict)  # name → summed array (see add_dosimetry)
+    # Efficacy (scenarios with eff_prob): the truth, and sums for efficacy_figures
+    eff_prob: tuple[float, ...] | None = None  # [level] true response probability
+    both_prob: tuple[float, ...] | None = None  # [level] true P(DLT and response)
+    utility: tuple[float, ...] | None = None  # [level] true mean utility (method using efficacy)
+    obd: int = NO_LEVEL  # the true optimal biological dose (0-based)
+    # utilities of (response without DLT, neither, both, DLT without response)
+    utility_weights: tuple[float, ...] | None = None
+    efficacy: dict = field(default_factory=dict)  # name → summed array (see _add_efficacy)
 
     def __post_init__(self) -> None:
         levels = len(self.dlt_prob)
@@ -79,6 +111,7 @@ class Simulations:
             ("y_sum", levels),
             ("y_sq", levels),
             ("stop_counts", len(StopReason)),
+            ("n_hist", self.max_patients + 1),
         ]:
             if getattr(self, name) is None:
                 setattr(self, name, zeros(size))
@@ -102,13 +135,12 @@ class Simulations:
         self.total_n_sq += int((total_n * total_n).sum())
         self.total_y_sum += int(total_y.sum())
         self.total_y_sq += int((total_y * total_y).sum())
-        first_above = self.true_mtd + 1  # NO_LEVEL + 1 = 0: every level is above
-        above = n[:, first_above:].sum(1) / np.maximum(total_n, 1)
-        self.above_mtd_sum += float(above.sum())
-        self.above_mtd_sq += float((above * above).sum())
+        self._add_allocation(n, total_n, total_y)
         self.stop_counts += np.bincount(chunk.stop_reason, minlength=len(StopReason))
         if chunk.total_activity is not None:
             self._add_dosimetry(chunk)
+        if chunk.r is not None:
+            self._add_efficacy(n, y, chunk.r.astype(np.int64), chunk.b.astype(np.int64))
         if chunk.duration is not None:
             self.durations.append(chunk.duration.astype(np.float32))
             self.while_pending_sum += float(chunk.while_pending.sum())
@@ -117,8 +149,35 @@ class Simulations:
             self.late_dlt_sum += int(late.sum())
             self.late_dlt_sq += int((late * late).sum())
 
+    def _add_allocation(self, n: np.ndarray, total_n: np.ndarray, total_y: np.ndarray) -> None:
+        """Patients at and above the true MTD, the DLT rate and the sample size, per trial,
+        reduced to sums and counts (see :func:`allocation_figures`)."""
+        first_above = self.true_mtd + 1  # NO_LEVEL + 1 = 0: every level is above
+        at = n[:, self.true_mtd] if self.true_mtd != NO_LEVEL else np.zeros_like(total_n)
+        above = n[:, first_above:].sum(1)
+        treated = total_n > 0
+        share = np.maximum(total_n, 1)
+        self.trials_with_patients += int(treated.sum())
+        for name, count in (("at_n", at), ("above_n", above)):
+            setattr(self, f"{name}_sum", getattr(self, f"{name}_sum") + int(count.sum()))
+            setattr(self, f"{name}_sq", getattr(self, f"{name}_sq") + int((count * count).sum()))
+            cross = int((count * total_n).sum())
+            setattr(self, f"{name}_cross", getattr(self, f"{name}_cross") + cross)
+        self.total_yn_cross += int((total_y * total_n).sum())
+        for name, part in (("above_mtd", above), ("at_mtd", at), ("dlt_rate", total_y)):
+            fraction = part[treated] / share[treated]
+            setattr(self, f"{name}_sum", getattr(self, f"{name}_sum") + float(fraction.sum()))
+            setattr(self, f"{name}_sq", getattr(self, f"{name}_sq") + float((fraction**2).sum()))
+        self.poor_allocation += int((at < POOR_ALLOCATION_N).sum())
+        # integer comparisons: a > f·m ⇔ 10·a > (10·f)·m, no rounding at the boundary
+        self.overdose_majority += int((2 * above > total_n).sum())
+        self.overdose60 += int((10 * above > 6 * self.max_patients).sum())
+        self.overdose80 += int((10 * above > 8 * self.max_patients).sum())
+        self.n_hist = _add_counts(self.n_hist, np.bincount(total_n))
+
     def merge(self, other: Simulations) -> None:
         """Add another batch of the same design and scenario (call in chunk order)."""
+        self.n_hist = _add_counts(self.n_hist, other.n_hist)
         for name in (
             "selected",
             "benchmark_selected",
@@ -134,6 +193,7 @@ class Simulations:
             "total_y_sq",
             "above_mtd_sum",
             "above_mtd_sq",
+            *_ALLOCATION_SUMS,
             "while_pending_sum",
             "while_pending_sq",
             "late_dlt_sum",
@@ -143,6 +203,29 @@ class Simulations:
         self.durations.extend(other.durations)
         for name, values in other.dosimetry.items():
             self._accumulate(name, values)
+        for name, values in other.efficacy.items():
+            self.efficacy[name] = self.efficacy[name] + values if name in self.efficacy else values
+
+    def _add_efficacy(self, n: np.ndarray, y: np.ndarray, r: np.ndarray, b: np.ndarray) -> None:
+        """Responses per level, and per trial (over the trials that treated anyone) the fraction
+        of patients responding, at the true OBD, and the mean utility per patient — summed with
+        their squares for the Monte Carlo errors (see :func:`efficacy_figures`)."""
+        total_n = n.sum(1)
+        treated = total_n > 0
+        share = np.maximum(total_n, 1)
+        per_trial = {"response": r.sum(1) / share}
+        if self.utility_weights is not None:
+            w_eff, w_neither, w_both, w_tox = self.utility_weights
+            utility = w_eff * (r - b) + w_neither * (n - y - r + b) + w_both * b + w_tox * (y - b)
+            per_trial["utility"] = utility.sum(1) / share
+            if self.obd != NO_LEVEL:
+                per_trial["at_obd"] = n[:, self.obd] / share
+        sums = {"r_sum": r.sum(0), "r_sq": (r * r).sum(0), "treated": int(treated.sum())}
+        for name, values in per_trial.items():
+            sums[f"{name}_sum"] = float(values[treated].sum())
+            sums[f"{name}_sq"] = float((values[treated] ** 2).sum())
+        for name, values in sums.items():
+            self.efficacy[name] = self.efficacy[name] + values if name in self.efficacy else values
 
     @property
     def timed(self) -> bool:
@@ -181,6 +264,33 @@ class Simulations:
     def _accumulate(self, name: str, values) -> None:
         values = np.asarray(values)
         self.dosimetry[name] = self.dosimetry[name] + values if name in self.dosimetry else values
+
+
+POOR_ALLOCATION_N = 6  # Zhou, Yuan & Nie (2018): "fewer than 6 patients treated at the MTD"
+_ALLOCATION_SUMS = (
+    "at_n_sum",
+    "at_n_sq",
+    "at_n_cross",
+    "above_n_sum",
+    "above_n_sq",
+    "above_n_cross",
+    "total_yn_cross",
+    "trials_with_patients",
+    "at_mtd_sum",
+    "at_mtd_sq",
+    "dlt_rate_sum",
+    "dlt_rate_sq",
+    "poor_allocation",
+    "overdose_majority",
+    "overdose60",
+    "overdose80",
+)
+
+
+def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two histograms added, the shorter padded with zeros (sample sizes past the first's)."""
+    size = max(a.size, b.size)
+    return np.pad(a, (0, size - a.size)) + np.pad(b, (0, size - b.size))
 
 
 _HIST_BINS = 4000
@@ -237,10 +347,17 @@ class OperatingCharacteristics:
         y_mean, y_se = _mean_se(sim.y_sum, sim.y_sq, t)
         tn, tn_se = _mean_se(sim.total_n_sum, sim.total_n_sq, t)
         ty, ty_se = _mean_se(sim.total_y_sum, sim.total_y_sq, t)
-        above, above_se = _mean_se(sim.above_mtd_sum, sim.above_mtd_sq, t)
+        treated = max(sim.trials_with_patients, 1)
+        above, above_se = _mean_se(sim.above_mtd_sum, sim.above_mtd_sq, treated)
         pcs_index = sim.true_mtd + 1  # index 0 is "no MTD": correct when no level is acceptable
         stops, stops_se = _pct_se(sim.stop_counts, t)
-        reasons = [r for r in StopReason if r is not StopReason.RUNNING]
+        # BOIN12's own stop appears only where efficacy is simulated (other results keep their keys)
+        reasons = [
+            r
+            for r in StopReason
+            if r is not StopReason.RUNNING
+            and (r is not StopReason.NONE_ACCEPTABLE or sim.eff_prob is not None)
+        ]
         values = {
             "selection_pct": sel[1:].tolist(),
             "no_selection_pct": float(sel[0]),
@@ -267,7 +384,9 @@ class OperatingCharacteristics:
         }
         values["pcs_constrained"] = float(sel[sim.optimum + 1])
         se["pcs_constrained"] = float(sel_se[sim.optimum + 1])
+        allocation_figures(sim, values, se)
         _dosimetry_figures(sim, values, se)
+        efficacy_figures(sim, values, se)
         timing_keys = (
             "duration_months_mean",
             "duration_months_p95",
@@ -291,6 +410,114 @@ class OperatingCharacteristics:
             for key in timing_keys:
                 values[key] = se[key] = None
         return cls(values=values, se=se)
+
+
+def _ratio_se(a_sum, a_sq, cross, b_sum, b_sq, n: int) -> tuple[float, float] | None:
+    """Pooled ratio R = Σa / Σb over trials and its Monte Carlo standard error by the delta
+    method: se(R) = sqrt(Σ(aᵢ − R·bᵢ)² / (n(n − 1))) / mean(b) (Cochran 1977, §6.3); None when
+    Σb = 0."""
+    if b_sum == 0:
+        return None
+    ratio = a_sum / b_sum
+    if n < 2:
+        return ratio, 0.0
+    spread = max(a_sq - 2 * ratio * cross + ratio * ratio * b_sq, 0.0)
+    return ratio, math.sqrt(spread / (n * (n - 1))) / (b_sum / n)
+
+
+def _hist_quantiles(counts: np.ndarray, probs) -> np.ndarray:
+    """Quantiles of the integers whose counts are ``counts`` (index = value), as
+    ``numpy.quantile``'s default (linear interpolation between order statistics) gives them
+    from the values themselves."""
+    cum = np.cumsum(counts)
+    position = (cum[-1] - 1) * np.asarray(probs, dtype=float)
+    lo, hi = np.floor(position), np.ceil(position)
+    at_lo = np.searchsorted(cum, lo, side="right")
+    at_hi = np.searchsorted(cum, hi, side="right")
+    return at_lo + (position - lo) * (at_hi - at_lo)
+
+
+def _hist_quantile_se(counts: np.ndarray, prob: float) -> tuple[float, float]:
+    """:func:`_quantile_se` from a histogram of integers."""
+    n = int(counts.sum())
+    half = math.sqrt(prob * (1 - prob) / n)
+    lo, q, hi = _hist_quantiles(counts, [max(prob - half, 0.0), prob, min(prob + half, 1.0)])
+    return float(q), float((hi - lo) / 2)
+
+
+# Sample-size quantiles: key → probability.
+N_QUANTILES = {"n_p05": 0.05, "n_p25": 0.25, "n_median": 0.5, "n_p75": 0.75, "n_p95": 0.95}
+
+
+def allocation_figures(sim: Simulations, values: dict, se: dict) -> None:
+    """The standard operating characteristics of allocation, overdosing, toxicity and sample
+    size (README, "Operating characteristics: definitions"), with their Monte Carlo errors.
+
+    Pooled figures are ratios of totals over all trials (Σ patients at the MTD / Σ patients);
+    per-trial means average each trial's own proportion over the trials that treated anyone.
+    Figures against the true MTD are None when no level is acceptable (no true MTD), except
+    those about levels above it (then every level is above it).
+    """
+    t = sim.n_trials
+    treated = max(sim.trials_with_patients, 1)
+    has_mtd = sim.true_mtd != NO_LEVEL
+
+    def put(key, pair, scale=100.0, defined=True):
+        if pair is None or not defined:
+            values[key] = se[key] = None
+        else:
+            values[key], se[key] = float(scale * pair[0]), float(scale * pair[1])
+
+    above_selected = sim.selected[sim.true_mtd + 2 :].sum()  # index 0 is "no MTD"
+    put("select_above_mtd_pct", _pct_se(above_selected, t), 1.0)
+    totals = (sim.total_n_sum, sim.total_n_sq, t)
+    for name, prefix in (("at", "at_n"), ("above", "above_n")):
+        sums = [getattr(sim, f"{prefix}_{k}") for k in ("sum", "sq", "cross")]
+        pooled = _ratio_se(*sums, totals[0], totals[1], t)
+        put(f"patients_{name}_mtd_pooled_pct", pooled, defined=has_mtd or name == "above")
+    put(
+        "patients_at_mtd_trial_mean_pct",
+        _mean_se(sim.at_mtd_sum, sim.at_mtd_sq, treated),
+        defined=has_mtd and sim.trials_with_patients > 0,
+    )
+    put(
+        "patients_above_mtd_trial_mean_pct",
+        _mean_se(sim.above_mtd_sum, sim.above_mtd_sq, treated),
+        defined=sim.trials_with_patients > 0,
+    )
+    put("poor_allocation_pct", _pct_se(sim.poor_allocation, t), 1.0, defined=has_mtd)
+    for key in ("overdose_majority", "overdose60", "overdose80"):
+        put(f"{key}_pct", _pct_se(getattr(sim, key), t), 1.0)
+    pooled_dlt = _ratio_se(
+        sim.total_y_sum, sim.total_y_sq, sim.total_yn_cross, sim.total_n_sum, sim.total_n_sq, t
+    )
+    put("dlt_rate_pooled_pct", pooled_dlt)
+    put(
+        "dlt_rate_trial_mean_pct",
+        _mean_se(sim.dlt_rate_sum, sim.dlt_rate_sq, treated),
+        defined=sim.trials_with_patients > 0,
+    )
+    _sample_size_figures(sim.n_hist, values, se)
+
+
+def _sample_size_figures(counts: np.ndarray, values: dict, se: dict) -> None:
+    """Sample size: SD (its error by the delta method from the 4th central moment), quantiles
+    (errors as :func:`_quantile_se`), smallest and largest, and the % of trials per size."""
+    t = int(counts.sum())
+    sizes = np.arange(counts.size)
+    mean = float(counts @ sizes) / t
+    m2 = float(counts @ (sizes - mean) ** 2) / t
+    m4 = float(counts @ (sizes - mean) ** 4) / t
+    sd = math.sqrt(m2 * t / (t - 1)) if t > 1 else 0.0
+    values["n_sd"] = sd
+    se["n_sd"] = math.sqrt(max(m4 - m2 * m2, 0.0) / t) / (2 * sd) if sd > 0 else 0.0
+    for key, prob in N_QUANTILES.items():
+        values[key], se[key] = _hist_quantile_se(counts, prob)
+    present = np.flatnonzero(counts)
+    values["n_min"], values["n_max"] = int(present[0]), int(present[-1])
+    se["n_min"] = se["n_max"] = None
+    pct, pct_se = _pct_se(counts, t)
+    values["n_distribution_pct"], se["n_distribution_pct"] = pct.tolist(), pct_se.tolist()
 
 
 def _dosimetry_figures(sim: Simulations, values: dict, se: dict) -> None:
@@ -338,6 +565,56 @@ def _dosimetry_figures(sim: Simulations, values: dict, se: dict) -> None:
         after = np.where(ruled > 0, d["ruled_out_n"] / np.maximum(ruled, 1), np.nan)
     values["ruled_out_after_n_mean"] = [None if np.isnan(v) else float(v) for v in after]
     se["ruled_out_after_n_mean"] = None
+
+
+EFFICACY_KEYS = (
+    "true_eff_prob",
+    "true_utility",
+    "true_obd",
+    "obd_selection_pct",
+    "patients_at_obd_pct",
+    "response_mean",
+    "response_rate_pct",
+    "utility_per_patient_mean",
+)
+
+
+def efficacy_figures(sim: Simulations, values: dict, se: dict) -> None:
+    """Efficacy figures, only for a scenario with efficacy (README, "Dose optimisation: efficacy
+    and BOIN12"): the truth (``true_eff_prob``, ``true_utility``, ``true_obd`` 1-based), the % of
+    trials selecting the true OBD (selecting none is correct when no level is acceptable), the
+    % of each trial's patients treated at the OBD, mean responses per level, the % of each
+    trial's patients responding and each trial's mean utility per patient (the last three are
+    means over the trials that treated anyone). Figures that need a utility (a method using
+    efficacy) are None for other designs."""
+    e = sim.efficacy
+    if sim.eff_prob is None or not e:
+        return
+    t = sim.n_trials
+    treated = max(int(e["treated"]), 1)
+    has_utility = sim.utility is not None
+    values["true_eff_prob"], se["true_eff_prob"] = list(sim.eff_prob), None
+    values["true_utility"] = list(sim.utility) if has_utility else None
+    values["true_obd"] = true_mtd_label(sim.obd) if has_utility else None
+    se["true_utility"] = se["true_obd"] = None
+    r_mean, r_se = _mean_se(e["r_sum"], e["r_sq"], t)
+    values["response_mean"], se["response_mean"] = r_mean.tolist(), r_se.tolist()
+
+    def put(key, name, scale, defined=True):
+        if not defined or f"{name}_sum" not in e or e["treated"] == 0:
+            values[key] = se[key] = None
+            return
+        mean, error = _mean_se(e[f"{name}_sum"], e[f"{name}_sq"], treated)
+        values[key], se[key] = float(scale * mean), float(scale * error)
+
+    put("response_rate_pct", "response", 100.0)
+    put("utility_per_patient_mean", "utility", 1.0, has_utility)
+    put("patients_at_obd_pct", "at_obd", 100.0, has_utility and sim.obd != NO_LEVEL)
+    if has_utility:
+        pct, pct_se = _pct_se(sim.selected[sim.obd + 1], t)
+        values["obd_selection_pct"], se["obd_selection_pct"] = float(pct), float(pct_se)
+    else:
+        values["obd_selection_pct"] = se["obd_selection_pct"] = None
 
 
 def true_mtd_label(true_mtd: int) -> int | None:

@@ -48,7 +48,7 @@ from theradose.validation import ConfigError
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-FORMAT = 1  # of the chunk files; a change makes older run directories "another version"
+FORMAT = 2  # of the chunk files; a change makes older run directories "another version"
 _CHUNK = re.compile(r"chunk-(\d{6,})\.npz")
 # Simulations fields that say what was simulated (rebuilt from the run's inputs on reading);
 # every other field is a statistic stored in the chunk file.
@@ -61,6 +61,12 @@ _IDENTITY = (
     "optimum",
     "organs",
     "organ_limits",
+    "max_patients",
+    "eff_prob",
+    "both_prob",
+    "utility",
+    "obd",
+    "utility_weights",
 )
 # What must agree for a directory to continue a run (the rest of the manifest is provenance).
 _SETTINGS = ("format", "version", "chunk_trials", "seed", "n_trials", "engine", "mcmc_options")

@@ -16,12 +16,21 @@ _TIE = 1e-12
 
 @dataclass(frozen=True)
 class Scenario:
-    """True DLT probability of each level (non-decreasing, in [0, 1])."""
+    """True DLT probability of each level (non-decreasing, in [0, 1]); optionally the true
+    response probability of each level (``eff_prob``) and the association of DLT and response
+    within a patient (``tox_eff_correlation``, the Gaussian copula's ρ: see
+    :meth:`theradose.virtual_patients.VirtualPatients.with_efficacy`)."""
 
     name: str
     dlt_prob: tuple[float, ...]  # empty when DLTs come from organ doses (NTCP)
     onset: Onset = field(default_factory=Onset)  # when DLTs occur within the window
     truth: object = None  # theradose.dosimetry.DosimetryTruth: the patients' organ Gy/GBq
+    eff_prob: tuple[float, ...] | None = None  # [level] P(response); None: no efficacy
+    tox_eff_correlation: float = 0.0  # Gaussian copula ρ between DLT and response, in (−1, 1)
+
+    @property
+    def efficacy(self) -> bool:
+        return self.eff_prob is not None
 
     @property
     def n_levels(self) -> int | None:
@@ -66,6 +75,10 @@ class DesignTruth:
     true_mtd : closest to the target (NO_LEVEL when level 1 is above target + 0.1)
     admissible : bool [level], true exceedance ≤ the organ's max_exceed_prob for every organ
     optimum : the constrained optimum: closest to the target among admissible levels
+    eff_prob : [level] true response probability (None: the scenario gives no efficacy)
+    both_prob : [level] true P(DLT and response) (None without efficacy)
+    utility : [level] true mean utility per patient, for a method that uses efficacy (else None)
+    obd : the true optimal biological dose (NO_LEVEL: none, or no utility)
     """
 
     dlt_prob: np.ndarray
@@ -73,10 +86,38 @@ class DesignTruth:
     true_mtd: int
     admissible: np.ndarray
     optimum: int
+    eff_prob: np.ndarray | None = None
+    both_prob: np.ndarray | None = None
+    utility: np.ndarray | None = None
+    obd: int = NO_LEVEL
 
     @property
     def highest_admissible(self) -> int:
         return int(np.flatnonzero(self.admissible)[-1]) if self.admissible.any() else NO_LEVEL
+
+
+def both_prob(dlt_prob, eff_prob, rho: float) -> np.ndarray:
+    """P(DLT and response) per level when a patient has a DLT iff u < p_T and responds iff
+    v' < p_E, with (u, v') joined by a Gaussian copula of correlation ρ:
+    Φ₂(Φ⁻¹(p_T), Φ⁻¹(p_E); ρ) (p_T · p_E when ρ = 0), [level]."""
+    p_t = np.asarray(dlt_prob, dtype=float)
+    p_e = np.asarray(eff_prob, dtype=float)
+    if rho == 0.0:
+        return p_t * p_e
+    from scipy.stats import multivariate_normal
+
+    from theradose import special_functions as special
+
+    out = np.minimum(p_t, p_e)  # p = 0 or 1 at either margin: the copula's bounds are exact
+    inner = (p_t > 0) & (p_t < 1) & (p_e > 0) & (p_e < 1)
+    if inner.any():
+        z = np.column_stack([special.ndtri(p_t[inner]), special.ndtri(p_e[inner])])
+        law = multivariate_normal(mean=[0.0, 0.0], cov=[[1.0, rho], [rho, 1.0]])
+        out[inner] = np.atleast_1d(law.cdf(z))
+    out[(p_t == 0) | (p_e == 0)] = 0.0
+    out[p_t == 1] = p_e[p_t == 1]
+    out[p_e == 1] = p_t[p_e == 1]
+    return out
 
 
 def organ_truth(scenario: Scenario, design) -> object | None:
@@ -122,4 +163,12 @@ def truth_for(scenario: Scenario, design) -> DesignTruth:
         candidates = np.where(admissible, np.abs(dlt_prob - design.target), np.inf)
         optimum = int(closest_to_target(np.where(admissible, dlt_prob, np.inf), design.target))
         optimum = optimum if np.isfinite(candidates[optimum]) else NO_LEVEL
-    return DesignTruth(dlt_prob, exceed, mtd, admissible, optimum)
+    if not scenario.efficacy:
+        return DesignTruth(dlt_prob, exceed, mtd, admissible, optimum)
+    eff_prob = np.asarray(scenario.eff_prob, dtype=float)
+    both = both_prob(dlt_prob, eff_prob, scenario.tox_eff_correlation)
+    utility, obd = None, NO_LEVEL
+    if design.method.uses_efficacy:
+        utility = np.asarray(design.method.utility(dlt_prob, eff_prob, both), dtype=float)
+        obd = design.method.true_obd(dlt_prob, eff_prob, np.where(admissible, utility, -np.inf))
+    return DesignTruth(dlt_prob, exceed, mtd, admissible, optimum, eff_prob, both, utility, obd)

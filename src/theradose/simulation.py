@@ -25,9 +25,14 @@ from theradose.scenario import DesignTruth, Scenario, truth_for
 from theradose.virtual_patients import VirtualPatients, chunk_patients
 
 if TYPE_CHECKING:
+    from theradose.cluster import DaskCluster
     from theradose.run_dir import RunDir
 
 CHUNK_TRIALS = 10_000
+# BLAS/OpenMP threads of each process while it simulates: the parallelism is the processes
+# (``workers``, a Dask cluster's), one per core; numpy's default of one BLAS thread per core in
+# every process made them fight over the cores (16 workers on 16 cores: efficiency 0.15, not 0.67).
+KERNEL_THREADS = 1
 
 
 def benchmark_selection(tolerance: np.ndarray, dlt_prob: np.ndarray, target: float) -> np.ndarray:
@@ -58,7 +63,8 @@ def run_chunk(
         patients = VirtualPatients(patients)
     truth = truth_for(scenario, design) if truth is None else truth
     patients = patients.head(design.max_patients).with_dosimetry(design, scenario)
-    state = run_trials(design, truth.dlt_prob, patients, scenario.onset)
+    patients = patients.with_efficacy(scenario)
+    state = run_trials(design, truth.dlt_prob, patients, scenario.onset, truth.eff_prob)
     enrolled = state.patient_level >= 0
     extra = {}
     if design.timing is not None:
@@ -80,6 +86,8 @@ def run_chunk(
             exceeds=state.patient_exceeds,
             ruled_out_at=state.ruled_out_at,
         )
+    if state.efficacy:
+        extra.update(r=state.r, b=state.b)
     return ChunkResult(
         n=state.n,
         y=state.y,
@@ -129,7 +137,17 @@ class _ChunkJob:
 
 
 def _run_job(job: _ChunkJob) -> tuple[list[list[Simulations]], list[list[ChunkResult]] | None]:
-    return job()
+    """Run a chunk with :data:`KERNEL_THREADS` BLAS/OpenMP threads, in whatever process."""
+    with kernel_threads():
+        return job()
+
+
+def kernel_threads(limit: int | None = None):
+    """A context in which the numerical libraries (OpenBLAS, MKL, OpenMP) use ``limit`` threads
+    (default :data:`KERNEL_THREADS`), restored after; ~1 ms to enter (threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=KERNEL_THREADS if limit is None else limit)
 
 
 def empty_simulations(
@@ -147,7 +165,28 @@ def empty_simulations(
         optimum=truth.optimum,
         organs=organs,
         organ_limits=limits,
+        max_patients=design.max_patients,
+        **efficacy_truth(design, truth),
     )
+
+
+def efficacy_truth(design: Design, truth: DesignTruth) -> dict:
+    """The efficacy fields of a :class:`Simulations` (none when the scenario gives no efficacy):
+    true response probabilities, P(DLT and response), and for a method that uses efficacy its
+    utility weights, the true utility of each level and the true OBD."""
+    if truth.eff_prob is None:
+        return {}
+    fields = {
+        "eff_prob": tuple(float(p) for p in truth.eff_prob),
+        "both_prob": tuple(float(p) for p in truth.both_prob),
+    }
+    if truth.utility is not None:
+        fields.update(
+            utility=tuple(float(u) for u in truth.utility),
+            obd=truth.obd,
+            utility_weights=design.method.utility_weights,
+        )
+    return fields
 
 
 def simulate(
@@ -159,6 +198,7 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     on_chunk: Callable[[int, list[list[ChunkResult]]], None] | None = None,
     run_dir: RunDir | None = None,
+    cluster: DaskCluster | None = None,
 ) -> list[list[Simulations]]:
     """Simulate every design under every scenario on the same virtual patients.
 
@@ -171,8 +211,14 @@ def simulate(
     already there are read instead of simulated, merged in chunk order like the others, so a
     continued run gives the same results as one never interrupted.
 
-    Workers die with this process, whatever ends it (:func:`_worker_start`); an error or an
-    interruption (KeyboardInterrupt) ends them at once, without waiting for their chunks.
+    ``cluster`` (:class:`theradose.cluster.DaskCluster`): the chunks run as tasks of a Dask
+    cluster instead of local workers (``workers`` is then ignored), with the same results;
+    ``progress`` then advances as the cluster finishes chunks, in its order.
+
+    Every chunk runs with :data:`KERNEL_THREADS` BLAS/OpenMP threads, so that ``workers``
+    processes use ``workers`` cores. Workers die with this process, whatever ends it
+    (:func:`_worker_start`); an error or an interruption (KeyboardInterrupt) ends them at once,
+    without waiting for their chunks.
     """
     for design in designs:
         for scenario in scenarios:
@@ -200,7 +246,9 @@ def simulate(
     if run_dir is not None:
         stored = {job.chunk for job in jobs if run_dir.has(job.chunk, job.n_trials, keep)}
     todo = [job for job in jobs if job.chunk not in stored]
-    if workers > 1 and len(todo) > 1:
+    if cluster is not None:
+        _on_cluster(cluster, jobs, todo, stored, run_dir, totals, keep, progress, on_chunk)
+    elif workers > 1 and len(todo) > 1:
         # fork on Linux (Python 3.14 defaults to forkserver): each worker is this process's own
         # child, which _worker_start relies on; elsewhere the default, spawn, gives the same.
         context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
@@ -216,9 +264,26 @@ def simulate(
             raise
         pool.shutdown()
     else:
-        results = _with_stored(jobs, stored, map(_run_job, todo), run_dir, totals, keep)
-        _collect(totals, results, jobs, progress, on_chunk)
+        with kernel_threads():  # the whole run: one switch (~1 ms), not one per chunk
+            results = _with_stored(jobs, stored, (job() for job in todo), run_dir, totals, keep)
+            _collect(totals, results, jobs, progress, on_chunk)
     return totals
+
+
+def _on_cluster(cluster, jobs, todo, stored, run_dir, totals, keep, progress, on_chunk) -> None:
+    """``simulate``'s chunks ``todo`` as tasks of a Dask cluster (:mod:`theradose.cluster`); the
+    client writes each to ``run_dir`` as it arrives and reports it to ``progress`` then."""
+    from theradose.cluster import connect, run_chunks
+
+    if progress is not None and stored:
+        progress(sum(job.n_trials for job in jobs if job.chunk in stored))
+    with connect(cluster) as client:
+        computed = run_chunks(client, todo, run_dir, progress)
+        try:
+            results = _with_stored(jobs, stored, computed, run_dir, totals, keep)
+            _collect(totals, results, jobs, None, on_chunk)
+        finally:
+            computed.close()  # cancels the tasks left, before the client closes
 
 
 def _with_stored(jobs, stored, computed: Iterator, run_dir, templates, keep) -> Iterator:
@@ -229,7 +294,7 @@ def _with_stored(jobs, stored, computed: Iterator, run_dir, templates, keep) -> 
             yield next(computed)
             continue
         loaded = run_dir.load(job.chunk, templates, keep)
-        yield job() if loaded is None else loaded
+        yield _run_job(job) if loaded is None else loaded
 
 
 def _worker_start(parent: int) -> None:

@@ -43,6 +43,7 @@ class StopReason(IntEnum):
     MAX_AT_DOSE = 4
     SAFETY = 5  # the model says the lowest level is too toxic: no MTD
     NO_ADMISSIBLE = 6  # no level meets the organ-dose constraints: no MTD
+    NONE_ACCEPTABLE = 7  # no level near the current one is safe and active enough (BOIN12)
 
     @property
     def label(self) -> str:
@@ -51,7 +52,12 @@ class StopReason(IntEnum):
     @property
     def selects_mtd(self) -> bool:
         """False when stopping this way means that no level is selected."""
-        return self not in (StopReason.TOO_TOXIC, StopReason.SAFETY, StopReason.NO_ADMISSIBLE)
+        return self not in (
+            StopReason.TOO_TOXIC,
+            StopReason.SAFETY,
+            StopReason.NO_ADMISSIBLE,
+            StopReason.NONE_ACCEPTABLE,
+        )
 
 
 _STOP_LABELS = {
@@ -62,6 +68,7 @@ _STOP_LABELS = {
     StopReason.MAX_AT_DOSE: "maximum patients at the assigned level",
     StopReason.SAFETY: "lowest level too toxic by the model (safety stop)",
     StopReason.NO_ADMISSIBLE: "no level meets the organ-dose constraints",
+    StopReason.NONE_ACCEPTABLE: "no acceptable level (toxicity or efficacy) near the current one",
 }
 
 
@@ -106,6 +113,11 @@ class TrialState:
     memo: dict | None = None  # results computed for the state as it is now (e.g. a posterior)
     time: np.ndarray | None = None  # [trial] months since the trial started (decision time)
     stopped_at: np.ndarray | None = None  # [trial] time of the decision that ended the trial
+    # Efficacy (scenarios with eff_prob; None otherwise): responses and patients with both a DLT
+    # and a response per level, and each patient's response.
+    r: np.ndarray | None = None  # [trial, level] responses observed
+    b: np.ndarray | None = None  # [trial, level] patients with a DLT and a response
+    patient_response: np.ndarray | None = None  # [trial, patient] bool
 
     @classmethod
     def start(
@@ -154,17 +166,41 @@ class TrialState:
         """``counts[trial, level]`` at each trial's current level, [trial]."""
         return np.take_along_axis(counts, np.maximum(self.level, 0)[:, None], axis=1)[:, 0]
 
-    def record_cohort(self, trials: np.ndarray, size: int, n_dlt: np.ndarray) -> None:
-        """Add a cohort of ``size`` patients with ``n_dlt`` DLTs at each trial's next level."""
+    def record_cohort(
+        self,
+        trials: np.ndarray,
+        size: int,
+        n_dlt: np.ndarray,
+        n_response: np.ndarray | None = None,
+        n_both: np.ndarray | None = None,
+    ) -> None:
+        """Add a cohort of ``size`` patients with ``n_dlt`` DLTs at each trial's next level (and,
+        when the state keeps efficacy, ``n_response`` responses, ``n_both`` of them with a DLT)."""
         lvl = self.next_level[trials]
         # flat indices into the [trial, level] counts: a 1-d scatter is twice as fast
         cell = trials * self.n_levels + lvl
         self.n.reshape(-1)[cell] += size
         self.y.reshape(-1)[cell] += n_dlt
+        if self.r is not None and n_response is not None:
+            self.r.reshape(-1)[cell] += n_response
+            self.b.reshape(-1)[cell] += n_both
         self.level[trials] = lvl
         self.n_enrolled[trials] += size
         self.last_cohort_n[trials] = size
         self.last_cohort_y[trials] = n_dlt
+
+    def with_efficacy(self) -> TrialState:
+        """Add the efficacy records: responses per level and per patient (all zero)."""
+        self.r = np.zeros_like(self.n)
+        self.b = np.zeros_like(self.n)
+        if self.patient_level is not None:
+            self.patient_response = np.zeros(self.patient_level.shape, dtype=bool)
+        return self
+
+    @property
+    def efficacy(self) -> bool:
+        """Whether the state keeps responses."""
+        return self.r is not None
 
     def with_dosimetry(self, n_organs: int) -> TrialState:
         """Add the running dosimetry statistics and when levels were ruled out; the engine writes

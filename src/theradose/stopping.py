@@ -62,15 +62,20 @@ class MaxAtDose(StoppingRule):
     """Stop when ``n`` patients have been treated at the level about to be assigned.
 
     ``only_when_staying``: stop only if that level is the current one (BOIN's ``n.earlystop``,
-    Liu & Yuan 2015), so a trial moving to another level carries on.
+    Liu & Yuan 2015), so a trial moving to another level carries on. ``any_level``: stop as soon
+    as any level has treated ``n`` (BOIN12's rule, ``escalation``'s
+    ``stop_when_n_at_dose(dose = "any")``), wherever the next cohort would go.
     """
 
     n: int
     only_when_staying: bool = False
+    any_level: bool = False
     reason = StopReason.MAX_AT_DOSE
     count_based = True
 
     def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
+        if self.any_level:
+            return (state.n >= self.n).any(axis=1)
         n_next = np.take_along_axis(state.n, next_level[:, None], axis=1)[:, 0]
         fired = n_next >= self.n
         if self.only_when_staying:
@@ -82,7 +87,9 @@ class MaxAtDose(StoppingRule):
 
     def describe(self) -> str:
         where = (
-            "the current level, when the next cohort would stay there"
+            "any one level"
+            if self.any_level
+            else "the current level, when the next cohort would stay there"
             if self.only_when_staying
             else "the level about to be assigned"
         )

@@ -106,6 +106,7 @@ def run_study(
     mcmc_options: dict[str, Any] | None = None,
     trials_csv: PathLike | None = None,
     run_dir: PathLike | None = None,
+    cluster: Any = None,
 ) -> StudyResult:
     """Simulate designs under scenarios and summarise their operating characteristics.
 
@@ -142,6 +143,9 @@ def run_study(
         Keep every finished chunk in this folder (:mod:`theradose.run_dir`), and read the chunks
         an interrupted run with the same inputs left there instead of simulating them again:
         the results are identical to an uninterrupted run's.
+    cluster : theradose.cluster.DaskCluster, optional
+        Run the chunks as tasks of a Dask cluster instead of ``workers`` local processes; the
+        results are identical.
 
     Returns
     -------
@@ -211,6 +215,7 @@ def run_study(
             progress=progress,
             on_chunk=on_chunk,
             run_dir=store,
+            cluster=cluster,
         )
     oc = tuple(
         tuple(OperatingCharacteristics.from_simulations(sim) for sim in row) for row in simulations
@@ -312,7 +317,7 @@ def run_recommendation(
         from theradose.config import load_design
 
         design = load_design(design)
-    cohorts = parse_outcomes(outcomes, design.n_levels)
+    cohorts = parse_outcomes(outcomes, design.n_levels, design.method.uses_efficacy)
     note = _cohort_size_note(design, cohorts)
     if engine == "grid":
         recommendation = _with_notes(recommend(design, cohorts), note)
@@ -324,7 +329,7 @@ def run_recommendation(
 
 def _cohort_size_note(design: Design, cohorts) -> str | None:
     """A note naming the cohorts whose size is not the design's ``cohort_size`` (the first few)."""
-    other = [(i, len(dlts)) for i, (_, dlts) in enumerate(cohorts, start=1)]
+    other = [(i, len(cohort[1])) for i, cohort in enumerate(cohorts, start=1)]
     other = [(i, size) for i, size in other if size != design.cohort_size]
     if not other:
         return None
@@ -515,7 +520,8 @@ class FileCheck:
 
 
 def check_file(path: PathLike) -> FileCheck:
-    """Validate a design file or a scenario file (one with ``[[scenario]]`` tables).
+    """Validate a design file, a scenario file (one with ``[[scenario]]`` tables) or a sweep's
+    grid file (``design`` and ``[grid]``: :mod:`theradose.sweep`).
 
     Every error of the file is collected (see :class:`theradose.config.ConfigError`); a file
     that does not exist or is not TOML gives one error.
@@ -523,7 +529,8 @@ def check_file(path: PathLike) -> FileCheck:
     Returns
     -------
     FileCheck
-        ``kind`` "design" or "scenarios", a one-line ``summary`` when valid, else ``errors``;
+        ``kind`` "design", "scenarios" or "grid", a one-line ``summary`` when valid, else
+        ``errors``;
         a valid design's ``warnings``.
     """
     from theradose import config
@@ -534,6 +541,11 @@ def check_file(path: PathLike) -> FileCheck:
         parsed = read_toml(path)  # missing, too large, not TOML: one line saying why
     except config.ConfigError as error:
         return FileCheck(path, "unknown", "", tuple(error.messages))
+    if "grid" in parsed and ("design" in parsed or "designs" in parsed):
+        from theradose.sweep import describe_grid
+
+        summary, errors = describe_grid(path)
+        return FileCheck(path, "grid", summary, tuple(errors))
     if isinstance(parsed.get("scenario"), list):
         try:
             scenarios = config.load_scenarios(path)

@@ -2,8 +2,9 @@
 
 Randomness: chunk ``i`` of a run draws from ``SeedSequence(seed, spawn_key=(i, stream))`` — the
 same as ``SeedSequence(seed).spawn(...)`` children — so results do not depend on the number of
-workers. Patients' latent tolerances are drawn patient-major, so a design with fewer patients
-sees the same first patients as one with more (common random numbers across designs).
+workers. Patients' latent tolerances (and, with efficacy, their response variables) are drawn
+patient-major, so a design with fewer patients sees the same first patients as one with more
+(common random numbers across designs).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ ARRIVAL_STREAM = 1
 ONSET_STREAM = 2
 DOSIMETRY_STREAM = 3
 TURNED_AWAY_STREAM = 4
+EFFICACY_STREAM = 5
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,10 @@ class VirtualPatients:
     [trial, patient, design organ]: the patients' dosimetry for one design and scenario, with
     ``measured_log_sums``: Σ log and Σ log² of the measured values of the first k patients,
     [k, trial, design organ] for k = 0 … patients (the running statistics of the constraint);
-    ``turned_away_seed``: the stream of accrual gaps after arrivals a design turns away.
+    ``turned_away_seed``: the stream of accrual gaps after arrivals a design turns away;
+    ``efficacy_seed``: the stream of the patients' second latent uniform v, and ``response``
+    [trial, patient]: their latent v' for one scenario (:meth:`with_efficacy`; None without
+    efficacy) — a response at level d iff v' < p_E(d).
     """
 
     tolerance: np.ndarray
@@ -46,6 +51,8 @@ class VirtualPatients:
     measured_gy_per_gbq: np.ndarray | None = None
     turned_away_seed: np.random.SeedSequence | None = None
     measured_log_sums: tuple[np.ndarray, np.ndarray] | None = None
+    efficacy_seed: np.random.SeedSequence | None = None
+    response: np.ndarray | None = None
 
     def head(self, n_patients: int) -> VirtualPatients:
         """The first ``n_patients`` patients of every trial."""
@@ -59,7 +66,38 @@ class VirtualPatients:
             true_gy_per_gbq=cut(self.true_gy_per_gbq),
             measured_gy_per_gbq=cut(self.measured_gy_per_gbq),
             measured_log_sums=None if sums is None else tuple(a[: n_patients + 1] for a in sums),
+            response=cut(self.response),
         )
+
+    def with_efficacy(self, scenario: Scenario) -> VirtualPatients:
+        """These patients' latent response variable v' under ``scenario`` (itself when the
+        scenario gives no ``eff_prob``).
+
+        Each patient has a second uniform v from its own stream (so the tolerances u, and every
+        result without efficacy, are those of a run without it), drawn patient-major like u: a
+        design with fewer patients sees the same first patients. DLT and response are joined by
+        a Gaussian copula with ρ = ``tox_eff_correlation``:
+
+            v' = Φ(ρ Φ⁻¹(u) + √(1 − ρ²) Φ⁻¹(v))
+
+        so v' is U(0, 1), v' = v when ρ = 0, and corr(Φ⁻¹(u), Φ⁻¹(v')) = ρ: with ρ > 0 a patient
+        with a DLT (small u) is more likely to respond (small v').
+        """
+        if not scenario.efficacy:
+            return self
+        n_trials, n_patients = self.tolerance.shape
+        rng = np.random.default_rng(self.efficacy_seed or np.random.SeedSequence(0))
+        v = rng.random((n_patients, n_trials)).T
+        rho = float(scenario.tox_eff_correlation)
+        if rho != 0.0:
+            from theradose import special_functions as special
+
+            # the quantile function at 0 is −∞: keep both draws inside (0, 1)
+            tiny = np.finfo(float).tiny
+            z_u = special.ndtri(np.clip(self.tolerance, tiny, 1.0))
+            z_v = special.ndtri(np.clip(v, tiny, 1.0))
+            v = special.ndtr(rho * z_u + np.sqrt(1.0 - rho * rho) * z_v)
+        return replace(self, response=v)
 
     def with_dosimetry(self, design: Design, scenario: Scenario) -> VirtualPatients:
         """These patients' organ Gy/GBq for ``design`` under ``scenario`` (common random numbers:
@@ -122,13 +160,17 @@ def chunk_patients(
     drawn from their stream when a design or scenario needs them (``with_dosimetry``).
     """
     dosimetry_seed = np.random.SeedSequence(seed, spawn_key=(chunk, DOSIMETRY_STREAM))
+    efficacy_seed = np.random.SeedSequence(seed, spawn_key=(chunk, EFFICACY_STREAM))
     tolerance = chunk_tolerance(seed, chunk, n_trials, n_patients)
     if not timed:
-        return VirtualPatients(tolerance, dosimetry_seed=dosimetry_seed)
+        return VirtualPatients(
+            tolerance, dosimetry_seed=dosimetry_seed, efficacy_seed=efficacy_seed
+        )
     return VirtualPatients(
         tolerance,
         _uniforms(seed, chunk, ARRIVAL_STREAM, n_trials, n_patients),
         _uniforms(seed, chunk, ONSET_STREAM, n_trials, n_patients),
         dosimetry_seed=dosimetry_seed,
         turned_away_seed=np.random.SeedSequence(seed, spawn_key=(chunk, TURNED_AWAY_STREAM)),
+        efficacy_seed=efficacy_seed,
     )

@@ -58,7 +58,12 @@ class Method:
     design option of that name (rule-based designs select among levels that treated patients; the
     model-based conventions of dfcrm and ewoc may select an untried level). ``estimate_labels``:
     report labels of ``level_summary``'s entries. ``references``: the papers the method comes
-    from, as a protocol cites them.
+    from, as a protocol cites them. ``uses_efficacy``: decides on responses as well as DLTs
+    (BOIN12): it needs scenarios with ``eff_prob``, reads outcome strings with the efficacy
+    letters (E, B), answers ``utility(dlt_prob, eff_prob, both_prob) -> [level]`` (the true
+    mean utility of each level) and ``true_obd(dlt_prob, eff_prob, utility) -> level`` (the
+    optimal biological dose the operating characteristics judge it against), and selects an OBD
+    rather than an MTD.
     """
 
     key: ClassVar[str] = ""
@@ -70,6 +75,7 @@ class Method:
     mtd_is_next_level: ClassVar[bool] = False
     selects_on_complete_data: ClassVar[bool] = False
     select_tried_only: ClassVar[bool] = True
+    uses_efficacy: ClassVar[bool] = False
     estimate_labels: ClassVar[dict[str, str]] = {}
     references: ClassVar[tuple[str, ...]] = ()
 
@@ -95,6 +101,16 @@ class Method:
         """Sense checks of ``design`` (whose method this is): problems that do not make it invalid
         but that its user should know before running it, one line each."""
         return []
+
+    def utility(
+        self, dlt_prob: np.ndarray, eff_prob: np.ndarray, both_prob: np.ndarray
+    ) -> np.ndarray:
+        """The true mean utility per patient of each level, [level] (``uses_efficacy``)."""
+        raise NotImplementedError(f"method {self.key!r} does not use efficacy")
+
+    def true_obd(self, dlt_prob: np.ndarray, eff_prob: np.ndarray, utility: np.ndarray) -> int:
+        """The true optimal biological dose, 0-based (``NO_LEVEL``: none), (``uses_efficacy``)."""
+        raise NotImplementedError(f"method {self.key!r} does not use efficacy")
 
     def suspend(self, state: TrialState) -> np.ndarray:
         return np.zeros(state.n_trials, dtype=bool)

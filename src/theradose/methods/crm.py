@@ -283,6 +283,14 @@ class Crm(Method):
     def select_mtd(self, state: TrialState) -> np.ndarray:
         return closest_to_target(self.estimates(state), self.target)
 
+    @property
+    def estimate_labels(self) -> dict[str, str]:
+        """Report labels of :meth:`level_summary`: ``p_est`` is the plug-in estimate p_d at the
+        posterior mean of β (dfcrm's, the default) or the posterior mean of p_d."""
+        if self.estimate == "plugin":
+            return {"p_est": "DLT rate at posterior mean β (plug-in)"}
+        return {"p_est": "posterior mean DLT rate"}
+
     def describe(self) -> str:
         estimate = "at the posterior mean of β" if self.estimate == "plugin" else "posterior mean"
         text = (
