@@ -45,6 +45,19 @@ class SimulateFormat(StrEnum):
     markdown = "markdown"
 
 
+# Options several commands share (read as text, so that the messages about them are ours).
+SeedOption = Annotated[
+    str,
+    typer.Option(metavar="INTEGER", help="Seed of the simulated patients, 0 <= seed < 2^128."),
+]
+WorkersOption = Annotated[
+    str, typer.Option(metavar="INTEGER", help="Worker processes, at most the CPU count.")
+]
+ForceWorkersOption = Annotated[
+    bool, typer.Option("--force-workers", help="Allow more --workers than CPUs (up to 256).")
+]
+
+
 class PathFormat(StrEnum):
     rich = "rich"
     markdown = "markdown"
@@ -292,17 +305,9 @@ def simulate(
             help="Simulated trials per design × scenario, 1 to 100,000,000.",
         ),
     ] = "10000",
-    seed: Annotated[
-        str,
-        typer.Option(metavar="INTEGER", help="Seed of the simulated patients, 0 <= seed < 2^128."),
-    ] = "1",
-    workers: Annotated[
-        str, typer.Option(metavar="INTEGER", help="Worker processes, at most the CPU count.")
-    ] = "1",
-    force_workers: Annotated[
-        bool,
-        typer.Option("--force-workers", help="Allow more --workers than CPUs (up to 256)."),
-    ] = False,
+    seed: SeedOption = "1",
+    workers: WorkersOption = "1",
+    force_workers: ForceWorkersOption = False,
     exact: Annotated[
         bool,
         typer.Option(
@@ -691,17 +696,9 @@ def report_command(
             help="Simulated trials per design × scenario, 1 to 100,000,000.",
         ),
     ] = "10000",
-    seed: Annotated[
-        str,
-        typer.Option(metavar="INTEGER", help="Seed of the simulated patients, 0 <= seed < 2^128."),
-    ] = "1",
-    workers: Annotated[
-        str, typer.Option(metavar="INTEGER", help="Worker processes, at most the CPU count.")
-    ] = "1",
-    force_workers: Annotated[
-        bool,
-        typer.Option("--force-workers", help="Allow more --workers than CPUs (up to 256)."),
-    ] = False,
+    seed: SeedOption = "1",
+    workers: WorkersOption = "1",
+    force_workers: ForceWorkersOption = False,
     exact: Annotated[
         bool,
         typer.Option("--exact", help="Add exact values where the design decides on counts alone."),
@@ -802,17 +799,9 @@ def calibrate(
             help="Trials per candidate × scenario, 1 to 100,000,000.",
         ),
     ] = "2000",
-    seed: Annotated[
-        str,
-        typer.Option(metavar="INTEGER", help="Seed of the simulated patients, 0 <= seed < 2^128."),
-    ] = "1",
-    workers: Annotated[
-        str, typer.Option(metavar="INTEGER", help="Worker processes, at most the CPU count.")
-    ] = "1",
-    force_workers: Annotated[
-        bool,
-        typer.Option("--force-workers", help="Allow more --workers than CPUs (up to 256)."),
-    ] = False,
+    seed: SeedOption = "1",
+    workers: WorkersOption = "1",
+    force_workers: ForceWorkersOption = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the calibration as JSON.")
     ] = None,
@@ -891,13 +880,8 @@ def sweep(
         str | None,
         typer.Option(metavar="INTEGER", help="Seed (default: the grid file's seed, else 1)."),
     ] = None,
-    workers: Annotated[
-        str, typer.Option(metavar="INTEGER", help="Worker processes, at most the CPU count.")
-    ] = "1",
-    force_workers: Annotated[
-        bool,
-        typer.Option("--force-workers", help="Allow more --workers than CPUs (up to 256)."),
-    ] = False,
+    workers: WorkersOption = "1",
+    force_workers: ForceWorkersOption = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the table as JSON.")
     ] = None,
