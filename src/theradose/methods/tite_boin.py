@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from theradose.methods.boin import SPEC as BOIN_SPEC
 from theradose.methods.boin import Boin, build_boin, parse_boin, prob_above_target
 from theradose.methods.spec import DesignFields, MethodSpec, extended
 from theradose.state import StopReason, TrialState
@@ -238,16 +239,7 @@ SPEC = MethodSpec(
     key="tite-boin",
     method_class=TiteBoin,
     section="boin",
-    keys=(
-        "p_saf",
-        "p_tox",
-        "elimination_cutoff",
-        "extra_safe",
-        "extra_safe_offset",
-        "max_at_dose",
-        "max_pending_fraction",
-        "min_complete",
-    ),
+    keys=(*BOIN_SPEC.keys, "max_pending_fraction", "min_complete"),
     parse=parse_tite_boin,
     build=build_tite_boin,
 )

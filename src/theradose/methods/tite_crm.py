@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from theradose.methods.crm import SPEC as CRM_SPEC
 from theradose.methods.crm import Crm, build_crm, parse_crm
 from theradose.methods.spec import DesignFields, MethodSpec, extended
 from theradose.posterior import log_integrand
@@ -215,15 +216,9 @@ SPEC = MethodSpec(
     method_class=TiteCrm,
     key="tite-crm",
     section="crm",
+    # the CRM's keys but coherence (the last patient's outcome is not known yet)
     keys=(
-        "model",
-        "skeleton",
-        "prior_var",
-        "intercept",
-        "estimate",
-        "no_skip",
-        "start_up",
-        "start_up_cohort_size",
+        *(key for key in CRM_SPEC.keys if key != "coherent"),
         "start_up_wait_months",
         "weights",
     ),
