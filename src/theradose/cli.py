@@ -361,9 +361,12 @@ def simulate(
     dask_local: DaskLocalOption = None,
 ) -> None:
     """Simulate designs under scenarios on the same patients; print operating characteristics."""
+    from theradose.run_dir import run_dir_problems
     from theradose.study import run_study
 
     cluster, problems = _cluster(scheduler, dask_local, workers)
+    if run_dir is not None:  # with every other problem of the command line, before any work
+        problems = [*problems, *run_dir_problems(run_dir)]
     designs, trials, seed, workers = _check_simulate(
         designs, scenarios, trials, seed, workers, force_workers,
         {"--json": json_path, "--csv": csv_path, "--plot": plot_path, "--trials-csv": trials_csv},

@@ -949,7 +949,9 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
     else:
         lines.append(Text(f"Next cohort: {level_text(design, rec.next_level)}.", style="bold"))
     on = " on complete data (pending patients left out)" if rec.mtd_on_complete_data else ""
-    lines.append(Text(f"Current MTD estimate{on}: {level_text(design, rec.mtd)}."))
+    # A design that weighs efficacy selects the optimal biological dose, not the MTD.
+    target = "OBD" if design.method.uses_efficacy else "MTD"
+    lines.append(Text(f"Current {target} estimate{on}: {level_text(design, rec.mtd)}."))
     lines += [Text(f"{line}.") for line in _basis_lines(rec)]
     from theradose.limits import MAX_DEVIATIONS_SHOWN
 
