@@ -903,7 +903,6 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
     """The decision in words (or why accrual is suspended), warnings, the current MTD estimate,
     and the data and estimates per level."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     from theradose.outcomes import format_outcomes
@@ -974,29 +973,35 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
     for rule_state in rec.rule_states:
         lines.append(Text(f"Rule: {rule_state}.", style="dim"))
 
-    table = Table(title_justify="left")
-    table.add_column("level", justify="right")
+    from theradose.tables import Column, TableRecord, render_rich
+
+    labels = {**ESTIMATE_LABELS, **design.method.estimate_labels}
+    columns = [Column("level")]
     if design.doses is not None:
-        table.add_column("activity", justify="right")
-    table.add_column("patients", justify="right")
-    table.add_column("DLTs", justify="right")
+        columns.append(Column("activity"))
+    columns += [Column("patients"), Column("DLTs")]
     if pending_at is not None:
-        table.add_column("pending", justify="right")
-    labels = {**ESTIMATE_LABELS, **getattr(design.method, "estimate_labels", {})}
-    for name in rec.level_summary:
-        table.add_column(labels.get(name, name), justify="right")
+        columns.append(Column("pending"))
+    columns += [Column(labels.get(name, name)) for name in rec.level_summary]
+    rows = []
     for level in range(design.n_levels):
-        mark = ""
-        if rec.next_level == level:
-            mark = " ← next"
-        cells = [f"{level + 1}{mark}"]
+        cells = [f"{level + 1}" + (" ← next" if rec.next_level == level else "")]
         if design.doses is not None:
             cells.append(activity_text(design, level))
         cells += [str(rec.n[level]), str(rec.y[level])]
         if pending_at is not None:
             cells.append(str(pending_at[level]))
         cells += [_estimate_text(values[level]) for values in rec.level_summary.values()]
-        table.add_row(*cells)
+        rows.append(tuple(cells))
+    # split to the terminal's width, the level and its activity repeated in every part
+    table = render_rich(
+        TableRecord(
+            title="Per level",
+            columns=tuple(columns),
+            rows=tuple(rows),
+            key_columns=2 if design.doses is not None else 1,
+        )
+    )
     footer = Text(
         f"theradose {result.version}" + (f" ({design.path})" if design.path else ""), style="dim"
     )
