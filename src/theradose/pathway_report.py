@@ -3,7 +3,6 @@ picture (Graphviz DOT, rendered to SVG or PNG when Graphviz's ``dot`` is install
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from typing import Any
 from theradose import __version__
 from theradose.design import Design
 from theradose.pathways import PathNode
+from theradose.report import level_text, to_csv, to_json
 
 PATH_FORMATS = ("rich", "markdown", "csv", "json", "dot")
 PATH_COLUMNS = {
@@ -25,19 +25,10 @@ PATH_COLUMNS = {
 RENDERED_SUFFIXES = (".svg", ".png")
 
 
-def level_name(design: Design, level: int | None) -> str:
-    if level is None:
-        return "none"
-    if design.doses is None:
-        return f"level {level + 1}"
-    unit = f" {design.dose_unit}" if design.dose_unit else ""
-    return f"level {level + 1} ({design.doses[level]:g}{unit})"
-
-
 def decision_text(design: Design, node: PathNode) -> str:
     if node.goes_on:
-        return f"treat at {level_name(design, node.next_level)}"
-    mtd = f", MTD {level_name(design, node.mtd)}" if node.mtd is not None else ", no MTD"
+        return f"treat at {level_text(design, node.next_level)}"
+    mtd = f", MTD {level_text(design, node.mtd)}" if node.mtd is not None else ", no MTD"
     return f"stop ({node.stop_reason.label}){mtd}"
 
 
@@ -116,15 +107,7 @@ def render_markdown(design: Design, nodes: Sequence[PathNode], n_cohorts: int) -
 
 
 def render_csv(design: Design, nodes: Sequence[PathNode]) -> str:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(PATH_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for row in path_rows(design, nodes):
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buffer.getvalue()
+    return to_csv(path_rows(design, nodes), list(PATH_COLUMNS))
 
 
 def render_json(design: Design, nodes: Sequence[PathNode], n_cohorts: int) -> str:
@@ -140,7 +123,7 @@ def render_json(design: Design, nodes: Sequence[PathNode], n_cohorts: int) -> st
             for row, node in zip(path_rows(design, nodes), nodes, strict=True)
         ],
     }
-    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+    return to_json(document)
 
 
 def render_dot(design: Design, nodes: Sequence[PathNode], n_cohorts: int) -> str:
