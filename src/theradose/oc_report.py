@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from theradose.report import level_text
 from theradose.results import POOR_ALLOCATION_N
 from theradose.state import NO_LEVEL, StopReason
 from theradose.tables import Column, TableRecord, render_markdown
@@ -193,15 +194,12 @@ def pm(value: float | None, se: float | None, digits: int) -> str:
 
 
 def level_label(design: Design | None, level: int) -> str:
-    """'3 (5.55 GBq)' for a 0-based level ('3' without a design or its activities)."""
-    if design is None or design.doses is None:
-        return f"{level + 1}"
-    unit = f" {design.dose_unit}" if design.dose_unit else ""
-    return f"{level + 1} ({design.doses[level]:g}{unit})"
+    """'3 (5.55 GBq)' for a 0-based level ('3' without a design)."""
+    return f"{level + 1}" if design is None else design.level_label(level)
 
 
 def _level_name(design: Design, level: int) -> str:
-    return "none" if level == NO_LEVEL else f"level {level_label(design, level)}"
+    return level_text(design, None if level == NO_LEVEL else level)
 
 
 def _shared(values: Sequence[Any]) -> Any:
