@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,27 @@ def true_probabilities(n_levels: int):
     return st.lists(_PROBABILITY, min_size=n_levels, max_size=n_levels).map(
         lambda p: tuple(sorted(p))
     )
+
+
+DESIGNS = Path(__file__).resolve().parents[1] / "designs"
+
+
+def example_path(key: str) -> Path:
+    """The first example design file in designs/ of method ``key`` without organ-dose limits."""
+    for path in sorted(DESIGNS.glob("*.toml")):
+        data = tomllib.loads(path.read_text())
+        if data.get("method") == key and "dosimetry" not in data:
+            return path
+    raise AssertionError(f"no example design in designs/ for method {key!r}")
+
+
+def example_source(key: str) -> dict:
+    """:func:`example_path`'s file as the dict it parses to (fresh each call, to edit)."""
+    return tomllib.loads(example_path(key).read_text())
+
+
+def example_design(key: str) -> Design:
+    return design_from_dict(example_source(key), example_path(key))
 
 
 def _built(source: dict, name: str) -> Design:

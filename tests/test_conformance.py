@@ -22,14 +22,13 @@ The checks themselves are shown to fail when the pipeline breaks an invariant.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from factories import assert_simulation_matches_exact, true_probabilities
+from factories import assert_simulation_matches_exact, example_source, true_probabilities
 from theradose import engine, pipeline
 from theradose.config import design_from_dict
 from theradose.exact import is_count_based
@@ -53,17 +52,8 @@ TIMING = {"accrual_per_month": 2.0, "dlt_window_months": 1.0}
 COMBINATIONS = ("plain", "organ_limits", "timing")
 
 
-def _example_source(key: str) -> dict:
-    """The first example design file of method ``key`` (without dosimetry or timing)."""
-    for path in sorted(DESIGNS.glob("*.toml")):
-        data = tomllib.loads(path.read_text())
-        if data.get("method") == key and "dosimetry" not in data:
-            return data
-    raise AssertionError(f"no example design in designs/ for method {key!r}")
-
-
 def conformance_design(key: str, combination: str, max_patients: int = 18):
-    source = {**_example_source(key), "max_patients": max_patients, "name": f"{key} {combination}"}
+    source = {**example_source(key), "max_patients": max_patients, "name": f"{key} {combination}"}
     if not METHODS[key].tite:
         source.pop("timing", None)
     if combination == "organ_limits":

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from factories import reference
+from factories import example_design, reference
 from theradose.cli import app
 from theradose.config import design_from_dict
 from theradose.methods import METHODS
@@ -53,19 +53,11 @@ def test_pathways_match_escalation(entry):
         assert (None if level is None else level + 1) == ref["next_dose"], ref["path"]
 
 
-def _example(key):
-    for path in sorted(DESIGNS.glob("*.toml")):
-        data = tomllib.loads(path.read_text())
-        if data.get("method") == key:
-            return design_from_dict(data, path)
-    raise AssertionError(key)
-
-
 @pytest.mark.parametrize("key", list(METHODS))
 def test_every_node_is_the_interim_answer(key):
     """Each node's decision and MTD estimate equal ``recommend`` on that node's outcome string:
     pathways, interim answers and simulation run one pipeline."""
-    design = _example(key)
+    design = example_design(key)
     efficacy = design.method.uses_efficacy  # outcome letters N, T, E, B (BOIN12)
     nodes = dose_paths(design, parse_outcomes("1NNN"[: 1 + design.cohort_size], None, efficacy), 2)
     assert len(nodes) <= n_path_nodes(design.cohort_size, 2, efficacy)
@@ -77,7 +69,7 @@ def test_every_node_is_the_interim_answer(key):
 
 
 def test_a_stopped_node_has_no_children_and_every_outcome_is_there():
-    design = _example("3+3")
+    design = example_design("3+3")
     nodes = dose_paths(design, [], 3)
     children = {}
     for index, node in enumerate(nodes):
@@ -118,7 +110,7 @@ def test_organ_limits_are_learnt_from_the_dosimetry_so_far():
 
 def test_a_tree_too_large_is_refused_before_any_work():
     with pytest.raises(PathwaysTooLarge, match="pathway nodes"):
-        dose_paths(_example("boin"), [], 10)
+        dose_paths(example_design("boin"), [], 10)
 
 
 def test_cli_formats(tmp_path):

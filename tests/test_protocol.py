@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from factories import example_design
 from theradose.cli import app
 from theradose.config import design_from_dict, load_design
 from theradose.methods import METHODS
@@ -18,16 +19,9 @@ from theradose.protocol import PROTOCOL_FORMATS, protocol_sections, render_proto
 DESIGNS = Path(__file__).resolve().parents[1] / "designs"
 
 
-def _example(key):
-    for path in sorted(DESIGNS.glob("*.toml")):
-        if tomllib.loads(path.read_text()).get("method") == key:
-            return load_design(path)
-    raise AssertionError(key)
-
-
 @pytest.mark.parametrize("key", list(METHODS))
 def test_every_method_describes_itself_with_its_references(key):
-    design = _example(key)
+    design = example_design(key)
     headings = [heading for heading, _ in protocol_sections(design)]
     assert headings[:2] == ["Design", "Dose-finding rule"]
     rule = dict(protocol_sections(design))["Dose-finding rule"]
@@ -40,7 +34,7 @@ def test_every_method_describes_itself_with_its_references(key):
 
 
 def test_boin_paragraph_carries_its_boundaries_and_no_rule_that_cannot_fire():
-    design = _example("boin")
+    design = example_design("boin")
     lambda_e, lambda_d = design.method.lambdas
     text = render_protocol(design, "text")
     assert f"λe = {lambda_e:.4f}" in text and f"λd = {lambda_d:.4f}" in text
