@@ -2,15 +2,20 @@
 runs, progress as the cluster finishes chunks, run directories written by the client and
 continued, and one-line errors when dask is missing or the scheduler cannot be reached.
 
-One LocalCluster of 2 processes (one thread each) serves the module; chunks are made small
-(``CHUNK_TRIALS`` patched in this process, where the chunks are cut) so that every run has
-several tasks. Skipped when ``dask[distributed]`` is not installed (CI installs the dev extra).
+One LocalCluster of 2 processes (one thread each), in a process of its own, serves the module;
+chunks are made small (``CHUNK_TRIALS`` patched in the process where the chunks are cut) so that
+every run has several tasks. Skipped when ``dask[distributed]`` is not installed (CI installs
+the dev extra).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,21 +40,47 @@ needs_dask = pytest.mark.skipif(
 )
 
 
+CLUSTER_PROCESS = """
+import logging, sys
+from distributed import LocalCluster
+with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                  dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as local:
+    print(local.scheduler_address, flush=True)
+    sys.stdin.read()  # until the test module closes our stdin
+"""
+
+
+SMALL_CHUNKS_CLI = """
+import sys
+from theradose import simulation
+from theradose.cli import app
+simulation.CHUNK_TRIALS = 300
+app(sys.argv[1:], prog_name="theradose")
+"""
+
+
 @pytest.fixture(scope="module")
 def scheduler():
-    """The address of a LocalCluster of 2 worker processes, one thread each."""
-    import logging
-
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-    ) as local:
-        yield local.scheduler_address
+    """The address of a LocalCluster of 2 worker processes, one thread each, run by a process of
+    its own: none of its threads, processes or exit handlers are left in the test process."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER_PROCESS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its workers in its group: killed with it if it hangs
+    )
+    try:
+        address = process.stdout.readline().strip()
+        assert address.startswith("tcp://"), "the cluster process did not start"
+        yield address
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @pytest.fixture
@@ -137,8 +168,21 @@ def test_calibrate_on_a_local_cluster_gives_the_local_json(tmp_path, small_chunk
     common = ("calibrate", CRM, "-s", two_scenarios, "--halfwidth", "0.04,0.08", "-n", "700")
     local = invoke(*common, "--json", tmp_path / "local.json")
     assert local.exit_code == 0, local.output
-    on_cluster = invoke(*common, "--dask-local", "2", "--json", tmp_path / "cluster.json")
-    assert on_cluster.exit_code == 0, on_cluster.output
+    # --dask-local starts its cluster in the running process: run it as a process of its own.
+    args = [*common, "--dask-local", "2", "--json", tmp_path / "cluster.json"]
+    on_cluster = subprocess.Popen(
+        [sys.executable, "-c", SMALL_CHUNKS_CLI, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = on_cluster.communicate(timeout=300)
+    finally:
+        if on_cluster.poll() is None:
+            os.killpg(on_cluster.pid, signal.SIGKILL)
+    assert on_cluster.returncode == 0, output
     assert (tmp_path / "cluster.json").read_bytes() == (tmp_path / "local.json").read_bytes()
     assert len(json.loads((tmp_path / "local.json").read_text())["candidates"]) == 2
 

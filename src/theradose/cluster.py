@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -122,18 +123,22 @@ def connect(cluster: DaskCluster) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if cluster.local_workers is not None:
-        local = LocalCluster(
-            n_workers=cluster.local_workers,
-            threads_per_worker=1,
-            processes=True,
-            # Any free port: the scheduler's HTTP server starts even without a dashboard, and
-            # the default port (8787) warns when another cluster holds it.
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
-            preload=[__name__],  # dask_setup below, in each worker
-        )
-        with local, Client(local) as client:
-            yield client
+        before = set(multiprocessing.active_children())
+        try:
+            local = LocalCluster(
+                n_workers=cluster.local_workers,
+                threads_per_worker=1,
+                processes=True,
+                # Any free port: the scheduler's HTTP server starts even without a dashboard, and
+                # the default port (8787) warns when another cluster holds it.
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,
+                preload=[__name__],  # dask_setup below, in each worker
+            )
+            with local, Client(local) as client:
+                yield client
+        finally:
+            _end_leftover_workers(before)
         return
     try:
         client = Client(cluster.address, timeout=CONNECT_TIMEOUT_S)
@@ -142,6 +147,16 @@ def connect(cluster: DaskCluster) -> Iterator[Any]:
         raise ClusterError(f"{cluster.flag}: cannot reach the scheduler: {reason}") from None
     with client:
         yield client
+
+
+def _end_leftover_workers(before: set) -> None:
+    """Kill the worker processes a local cluster left alive after closing (its nannies stop
+    waiting for them after a timeout); Python's exit would otherwise wait for each of them
+    without one (``multiprocessing`` joins its children at exit). ``before``: the children
+    that were there before the cluster started, left alone."""
+    for process in set(multiprocessing.active_children()) - before:
+        process.kill()
+        process.join(timeout=5)
 
 
 def dask_setup(worker: Any) -> None:
