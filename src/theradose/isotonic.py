@@ -3,7 +3,9 @@
 The pool-adjacent-violators result equals the min–max formula
 ``fit[i] = max_{j <= i} min_{k >= i} mean_w(x[j..k])`` (Robertson, Wright & Dykstra 1988,
 *Order Restricted Statistical Inference*, Thm 1.4.4). Dose-finding sequences are short (a few
-levels), so evaluating every (j, k) block for all trials at once beats a per-trial PAVA loop.
+levels), so every trial's (j, k) blocks are evaluated at once, level by level over whole
+columns of trials: a per-trial PAVA loop, or reductions along the short level axis, are many
+times slower.
 """
 
 from __future__ import annotations
@@ -24,33 +26,30 @@ def isotonic_increasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     array [..., level]
         The non-decreasing fit minimising ``sum(w * (fit - x)**2)`` over the positive-weight points.
     """
-    values = np.asarray(values, dtype=float)
-    weights = np.asarray(weights, dtype=float)
-    if values.ndim == 2 and values.shape[0] > _FEW_ROWS:
-        # Trials end in far fewer distinct states than there are trials: fit each once.
-        rows = np.ascontiguousarray(np.concatenate([values, weights], axis=1))
-        key = rows.view(np.dtype((np.void, rows.itemsize * rows.shape[1]))).ravel()
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        return _fit(values[first], weights[first])[inverse.ravel()]
-    return _fit(values, weights)
-
-
-_FEW_ROWS = 64
-
-
-def _fit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    n_levels = values.shape[-1]
-    w = np.maximum(weights, 0.0)
-    zero = np.zeros(values.shape[:-1] + (1,))
-    cum_wx = np.concatenate([zero, np.cumsum(w * np.where(w > 0, values, 0.0), -1)], -1)
-    cum_w = np.concatenate([zero, np.cumsum(w, -1)], -1)
-    # block[..., j, k] = weighted mean of x[j..k]; +inf where empty or j > k (ignored by the min)
-    block_w = cum_w[..., None, 1:] - cum_w[..., :-1, None]
-    block_wx = cum_wx[..., None, 1:] - cum_wx[..., :-1, None]
-    upper = np.triu(np.ones((n_levels, n_levels), dtype=bool))
+    values = np.moveaxis(np.asarray(values, dtype=float), -1, 0)
+    w = np.maximum(np.moveaxis(np.asarray(weights, dtype=float), -1, 0), 0.0)
+    n_levels = values.shape[0]
+    wx = w * np.where(w > 0, values, 0.0)
+    # Block sums as differences of running sums: block (j, k) = cum[k + 1] - cum[j].
+    cum_w, cum_wx = [np.zeros(values.shape[1:])], [np.zeros(values.shape[1:])]
+    for k in range(n_levels):
+        cum_w.append(cum_w[-1] + w[k])
+        cum_wx.append(cum_wx[-1] + wx[k])
+    # lowest[j][i - j] = min over k >= i of the mean of block j..k (+inf for weightless blocks)
+    lowest = []
     with np.errstate(invalid="ignore", divide="ignore"):
-        block = np.where(upper & (block_w > 0), block_wx / block_w, np.inf)
+        for j in range(n_levels):
+            means = []
+            for k in range(j, n_levels):
+                block_w = cum_w[k + 1] - cum_w[j]
+                means.append(np.where(block_w > 0, (cum_wx[k + 1] - cum_wx[j]) / block_w, np.inf))
+            for k in range(len(means) - 2, -1, -1):
+                np.minimum(means[k], means[k + 1], out=means[k])
+            lowest.append(means)
     fit = np.empty(values.shape)
     for i in range(n_levels):
-        fit[..., i] = block[..., : i + 1, i:].min(axis=-1).max(axis=-1)
-    return np.where(w > 0, fit, np.nan)
+        best = lowest[0][i]
+        for j in range(1, i + 1):
+            best = np.maximum(best, lowest[j][i - j])
+        fit[i] = best
+    return np.moveaxis(np.where(w > 0, fit, np.nan), 0, -1)

@@ -45,7 +45,9 @@ def benchmark_selection(tolerance: np.ndarray, dlt_prob: np.ndarray, target: flo
     the target, the highest of them, not the lowest.
     """
     p = np.asarray(dlt_prob, dtype=float)
-    rate = (tolerance[:, :, None] < p[None, None, :]).mean(axis=1)
+    rate = np.empty((tolerance.shape[0], p.size))
+    for level, prob in enumerate(p):  # level by level: no [trial, patient, level] array
+        rate[:, level] = np.count_nonzero(tolerance < prob, axis=1) / tolerance.shape[1]
     distance = np.abs(rate - target)
     tied = distance <= distance.min(axis=1, keepdims=True) + 1e-12
     return np.where(tied, np.abs(p - target)[None, :], np.inf).argmin(axis=1)
