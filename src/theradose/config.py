@@ -173,10 +173,10 @@ def _build_record(table: TomlTable, factory, values: dict[str, Any]):
 
 def _read_dosimetry(top: TomlTable, fields: DesignFields) -> Any:
     """The ``[dosimetry]`` section: cycles, measurement error, capping and organ limits."""
-    from theradose.dosimetry import Dosimetry, OrganModel
-
     if "dosimetry" not in top.data:
         return None
+    from theradose.dosimetry import Dosimetry, OrganModel
+
     table = top.section("dosimetry")
     table.check_keys(DOSIMETRY_KEYS)
     organs_data = table.data.get("organ", [])
@@ -325,7 +325,7 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
         )
         report.raise_if_any()
     top = TomlTable(report, data)
-    top.check_keys(DESIGN_KEYS + tuple(dict.fromkeys(spec.section for spec in METHODS.values())))
+    top.check_keys(DESIGN_KEYS + tuple(dict.fromkeys(METHODS.section(k) for k in METHODS)))
 
     fields = DesignFields()
     fields.name = top.string("name", default=Path(path).stem)
@@ -342,10 +342,10 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
     select_tried_only = top.boolean("select_tried_only")
     _read_sample_size(top, fields, spec)
 
-    sections = dict.fromkeys(other.section for other in METHODS.values())
+    sections = dict.fromkeys(METHODS.section(k) for k in METHODS)
     for section in sections:
         if spec is not None and section in data and section != spec.section:
-            owners = " or ".join(show_value(k) for k, o in METHODS.items() if o.section == section)
+            owners = " or ".join(show_value(k) for k in METHODS if METHODS.section(k) == section)
             top.error(
                 f"section [{section}] is only for method = {owners} "
                 f"(this design has method = {show_value(spec.key)})"
@@ -414,11 +414,11 @@ SCENARIO_KEYS: tuple[str, ...] = (
 
 def _read_organ_truth(table: TomlTable) -> Any:
     """``[scenario.organ.<name>]`` and ``[scenario.toxicity]`` → DosimetryTruth (or None)."""
-    from theradose.dosimetry import DosimetryTruth, OrganNtcp, OrganTruth, Toxicity
-
     data = table.data
     if "organ" not in data and "toxicity" not in data:
         return None
+    from theradose.dosimetry import DosimetryTruth, OrganNtcp, OrganTruth, Toxicity
+
     organs = []
     section = table.section("organ")
     for name in section.data:

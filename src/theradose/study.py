@@ -15,14 +15,16 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from theradose import __version__
 from theradose.design import Design
-from theradose.patients import PatientRecords
-from theradose.recommendation import Recommendation
-from theradose.results import OperatingCharacteristics, Simulations
 from theradose.scenario import Scenario
+
+if TYPE_CHECKING:  # imported where used, so that `validate` does not load the engine
+    from theradose.patients import PatientRecords
+    from theradose.recommendation import Recommendation
+    from theradose.results import OperatingCharacteristics, Simulations
 
 PathLike = str | Path
 
@@ -161,6 +163,7 @@ def run_study(
         Before the run, when ``run_dir`` was made by another run, is in use, or cannot be used.
     """
     from theradose.limits import SEED_BOUND
+    from theradose.results import OperatingCharacteristics
     from theradose.sense import study_warnings
     from theradose.simulation import simulate
 
@@ -403,7 +406,7 @@ def run_patient_recommendation(
     theradose.patients.PatientFileError
         For a patient file that cannot be read, with every problem, one line each.
     """
-    from theradose.patients import read_patients
+    from theradose.patients import PatientRecords, read_patients
     from theradose.recommendation import patient_cohorts, recommend_from_patients
     from theradose.timing import DAYS_PER_MONTH
 

@@ -1,9 +1,9 @@
 """How a method is read from a design file and built: its :class:`MethodSpec`.
 
-Each method module declares one ``SPEC``; :mod:`theradose.methods` collects them into the
-registry that :mod:`theradose.config`, calibration and the tests all build designs through. The
-spec is the only place where a method, its constraints and its stopping rules are wired
-together from the file's options.
+Each method module declares one ``SPEC``; :mod:`theradose.methods` names the modules in the
+registry (each imported on its method's first use) that :mod:`theradose.config`, calibration
+and the tests all build designs through. The spec is the only place where a method, its
+constraints and its stopping rules are wired together from the file's options.
 """
 
 from __future__ import annotations
