@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from reference_sim import pava
 
+from reference_sim import pava
 from theradose.isotonic import isotonic_increasing
 
 point = st.tuples(

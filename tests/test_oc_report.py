@@ -313,6 +313,12 @@ def test_every_figure_is_defined_once_in_the_readme_and_the_json(recorded):
         assert key in data["definitions"]
         assert key in data["results"][0]
     assert json.loads(json.dumps(data)) == data
+    # figures of designs that backfill or have a randomised stage (not in this study)
+    from theradose.optimisation import OPTIMISATION_DEFINITIONS
+
+    for key in [*OPTIMISATION_DEFINITIONS, "backfill_patients_mean", "backfill_total_mean"]:
+        assert f"`{key}`" in section, key
+    assert {"backfill_patients_mean", "backfill_total_mean"} <= set(oc_report.definitions())
 
 
 def test_crm_estimate_is_labelled_by_how_it_is_computed():

@@ -27,11 +27,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from theradose.backfill import Backfill, closes_table
 from theradose.constraints import OrganDoseLimits
 from theradose.design import Design
 from theradose.limits import MAX_COHORT_SIZE, MAX_LEVELS, MAX_PATIENTS
 from theradose.methods import METHODS
 from theradose.methods.spec import DesignFields, MethodSpec
+from theradose.optimisation import read_optimisation
 from theradose.scenario import Scenario
 from theradose.stopping import MaxAtDose, SafetyStop
 from theradose.timing import ACCRUALS, DEFAULT_ONSET_SHAPE, ONSETS, Onset, Timing
@@ -109,6 +111,8 @@ DESIGN_KEYS: tuple[str, ...] = (
     "timing",
     "dosimetry",
     "select_tried_only",
+    "backfill",
+    "optimisation",
 )
 DOSIMETRY_KEYS = ("cycles", "measurement_cv", "patient_cap", "cap_rule", "correlation", "organ")
 ORGAN_KEYS = (
@@ -221,6 +225,33 @@ def _read_timing(top: TomlTable, fields: DesignFields, spec: MethodSpec | None) 
     )
     if None not in (rate, window, accrual):
         fields.timing = Timing(rate, window, accrual)
+
+
+BACKFILL_KEYS = ("enabled", "max_per_level")
+
+
+def _read_backfill(top: TomlTable) -> int | None:
+    """The ``[backfill]`` section (Zhao et al. 2024, BF-BOIN): ``max_per_level`` when
+    backfilling is enabled, else None (absent, ``enabled = false`` or invalid)."""
+    if "backfill" not in top.data:
+        return None
+    table = top.section("backfill")
+    table.check_keys(BACKFILL_KEYS)
+    enabled = table.boolean("enabled", default=False)
+    max_per_level = table.integer(
+        "max_per_level",
+        1,
+        required="backfill patients per level, an integer >= 1" if enabled else "",
+        maximum=MAX_PATIENTS,
+        why="the most patients a design may enrol",
+    )
+    if enabled and "timing" not in top.data:
+        top.error(
+            "[backfill] enabled = true needs a [timing] section (accrual_per_month, "
+            "dlt_window_months): patients are backfilled while a cohort's DLT window is open"
+        )
+        return None
+    return max_per_level if enabled else None
 
 
 def _read_levels(top: TomlTable, fields: DesignFields) -> None:
@@ -358,12 +389,18 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
     stopping_options = _parse_stopping(top, spec)
     _read_timing(top, fields, spec)
     dosimetry = _read_dosimetry(top, fields)
+    backfill_per_level = _read_backfill(top)
+    optimisation = read_optimisation(top, fields, spec)
 
     report.raise_if_any()
     method, constraints, stopping = spec.build(fields, options)
     if dosimetry is not None and dosimetry.organs:
         constraints = constraints + (OrganDoseLimits(dosimetry, fields.doses),)
     stopping = stopping + _stopping_rules(method, stopping_options)
+    backfill = None
+    if backfill_per_level is not None:
+        n_max = fields.max_patients + backfill_per_level * max(fields.n_levels - 1, 0)
+        backfill = Backfill(backfill_per_level, closes_table(method, fields.target, n_max))
     return Design(
         name=fields.name,
         method=method,
@@ -379,6 +416,8 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
         timing=fields.timing,
         dosimetry=dosimetry,
         select_tried_only=select_tried_only,
+        backfill=backfill,
+        optimisation=optimisation,
         source=dict(data),
         path=path,
     )
@@ -562,7 +601,13 @@ def check_scenarios_fit(
                 f"scenario[{index}] ({show_value(scenario.name)}): DLTs come from organ doses, but "
                 f"design {show_value(design.name)}{where} gives no activity per level ('doses')"
             )
-        if design.method.uses_efficacy and not scenario.efficacy:
+        if design.optimisation is not None and not scenario.efficacy:
+            report.add(
+                f"scenario[{index}] ({show_value(scenario.name)}): design "
+                f"{show_value(design.name)}{where} has [optimisation], whose stage draws "
+                "responses; give eff_prob, the true response probability of each level"
+            )
+        elif design.method.uses_efficacy and not scenario.efficacy:
             report.add(
                 f"scenario[{index}] ({show_value(scenario.name)}): design "
                 f"{show_value(design.name)}{where} (method {design.method.key}) decides on "

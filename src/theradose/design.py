@@ -38,6 +38,8 @@ class Design:
     timing: Any = None  # theradose.timing.Timing: accrual and DLT window, or None (no time)
     dosimetry: Any = None  # theradose.dosimetry.Dosimetry: cycles, organ limits, capping
     select_tried_only: bool | None = None  # None: the method's convention
+    backfill: Any = None  # theradose.backfill.Backfill, or None (no backfilling)
+    optimisation: Any = None  # theradose.optimisation.Optimisation: randomised stage, or None
     source: dict[str, Any] = field(default_factory=dict, compare=False)
     path: str | None = field(default=None, compare=False)
 
@@ -51,6 +53,13 @@ class Design:
         if self.select_tried_only is None:
             return self.method.select_tried_only
         return self.select_tried_only
+
+    @property
+    def n_places(self) -> int:
+        """The most patients a trial can treat: ``max_patients`` and any backfill patients."""
+        if self.backfill is None:
+            return self.max_patients
+        return self.max_patients + self.backfill.capacity(self.n_levels)
 
     def allowed(self, state: TrialState) -> np.ndarray:
         """Levels every constraint and the method itself allow, [trial, level]."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from theradose.backfill import open_levels
 from theradose.design import Design
 from theradose.pipeline import admissible_levels, decide
 from theradose.state import StopReason, TrialState, highest_level
@@ -39,7 +40,7 @@ def _enrol(
     level = state.next_level[rows]
     p_dlt = dlt_prob[level][:, None]
     timing = design.timing
-    first = state.n_enrolled[rows]
+    first = state.places()[rows]
     lockstep = (size == design.cohort_size).all() and (first == first[0]).all()
     dosimetry = design.dosimetry is not None or patients.organs is not None
     if not lockstep or dosimetry or timing is not None:
@@ -138,7 +139,7 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
     if measured is not None:
         # patients join in order, so the statistics are the chunk's running sums at the count
         stats, (sum_log, sum_sq_log) = state.dosimetry_stats, patients.measured_log_sums
-        after = state.n_enrolled[rows] + enrolled.sum(axis=1)
+        after = state.places()[rows] + enrolled.sum(axis=1)
         if rows.size == state.n_trials and (after == after[0]).all():
             at, after = slice(None), int(after[0])  # every trial: no gather
         else:
@@ -245,7 +246,9 @@ def run_trials(
         raise ValueError("response probabilities given without the patients' response draws")
     n_trials = patients.tolerance.shape[0]
     dlt_prob = np.asarray(dlt_prob, dtype=float)
-    state = TrialState.start(n_trials, design.n_levels, design.start_level, design.max_patients)
+    state = TrialState.start(n_trials, design.n_levels, design.start_level, design.n_places)
+    if design.backfill is not None:
+        state.with_backfill()
     if eff_prob is not None:
         eff_prob = np.asarray(eff_prob, dtype=float)
         state.with_efficacy()
@@ -257,16 +260,131 @@ def run_trials(
         _run_tite(design, state, dlt_prob, patients, onset, eff_prob)
     else:
         window = 0.0 if design.timing is None else design.timing.dlt_window_months
+        backfilling = None
+        if design.backfill is not None:
+            backfilling = Backfilling(design, dlt_prob, patients, onset, eff_prob)
         while True:
             rows = np.flatnonzero(state.active)
             if rows.size == 0:
                 break
             size = np.minimum(design.cohort_size, design.max_patients - state.n_enrolled[rows])
             _enrol(design, state, rows, size, dlt_prob, patients, onset, eff_prob=eff_prob)
+            if backfilling is not None:
+                # arrivals while the cohort's window is open; before, the cohort was filling
+                backfilling.arrivals(state, rows, state.time[rows] + window)
             state.time[rows] += window  # the cohort's DLT window completes before the decision
+            if backfilling is not None:
+                see_backfill_outcomes(state, window, rows)
             decide(design, state)
+            _note_allowed(design, state)
+        if design.backfill is not None:
+            see_backfill_outcomes(state, window)  # everyone's follow-up completes
     _finish_dosimetry(design, state, patients)
     return state
+
+
+class Backfilling:
+    """Arrivals while a design holds accrual, treated at a level open for backfilling
+    (:mod:`theradose.backfill`) or turned away. Their accrual gaps come from the patients'
+    backfill stream, so a design without backfilling draws exactly what it drew before."""
+
+    def __init__(self, design, dlt_prob, patients, onset, eff_prob) -> None:
+        self.design, self.dlt_prob, self.patients = design, dlt_prob, patients
+        self.onset, self.eff_prob = onset, eff_prob
+        self.rng = np.random.default_rng(patients.backfill_seed or np.random.SeedSequence(0))
+
+    def arrivals(self, state: TrialState, rows: np.ndarray, until: np.ndarray) -> None:
+        """Patients arriving after ``state.time[rows]`` and before ``until`` [row]: one accrual
+        gap after another, each backfilled at the highest open level or turned away."""
+        timing = self.design.timing
+        clock = state.time[rows].copy()
+        live = np.ones(rows.size, dtype=bool)
+        while True:
+            clock[live] += timing.gaps(self.rng.random(int(live.sum())))
+            live &= clock < until
+            if not live.any():
+                return
+            self.arrive(state, rows[live], clock[live])
+
+    def arrive(self, state: TrialState, rows: np.ndarray, when: np.ndarray) -> None:
+        """One arrival at ``when`` [row] in each trial of ``rows``: backfilled when a level is
+        open and the trial has room, else turned away."""
+        window = self.design.timing.dlt_window_months
+        level = highest_level(open_levels(self.design.backfill, state, rows, when, window))
+        going = (level >= 0) & (state.places()[rows] < state.patient_level.shape[1])
+        if going.any():
+            self._treat(state, rows[going], level[going].astype(np.int32), when[going])
+
+    def _treat(self, state, rows, level, when) -> None:
+        design, patients = self.design, self.patients
+        cols = state.places()[rows][:, None]
+        enrolled = np.ones(cols.shape, dtype=bool)
+        p_dlt = self.dlt_prob[level][:, None]
+        fraction = None
+        if design.dosimetry is not None or patients.organs is not None:
+            p_dlt, fraction = _treat_with_dosimetry(
+                design, state, patients, rows, cols, enrolled, level, p_dlt, self.onset
+            )
+        r, c = rows, cols[:, 0]
+        dlt = patients.tolerance[r, c] < np.reshape(p_dlt, -1)
+        if fraction is None:
+            fraction = self.onset.fraction(patients.onset[r, c])
+        fraction = np.reshape(fraction, -1)
+        window = design.timing.dlt_window_months
+        state.patient_level[r, c] = level
+        state.patient_dlt[r, c] = dlt
+        state.patient_arrival[r, c] = when
+        state.patient_dlt_time[r, c] = np.where(dlt, window * fraction, np.nan)
+        state.patient_while_pending[r, c] = True  # backfilled because others are pending
+        state.patient_backfill[r, c] = True
+        if design.doses is not None:
+            state.patient_activity[r, c] = np.asarray(design.doses)[level]
+        response = None
+        if self.eff_prob is not None:
+            response = patients.response[r, c] < self.eff_prob[level]
+            state.patient_response[r, c] = response
+        state.n_backfill[r, level] += 1
+        if design.method.tite:
+            # a time-to-event design counts a patient when treated and weighs the follow-up
+            _count(state, r, level, dlt, response)
+        else:
+            state.backfill_unseen[r, c] = True
+
+
+def _count(state: TrialState, rows, level, dlt, response) -> None:
+    """Add one patient per row at ``level`` [row] to the counts per level."""
+    np.add.at(state.n, (rows, level), 1)
+    np.add.at(state.y, (rows, level), dlt.astype(state.y.dtype))
+    if state.r is not None and response is not None:
+        np.add.at(state.r, (rows, level), response.astype(state.r.dtype))
+        np.add.at(state.b, (rows, level), (response & dlt).astype(state.b.dtype))
+
+
+def see_backfill_outcomes(state: TrialState, window: float, rows: np.ndarray | None = None):
+    """Add to the counts the backfill patients (of a design that decides on complete data) whose
+    outcome is known at each trial's time — a DLT seen, or the window complete — or, without
+    ``rows``, every one of them (the trials' follow-up completes)."""
+    unseen = state.backfill_unseen
+    if rows is None:
+        known = unseen.copy()
+    else:
+        known = np.zeros_like(unseen)
+        now = state.time[rows, None]
+        arrival = state.patient_arrival[rows]
+        seen_dlt = state.patient_dlt[rows] & (arrival + state.patient_dlt_time[rows] <= now)
+        known[rows] = unseen[rows] & (seen_dlt | (arrival + window <= now))
+    if not known.any():
+        return
+    t, c = np.nonzero(known)
+    response = None if state.patient_response is None else state.patient_response[t, c]
+    _count(state, t, state.patient_level[t, c].astype(np.intp), state.patient_dlt[t, c], response)
+    unseen &= ~known
+
+
+def _note_allowed(design: Design, state: TrialState) -> None:
+    """The levels the design allows at this decision, for backfilling until the next one."""
+    if design.backfill is not None:
+        state.backfill_allowed = design.allowed(state)
 
 
 def _admit_start(design: Design, state: TrialState) -> None:
@@ -289,6 +407,9 @@ def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None) -> None:
     turns_away = design.method.turns_away
     spare_gaps = np.random.default_rng(patients.turned_away_seed or np.random.SeedSequence(0))
     one = np.ones(state.n_trials, dtype=np.int32)
+    backfilling = None
+    if design.backfill is not None:
+        backfilling = Backfilling(design, dlt_prob, patients, onset, eff_prob)
     rows = np.flatnonzero(state.active)
     _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, eff_prob=eff_prob)
     while True:
@@ -316,8 +437,15 @@ def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None) -> None:
                 suspended = suspended_trials(design, state)
             decide(design, state)
         while suspended.any():
-            # Accrual waits until the next pending patient has a DLT or completes the window.
-            state.time[suspended] = next_event(state, window)[suspended]
+            # Accrual waits until the next pending patient has a DLT or completes the window;
+            # with backfilling, the patients arriving meanwhile are backfilled. (Arrivals that a
+            # start-up turns away are not: its wait runs from the last arrival.)
+            until = next_event(state, window)
+            if backfilling is not None:
+                held = np.flatnonzero(suspended)
+                _note_allowed(design, state)
+                backfilling.arrivals(state, held, until[held])
+            state.time[suspended] = until[suspended]
             decide(design, state)
             suspended = suspended_trials(design, state)
         rows = np.flatnonzero(state.active)

@@ -144,6 +144,12 @@ LEVEL_FIGURES = {
     ),
     "patients_mean": ("patients", 2, "patients treated at the level per trial, mean"),
     "dlt_mean": ("DLTs", 2, "DLTs at the level per trial, mean"),
+    "backfill_patients_mean": (
+        "backfill",
+        2,
+        "backfill patients treated at the level per trial, mean (part of patients_mean; designs "
+        "with [backfill])",
+    ),
     "ruled_out_pct": (
         "ruled out %",
         1,
@@ -175,6 +181,8 @@ def definitions() -> dict[str, str]:
             "stop_reason_pct": "% of trials stopping for each reason",
             "overdose_patients_pct": "older key of patients_above_mtd_trial_mean_pct",
             "prior_exceed_prob": PRIOR_EXCEEDANCE_DEFINITION,
+            "backfill_total_mean": "backfill patients per trial, mean (part of n_mean; designs "
+            "with [backfill])",
         }
     )
     return out
@@ -251,6 +259,8 @@ def per_level_table(study: StudyResult, j: int, title: str = "") -> TableRecord:
     else:
         columns += [Column(f"true p\n{d.name}", group="truth") for d in study.designs]
     groups = ["selection_pct", "benchmark_selection_pct", "patients_mean", "dlt_mean"]
+    if any("backfill_patients_mean" in oc.values for _, _, oc, _ in column):
+        groups.append("backfill_patients_mean")
     if any(sim.organs for _, sim, _, _ in column):
         groups.append("ruled_out_pct")
     for key in groups:

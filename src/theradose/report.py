@@ -280,6 +280,7 @@ def study_to_dict(study: StudyResult) -> dict:
         design ``prior_exceed_prob`` (organ → per level, null without organ limits).
     """
     from theradose.oc_report import definitions, prior_exceedance
+    from theradose.optimisation import OPTIMISATION_DEFINITIONS
 
     return json_ready(
         {
@@ -311,7 +312,8 @@ def study_to_dict(study: StudyResult) -> dict:
             "warnings": list(study.warnings),
             # the efficacy keys only where a scenario has efficacy (other results keep theirs)
             "definitions": definitions()
-            | (EFFICACY_DEFINITIONS if any(s.efficacy for s in study.scenarios) else {}),
+            | (EFFICACY_DEFINITIONS if any(s.efficacy for s in study.scenarios) else {})
+            | (OPTIMISATION_DEFINITIONS if any(d.optimisation for d in study.designs) else {}),
         }
     )
 
@@ -354,11 +356,21 @@ CSV_TIMING_COLUMNS = {
 }
 
 
+# Backfilling (designs with [backfill]): per level, then per design × scenario (repeated on its
+# rows like the trial-duration columns).
+CSV_BACKFILL_COLUMNS = ("backfill_mean", "backfill_se", "backfill_total_mean", "backfill_total_se")
+
+
+def _backfills(study: StudyResult) -> bool:
+    return any("backfill_patients_mean" in oc.values for row in study.oc for oc in row)
+
+
 def study_csv_columns(study: StudyResult) -> tuple[str, ...]:
     """The CSV columns: the contract's, the exact ones when any exact value exists, then extras,
     then the trial-duration ones when any design has [timing], then the summary row's
     (:func:`theradose.oc_report.summary_columns`)."""
     from theradose.oc_report import summary_columns
+    from theradose.optimisation_report import optimisation_columns
 
     timed = bool(_timing_figures([oc for row in study.oc for oc in row]))
     columns = (
@@ -366,8 +378,10 @@ def study_csv_columns(study: StudyResult) -> tuple[str, ...]:
         + (CSV_EXACT_COLUMNS if study.has_exact else ())
         + CSV_EXTRA_COLUMNS
         + (tuple(CSV_TIMING_COLUMNS) if timed else ())
+        + (CSV_BACKFILL_COLUMNS if _backfills(study) else ())
     )
-    return columns + tuple(c for c in summary_columns(study) if c not in columns)
+    summary = summary_columns(study) + optimisation_columns(study)
+    return columns + tuple(c for c in summary if c not in columns)
 
 
 def study_csv_rows(study: StudyResult) -> list[dict]:
@@ -382,6 +396,7 @@ def study_csv_rows(study: StudyResult) -> list[dict]:
     trial-duration fields are empty for designs without [timing].
     """
     from theradose.oc_report import summary_fields
+    from theradose.optimisation_report import optimisation_fields
 
     rows = []
     for design, scenario, sim, oc, exact in study.cells():
@@ -396,6 +411,10 @@ def study_csv_rows(study: StudyResult) -> list[dict]:
         }
         for column, (key, is_se) in CSV_TIMING_COLUMNS.items():
             common[column] = (se if is_se else values).get(key)
+        backfill = values.get("backfill_patients_mean")
+        if backfill is not None:
+            common["backfill_total_mean"] = values["backfill_total_mean"]
+            common["backfill_total_se"] = se["backfill_total_mean"]
         for level in range(design.n_levels):
             row = {
                 **common,
@@ -412,6 +431,9 @@ def study_csv_rows(study: StudyResult) -> list[dict]:
                 "true_dlt_prob": sim.dlt_prob[level],
                 "is_true_mtd": sim.true_mtd == level,
             }
+            if backfill is not None:
+                row["backfill_mean"] = backfill[level]
+                row["backfill_se"] = se["backfill_patients_mean"][level]
             if exact is not None:
                 row["exact_selection_pct"] = exact["selection_pct"][level]
                 row["exact_patients_mean"] = exact["patients_mean"][level]
@@ -427,7 +449,8 @@ def study_csv_rows(study: StudyResult) -> list[dict]:
         if exact is not None:
             none_row["exact_selection_pct"] = exact["no_selection_pct"]
         rows.append(none_row)
-        rows.append({**common, "level": "summary", **summary_fields(sim, oc)})
+        summary = {**summary_fields(sim, oc), **optimisation_fields(oc)}
+        rows.append({**common, "level": "summary", **summary})
     return rows
 
 
@@ -464,10 +487,10 @@ def oc_tables(study: StudyResult) -> list[RenderableType]:
     column per design), then each organ-limit design's prior exceedance per level. Each is
     split into several tables when wider than the console (:mod:`theradose.tables`)."""
     from theradose.oc_report import study_tables
+    from theradose.optimisation_report import optimisation_table
     from theradose.tables import render_rich
 
-    efficacy = efficacy_table(study)
-    extra = [] if efficacy is None else [efficacy]
+    extra = [t for t in (efficacy_table(study), optimisation_table(study)) if t is not None]
     return [render_rich(table) for table in [*study_tables(study), *extra]]
 
 
@@ -538,12 +561,14 @@ def efficacy_table(study: StudyResult):
 def study_markdown(study: StudyResult) -> str:
     """Everything :func:`print_study` shows, as Markdown tables (``simulate --format markdown``)."""
     from theradose.oc_report import study_markdown as tables_markdown
+    from theradose.optimisation_report import optimisation_table
     from theradose.tables import render_markdown
 
     footer = [*study_footer(study), *(f"warning: {w}" for w in study.warnings)]
     text = tables_markdown(study, footer)
-    efficacy = efficacy_table(study)
-    return text if efficacy is None else text + "\n" + render_markdown(efficacy)
+    for extra in (efficacy_table(study), optimisation_table(study)):
+        text = text if extra is None else text + "\n" + render_markdown(extra)
+    return text
 
 
 def study_footer(study: StudyResult) -> list[str]:

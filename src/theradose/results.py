@@ -36,6 +36,13 @@ class ChunkResult:
     ruled_out_at: np.ndarray | None = None  # [trial, level] patients when ruled out, -1 never
     r: np.ndarray | None = None  # [trial, level] responses (scenarios with efficacy)
     b: np.ndarray | None = None  # [trial, level] patients with a DLT and a response
+    backfill: np.ndarray | None = None  # [trial, level] backfill patients (designs that backfill)
+    # The randomised optimisation stage (designs with [optimisation]; theradose.optimisation)
+    optimised: np.ndarray | None = None  # [trial] the optimised level, NO_LEVEL for none
+    stage_n: np.ndarray | None = None  # [trial, level] stage patients
+    stage_y: np.ndarray | None = None  # [trial, level] stage DLTs
+    stage_r: np.ndarray | None = None  # [trial, level] stage responses
+    stage_duration: np.ndarray | None = None  # [trial] months of the stage (with [timing])
 
 
 @dataclass
@@ -99,6 +106,12 @@ class Simulations:
     # utilities of (response without DLT, neither, both, DLT without response)
     utility_weights: tuple[float, ...] | None = None
     efficacy: dict = field(default_factory=dict)  # name → summed array (see _add_efficacy)
+    # Backfilling (designs with [backfill]): backfill patients per level and in total, with squares
+    backfill: dict = field(default_factory=dict)
+    # The randomised optimisation stage (designs with [optimisation]): the truly optimal level
+    # (0-based) and the stage's sums (theradose.optimisation.stage_sums)
+    optimal_level: int = NO_LEVEL
+    optimisation: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         levels = len(self.dlt_prob)
@@ -141,6 +154,20 @@ class Simulations:
             self._add_dosimetry(chunk)
         if chunk.r is not None:
             self._add_efficacy(n, y, chunk.r.astype(np.int64), chunk.b.astype(np.int64))
+        if chunk.optimised is not None:
+            from theradose.optimisation import add_sums, stage_sums
+
+            add_sums(self.optimisation, stage_sums(self, chunk))
+        if chunk.backfill is not None:
+            backfill = chunk.backfill.astype(np.int64)
+            total = backfill.sum(1)
+            for name, values in (
+                ("sum", backfill.sum(0)),
+                ("sq", (backfill * backfill).sum(0)),
+                ("total_sum", int(total.sum())),
+                ("total_sq", int((total * total).sum())),
+            ):
+                self.backfill[name] = self.backfill.get(name, 0) + values
         if chunk.duration is not None:
             self.durations.append(chunk.duration.astype(np.float32))
             self.while_pending_sum += float(chunk.while_pending.sum())
@@ -205,6 +232,12 @@ class Simulations:
             self._accumulate(name, values)
         for name, values in other.efficacy.items():
             self.efficacy[name] = self.efficacy[name] + values if name in self.efficacy else values
+        for name, values in other.backfill.items():
+            self.backfill[name] = self.backfill.get(name, 0) + values
+        if other.optimisation:
+            from theradose.optimisation import add_sums
+
+            add_sums(self.optimisation, other.optimisation)
 
     def _add_efficacy(self, n: np.ndarray, y: np.ndarray, r: np.ndarray, b: np.ndarray) -> None:
         """Responses per level, and per trial (over the trials that treated anyone) the fraction
@@ -387,6 +420,11 @@ class OperatingCharacteristics:
         allocation_figures(sim, values, se)
         _dosimetry_figures(sim, values, se)
         efficacy_figures(sim, values, se)
+        backfill_figures(sim, values, se)
+        if sim.optimisation:
+            from theradose.optimisation import optimisation_figures
+
+            optimisation_figures(sim, values, se)
         timing_keys = (
             "duration_months_mean",
             "duration_months_p95",
@@ -565,6 +603,20 @@ def _dosimetry_figures(sim: Simulations, values: dict, se: dict) -> None:
         after = np.where(ruled > 0, d["ruled_out_n"] / np.maximum(ruled, 1), np.nan)
     values["ruled_out_after_n_mean"] = [None if np.isnan(v) else float(v) for v in after]
     se["ruled_out_after_n_mean"] = None
+
+
+def backfill_figures(sim: Simulations, values: dict, se: dict) -> None:
+    """Backfilling figures, only for a design that backfills (Zhao et al. 2024, BF-BOIN): the
+    mean backfill patients per level (``backfill_patients_mean``, part of ``patients_mean``)
+    and per trial (``backfill_total_mean``, part of ``n_mean``)."""
+    b = sim.backfill
+    if not b:
+        return
+    t = sim.n_trials
+    mean, error = _mean_se(b["sum"], b["sq"], t)
+    values["backfill_patients_mean"], se["backfill_patients_mean"] = mean.tolist(), error.tolist()
+    mean, error = _mean_se(b["total_sum"], b["total_sq"], t)
+    values["backfill_total_mean"], se["backfill_total_mean"] = float(mean), float(error)
 
 
 EFFICACY_KEYS = (

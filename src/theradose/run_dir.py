@@ -67,6 +67,7 @@ _IDENTITY = (
     "utility",
     "obd",
     "utility_weights",
+    "optimal_level",
 )
 # What must agree for a directory to continue a run (the rest of the manifest is provenance).
 _SETTINGS = ("format", "version", "chunk_trials", "seed", "n_trials", "engine", "mcmc_options")

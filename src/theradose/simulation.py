@@ -19,6 +19,7 @@ import numpy as np
 
 from theradose.design import Design
 from theradose.engine import run_trials
+from theradose.optimisation import optimisation_truth
 from theradose.pipeline import select_mtd
 from theradose.results import ChunkResult, Simulations
 from theradose.scenario import DesignTruth, Scenario, truth_for
@@ -64,7 +65,7 @@ def run_chunk(
     if not isinstance(patients, VirtualPatients):
         patients = VirtualPatients(patients)
     truth = truth_for(scenario, design) if truth is None else truth
-    patients = patients.head(design.max_patients).with_dosimetry(design, scenario)
+    patients = patients.head(design.n_places).with_dosimetry(design, scenario)
     patients = patients.with_efficacy(scenario)
     state = run_trials(design, truth.dlt_prob, patients, scenario.onset, truth.eff_prob)
     enrolled = state.patient_level >= 0
@@ -90,12 +91,22 @@ def run_chunk(
         )
     if state.efficacy:
         extra.update(r=state.r, b=state.b)
+    if state.n_backfill is not None:
+        extra.update(backfill=state.n_backfill)
+    # the benchmark sees the escalation's sample size, with backfilling or without
+    tolerance = patients.tolerance[:, : design.max_patients]
+    mtd = select_mtd(design, state)
+    if design.optimisation is not None:  # the randomised stage, on its own stream
+        from theradose.optimisation import run_stage
+
+        rho = scenario.tox_eff_correlation
+        extra.update(run_stage(design, truth, state, mtd, patients, rho))
     return ChunkResult(
         n=state.n,
         y=state.y,
-        mtd=select_mtd(design, state),
+        mtd=mtd,
         stop_reason=state.stop_reason,
-        benchmark_mtd=benchmark_selection(patients.tolerance, truth.dlt_prob, design.target),
+        benchmark_mtd=benchmark_selection(tolerance, truth.dlt_prob, design.target),
         **extra,
     )
 
@@ -117,7 +128,7 @@ class _ChunkJob:
     run_dir: RunDir | None = None  # keep the finished chunk there (``simulate --run-dir``)
 
     def __call__(self) -> tuple[list[list[Simulations]], list[list[ChunkResult]] | None]:
-        n_patients = max(d.max_patients for d in self.designs)
+        n_patients = max(d.n_places for d in self.designs)
         timed = any(d.timing is not None for d in self.designs)
         patients = chunk_patients(self.seed, self.chunk, self.n_trials, n_patients, timed)
         out, chunks = [], []
@@ -169,6 +180,7 @@ def empty_simulations(
         organ_limits=limits,
         max_patients=design.max_patients,
         **efficacy_truth(design, truth),
+        **optimisation_truth(design, truth),
     )
 
 

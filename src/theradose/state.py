@@ -118,6 +118,13 @@ class TrialState:
     r: np.ndarray | None = None  # [trial, level] responses observed
     b: np.ndarray | None = None  # [trial, level] patients with a DLT and a response
     patient_response: np.ndarray | None = None  # [trial, patient] bool
+    # Backfilling (designs with [backfill]; None otherwise): backfill patients take places in the
+    # per-patient arrays in order of arrival, but not in n_enrolled (the escalation's patients).
+    n_backfill: np.ndarray | None = None  # [trial, level] backfill patients treated
+    patient_backfill: np.ndarray | None = None  # [trial, patient] bool
+    backfill_unseen: np.ndarray | None = None  # [trial, patient] outcome not yet in n, y
+    backfill_allowed: np.ndarray | None = None  # [trial, level] the design allowed at its last
+    # decision
 
     @classmethod
     def start(
@@ -196,6 +203,21 @@ class TrialState:
         if self.patient_level is not None:
             self.patient_response = np.zeros(self.patient_level.shape, dtype=bool)
         return self
+
+    def with_backfill(self) -> TrialState:
+        """Add the backfill records (none treated yet; every level allowed before the first
+        decision)."""
+        self.n_backfill = np.zeros_like(self.n)
+        self.patient_backfill = np.zeros(self.patient_level.shape, dtype=bool)
+        self.backfill_unseen = np.zeros(self.patient_level.shape, dtype=bool)
+        self.backfill_allowed = np.ones(self.n.shape, dtype=bool)
+        return self
+
+    def places(self) -> np.ndarray:
+        """Places taken in the per-patient arrays: escalation and backfill patients, [trial]."""
+        if self.n_backfill is None:
+            return self.n_enrolled
+        return self.n_enrolled + self.n_backfill.sum(axis=1, dtype=np.int32)
 
     @property
     def efficacy(self) -> bool:

@@ -22,6 +22,8 @@ ONSET_STREAM = 2
 DOSIMETRY_STREAM = 3
 TURNED_AWAY_STREAM = 4
 EFFICACY_STREAM = 5
+BACKFILL_STREAM = 6
+OPTIMISATION_STREAM = 7  # the randomised stage's patients (theradose.optimisation)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class VirtualPatients:
     ``turned_away_seed``: the stream of accrual gaps after arrivals a design turns away;
     ``efficacy_seed``: the stream of the patients' second latent uniform v, and ``response``
     [trial, patient]: their latent v' for one scenario (:meth:`with_efficacy`; None without
-    efficacy) — a response at level d iff v' < p_E(d).
+    efficacy) — a response at level d iff v' < p_E(d); ``backfill_seed``: the stream of accrual
+    gaps of the arrivals a design may backfill while it holds accrual.
     """
 
     tolerance: np.ndarray
@@ -53,6 +56,8 @@ class VirtualPatients:
     measured_log_sums: tuple[np.ndarray, np.ndarray] | None = None
     efficacy_seed: np.random.SeedSequence | None = None
     response: np.ndarray | None = None
+    backfill_seed: np.random.SeedSequence | None = None
+    optimisation_seed: np.random.SeedSequence | None = None  # the randomised stage's stream
 
     def head(self, n_patients: int) -> VirtualPatients:
         """The first ``n_patients`` patients of every trial."""
@@ -161,10 +166,14 @@ def chunk_patients(
     """
     dosimetry_seed = np.random.SeedSequence(seed, spawn_key=(chunk, DOSIMETRY_STREAM))
     efficacy_seed = np.random.SeedSequence(seed, spawn_key=(chunk, EFFICACY_STREAM))
+    optimisation_seed = np.random.SeedSequence(seed, spawn_key=(chunk, OPTIMISATION_STREAM))
     tolerance = chunk_tolerance(seed, chunk, n_trials, n_patients)
     if not timed:
         return VirtualPatients(
-            tolerance, dosimetry_seed=dosimetry_seed, efficacy_seed=efficacy_seed
+            tolerance,
+            dosimetry_seed=dosimetry_seed,
+            efficacy_seed=efficacy_seed,
+            optimisation_seed=optimisation_seed,
         )
     return VirtualPatients(
         tolerance,
@@ -173,4 +182,6 @@ def chunk_patients(
         dosimetry_seed=dosimetry_seed,
         turned_away_seed=np.random.SeedSequence(seed, spawn_key=(chunk, TURNED_AWAY_STREAM)),
         efficacy_seed=efficacy_seed,
+        backfill_seed=np.random.SeedSequence(seed, spawn_key=(chunk, BACKFILL_STREAM)),
+        optimisation_seed=optimisation_seed,
     )

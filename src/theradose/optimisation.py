@@ -1,0 +1,539 @@
+"""A randomised dose-optimisation stage after escalation (the design's ``[optimisation]``).
+
+FDA's guidance *Optimizing the Dosage of Human Prescription Drugs and Biological Products for
+the Treatment of Oncologic Diseases* (August 2024) and its draft *Oncology Therapeutic
+Radiopharmaceuticals: Dosage Optimization During Clinical Development* (August 2025, docket
+FDA-2025-D-1757) ask sponsors to compare more than one dosage, randomised, on activity as well
+as safety, before choosing the one to take forward; the MTD is no longer the goal by itself.
+
+Every simulated trial that selected an MTD at the end of escalation goes on to randomise fresh
+patients between candidate levels:
+
+- ``candidates = "mtd_and_below"``: the selected MTD and the next lower level;
+  ``"top_two_utility"``: the selected level and the tried level with the next-highest observed
+  utility in escalation (observed DLT rate ≤ ``max_dlt_rate``). With dosimetry only levels the
+  organ-dose limits admit at the end of escalation (``state.admissible``) are candidates. When
+  one candidate is left (the MTD is level 1, or the other is not admissible), the stage treats
+  ``patients_per_arm`` patients at it alone, unrandomised, and the rule still applies to it:
+  it is selected when it passes the toxicity guard, otherwise no level is.
+- Arm sizes are fixed (permuted blocks): the stage treats ``2 × patients_per_arm`` patients,
+  arm ``k`` receiving ``2 × patients_per_arm × ratio[k] / Σ ratio`` (the selected level's arm
+  first), a whole number by validation.
+- Each patient has a DLT with the true DLT probability of the arm's level and a response with
+  its true response probability, within a patient joined by the scenario's Gaussian copula
+  (``tox_eff_correlation``; independent at 0), drawn from the chunk's own stream
+  (:data:`theradose.virtual_patients.OPTIMISATION_STREAM`) so that escalation results are those
+  of the design without the stage.
+- The pre-specified rule (``rule``): among arms whose observed DLT rate is at most
+  ``max_dlt_rate`` (default the design's target), the one with the highest observed response
+  rate (``"response"``) or observed mean utility per patient (``"utility"``); a higher level
+  must beat the best lower one by more than ``margin``, so ties go to the lower level. No arm
+  passing the guard selects no level.
+
+The *truly optimal* dosage is the same rule applied to the true probabilities, with the
+candidates built from the constrained optimum (the level closest to the target among those the
+organ limits truly admit: the true MTD without organ limits) or, for ``"top_two_utility"``,
+the true OBD of a method that uses efficacy, among the levels the organ limits truly admit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from theradose.state import NO_LEVEL
+
+if TYPE_CHECKING:
+    from theradose.design import Design
+    from theradose.methods.spec import DesignFields, MethodSpec
+    from theradose.scenario import DesignTruth
+    from theradose.state import TrialState
+    from theradose.validation import TomlTable
+    from theradose.virtual_patients import VirtualPatients
+
+CANDIDATES = ("mtd_and_below", "top_two_utility")
+RULES = ("response", "utility")
+OPTIMISATION_KEYS = (
+    "candidates",
+    "patients_per_arm",
+    "ratio",
+    "rule",
+    "max_dlt_rate",
+    "margin",
+    "utility_weights",
+)
+MAX_PATIENTS_PER_ARM = 1000
+_EPS = 1e-9  # rates are ratios of small integers: compare them with a tolerance
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """The ``[optimisation]`` section of a design (see the module's docstring).
+
+    Attributes
+    ----------
+    candidates : "mtd_and_below" or "top_two_utility"
+    patients_per_arm : mean arm size; the stage treats ``2 × patients_per_arm`` patients
+    ratio : allocation ratio (selected level's arm, other arm)
+    rule : "response" or "utility"
+    max_dlt_rate : an arm is eligible when its observed DLT rate is at most this
+    margin : a higher level must beat the best lower one by more than this (rate, or utility on
+        the 0–100 scale)
+    utility_weights : utilities of (response without DLT, neither, both, DLT without response);
+        None: the method's (a method that uses efficacy)
+    """
+
+    candidates: str
+    patients_per_arm: int
+    ratio: tuple[float, float]
+    rule: str
+    max_dlt_rate: float
+    margin: float = 0.0
+    utility_weights: tuple[float, float, float, float] | None = None
+
+    @property
+    def arm_sizes(self) -> tuple[int, int]:
+        """Patients of the two arms (selected level's first)."""
+        total = 2 * self.patients_per_arm
+        share = sum(self.ratio)
+        return tuple(int(round(total * r / share)) for r in self.ratio)
+
+    def describe(self) -> str:
+        a, b = self.arm_sizes
+        what = {
+            "mtd_and_below": "the selected MTD and the next lower level",
+            "top_two_utility": "the selected level and the next best by observed utility",
+        }[self.candidates]
+        score = {"response": "response rate", "utility": "mean utility"}[self.rule]
+        return (
+            f"Randomised optimisation: {what}, {a} and {b} patients; the arm with the highest "
+            f"observed {score} among those with observed DLT rate ≤ {self.max_dlt_rate:g} "
+            f"(a higher level must be better by more than {self.margin:g})."
+        )
+
+
+def read_optimisation(
+    top: TomlTable, fields: DesignFields, spec: MethodSpec | None
+) -> Optimisation | None:
+    """The ``[optimisation]`` section of a design file (None when absent or invalid; its
+    problems go to the file's report)."""
+    from theradose.validation import POSITIVE, Interval, show_value
+
+    if "optimisation" not in top.data:
+        return None
+    table = top.section("optimisation")
+    table.check_keys(OPTIMISATION_KEYS)
+    allowed = lambda c: " or ".join(show_value(x) for x in c)  # noqa: E731
+    candidates = table.choice("candidates", CANDIDATES, required=allowed(CANDIDATES))
+    rule = table.choice("rule", RULES) or ("response" if "rule" not in table.data else None)
+    per_arm = table.integer(
+        "patients_per_arm",
+        1,
+        required="patients per arm, an integer >= 1",
+        maximum=MAX_PATIENTS_PER_ARM,
+        why="the most patients an arm may randomise",
+    )
+    ratio = table.numbers("ratio", POSITIVE, "any")
+    if "ratio" not in table.data:
+        ratio = (1.0, 1.0)
+    elif ratio is not None and len(ratio) != 2:
+        table.error(
+            f"ratio: must give 2 numbers (the selected level's arm, the other arm), "
+            f"got {show_value(table.data['ratio'])}"
+        )
+        ratio = None
+    if ratio is not None and per_arm is not None:
+        sizes = [2 * per_arm * r / sum(ratio) for r in ratio]
+        if any(abs(s - round(s)) > 1e-9 for s in sizes):
+            shown = ", ".join(f"{s:.4g}" for s in sizes)
+            table.error(
+                f"ratio = {show_value(table.data['ratio'])}: with patients_per_arm = {per_arm} "
+                f"the arms would have {shown} patients; the ratio must split "
+                f"{2 * per_arm} patients into whole numbers"
+            )
+            ratio = None
+    max_dlt = table.number(
+        "max_dlt_rate", Interval(0.0, 1.0, high_closed=True), default=fields.target
+    )
+    high = 100.0 if rule == "utility" else 1.0  # utility on its 0–100 scale, else a rate
+    margin_range = Interval(0.0, high, low_closed=True)
+    margin = table.number("margin", margin_range, default=0.0)
+    weights = table.numbers("utility_weights", Interval(0.0, 100.0, True, True), "any")
+    if weights is not None and len(weights) != 4:
+        table.error(
+            "utility_weights: must give 4 numbers (response without DLT, neither, both, DLT "
+            f"without response), got {show_value(table.data['utility_weights'])}"
+        )
+        weights = None
+    method_utility = spec is not None and spec.method_class.uses_efficacy
+    wanted = {"rule": "utility", "candidates": "top_two_utility"}
+    given = {"rule": rule, "candidates": candidates}
+    needs_utility = [f"{k} = {show_value(v)}" for k, v in given.items() if v == wanted[k]]
+    if needs_utility and not method_utility and "utility_weights" not in table.data:
+        table.error(
+            f"{' and '.join(needs_utility)}: needs utility weights: give utility_weights = "
+            "[response without DLT, neither, both, DLT without response] (e.g. [100, 40, 60, 0]) "
+            "or use a method that scores utility (boin12)"
+        )
+        return None
+    if None in (candidates, rule, per_arm, ratio, max_dlt, margin):
+        return None
+    return Optimisation(
+        candidates=candidates,
+        patients_per_arm=per_arm,
+        ratio=tuple(ratio),
+        rule=rule,
+        max_dlt_rate=max_dlt,
+        margin=margin,
+        utility_weights=weights,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The rule
+
+
+def weights_of(design: Design) -> tuple[float, float, float, float] | None:
+    """The stage's utility weights: its own, else the method's (None when neither exists)."""
+    opt = design.optimisation
+    if opt.utility_weights is not None:
+        return opt.utility_weights
+    return design.method.utility_weights if design.method.uses_efficacy else None
+
+
+def utility_score(weights, n, y, r, b) -> np.ndarray:
+    """Mean utility per patient from counts (or probabilities with n = 1): patients with a
+    response and no DLT, neither, both, a DLT and no response, each weighted."""
+    w_eff, w_neither, w_both, w_tox = weights
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = w_eff * (r - b) + w_neither * (n - y - r + b) + w_both * b + w_tox * (y - b)
+        return total / n
+
+
+def choose(
+    levels: np.ndarray, eligible: np.ndarray, score: np.ndarray, margin: float
+) -> np.ndarray:
+    """The rule's choice among arms, [trial] (NO_LEVEL: no arm eligible).
+
+    ``levels``, ``eligible`` (passes the toxicity guard), ``score`` (observed response rate or
+    mean utility): [trial, arm]. Arms are taken from the lowest level up; a higher one replaces
+    the best so far only when its score is higher by more than ``margin`` (ties: lower level).
+    """
+    order = np.argsort(np.where(levels < 0, np.iinfo(np.int64).max, levels), axis=1, kind="stable")
+    levels = np.take_along_axis(levels, order, 1)
+    eligible = np.take_along_axis(eligible, order, 1)
+    score = np.take_along_axis(score, order, 1)
+    best = np.full(levels.shape[0], NO_LEVEL, dtype=np.int64)
+    best_score = np.full(levels.shape[0], -np.inf)
+    for arm in range(levels.shape[1]):
+        better = eligible[:, arm] & (
+            (best == NO_LEVEL) | (score[:, arm] > best_score + margin + _EPS)
+        )
+        best = np.where(better, levels[:, arm], best)
+        best_score = np.where(better, score[:, arm], best_score)
+    return best
+
+
+def _scores(opt: Optimisation, weights, n, y, r, b) -> tuple[np.ndarray, np.ndarray]:
+    """(eligible, score) of arms with ``n`` patients, ``y`` DLTs, ``r`` responses, ``b`` both."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eligible = (n > 0) & (y <= opt.max_dlt_rate * n + _EPS)
+        if opt.rule == "utility":
+            score = utility_score(weights, n, y, r, b)
+        else:
+            score = r / n
+    return eligible, np.where(n > 0, score, -np.inf)
+
+
+def true_optimal_level(design: Design, truth: DesignTruth) -> int:
+    """The truly optimal dosage: the rule applied to the true probabilities, with candidates from
+    the constrained optimum (the true MTD without organ limits; for ``"top_two_utility"`` the
+    true OBD) among the truly admissible levels (NO_LEVEL: none)."""
+    opt = design.optimisation
+    if truth.eff_prob is None:
+        return NO_LEVEL
+    p_t, p_e, p_b = (
+        np.asarray(p, dtype=float) for p in (truth.dlt_prob, truth.eff_prob, truth.both_prob)
+    )
+    weights = weights_of(design)
+    ones = np.ones_like(p_t)
+    if opt.candidates == "top_two_utility" and design.method.uses_efficacy:
+        first = truth.obd
+    else:
+        first = truth.optimum  # the true MTD among the truly admissible levels
+    if first == NO_LEVEL or not truth.admissible[first]:
+        return NO_LEVEL
+    eligible, score = _scores(opt, weights, ones, p_t, p_e, p_b)
+    if opt.candidates == "mtd_and_below":
+        second = first - 1 if first > 0 and truth.admissible[first - 1] else NO_LEVEL
+    else:
+        utility = utility_score(weights, ones, p_t, p_e, p_b)
+        ok = truth.admissible & (p_t <= opt.max_dlt_rate + _EPS)
+        ok[first] = False
+        second = _best_level(np.where(ok, utility, -np.inf)[None, :], ok[None, :])[0]
+    levels = np.array([[first, second]])
+    safe = np.where(levels >= 0, eligible[np.maximum(levels, 0)], False)
+    return int(choose(levels, safe, score[np.maximum(levels, 0)], opt.margin)[0])
+
+
+def _best_level(score: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """The level with the highest score where ``ok``, the lower on a tie, [trial]."""
+    best = np.argmax(np.where(ok, np.round(score, 9), -np.inf), axis=1)
+    return np.where(ok.any(axis=1), best, NO_LEVEL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Simulation
+
+
+def candidates(design: Design, state: TrialState, selected: np.ndarray) -> np.ndarray:
+    """The candidate levels of each trial, [trial, arm] (the selected level first; NO_LEVEL where
+    there is no candidate, and in both arms for trials that selected no level)."""
+    opt = design.optimisation
+    n_trials, n_levels = state.n.shape
+    admissible = state.admissible
+    if admissible is None:
+        admissible = np.ones((n_trials, n_levels), dtype=bool)
+    rows = np.arange(n_trials)
+    first = np.where(selected >= 0, selected, NO_LEVEL)
+    if opt.candidates == "mtd_and_below":
+        below = first - 1
+        ok = (below >= 0) & admissible[rows, np.maximum(below, 0)]
+        second = np.where(ok, below, NO_LEVEL)
+    else:
+        weights = weights_of(design)
+        n, y = state.n.astype(float), state.y.astype(float)
+        r = state.r.astype(float) if state.r is not None else np.zeros_like(n)
+        b = state.b.astype(float) if state.b is not None else np.zeros_like(n)
+        utility = utility_score(weights, n, y, r, b)
+        ok = admissible & (n > 0) & (y <= opt.max_dlt_rate * n + _EPS)
+        ok[rows, np.maximum(first, 0)] = False
+        second = _best_level(np.where(ok, utility, -np.inf), ok)
+    second = np.where(first >= 0, second, NO_LEVEL)
+    return np.stack([first, second], axis=1)
+
+
+def stage_seeds(seed: np.random.SeedSequence) -> tuple[np.random.SeedSequence, ...]:
+    """Three sub-streams of the stage's stream: DLT draws u, response draws v, accrual gaps."""
+    return tuple(
+        np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k)) for k in range(3)
+    )
+
+
+def _draws(seed: np.random.SeedSequence, n_trials: int, n_arms: int, n_max: int) -> np.ndarray:
+    """U(0, 1) draws [trial, arm, patient], patient-major (an arm of fewer patients sees the same
+    first patients)."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n_max, n_arms, n_trials)).transpose(2, 1, 0)
+
+
+def run_stage(
+    design: Design,
+    truth: DesignTruth,
+    state: TrialState,
+    selected: np.ndarray,
+    patients: VirtualPatients,
+    rho: float,
+) -> dict[str, np.ndarray]:
+    """Simulate the stage for every trial of a chunk (all at once); returns the
+    :class:`~theradose.results.ChunkResult` fields ``optimised`` [trial] (the selected optimised
+    level, NO_LEVEL for none), ``stage_n``, ``stage_y``, ``stage_r`` [trial, level] and, with
+    ``[timing]``, ``stage_duration`` [trial] (months: the stage's accrual at the design's rate,
+    then the last patient's DLT window; 0 for trials that did not enter)."""
+    opt = design.optimisation
+    if truth.eff_prob is None:
+        raise ValueError(
+            f"design {design.name!r} has [optimisation]: the scenario must give eff_prob, the "
+            "true response probability of each level"
+        )
+    n_trials, n_levels = state.n.shape
+    levels = candidates(design, state, selected)  # [trial, arm]
+    two = (levels >= 0).all(axis=1)
+    one = (levels[:, 0] >= 0) & ~two
+    sizes = np.zeros(levels.shape, dtype=np.int64)
+    sizes[two] = opt.arm_sizes
+    sizes[one, 0] = opt.patients_per_arm
+    n_max = max(*opt.arm_sizes, opt.patients_per_arm)
+    seed_u, seed_v, seed_gap = stage_seeds(patients.optimisation_seed or np.random.SeedSequence(0))
+    u = _draws(seed_u, n_trials, 2, n_max)
+    v = _draws(seed_v, n_trials, 2, n_max)
+    if rho != 0.0:
+        from theradose import special_functions as special
+
+        tiny = np.finfo(float).tiny
+        z_u = special.ndtri(np.clip(u, tiny, 1.0))
+        z_v = special.ndtri(np.clip(v, tiny, 1.0))
+        v = special.ndtr(rho * z_u + np.sqrt(1.0 - rho * rho) * z_v)
+    at = np.maximum(levels, 0)
+    enrolled = np.arange(n_max)[None, None, :] < sizes[:, :, None]
+    dlt = (u < truth.dlt_prob[at][:, :, None]) & enrolled
+    response = (v < truth.eff_prob[at][:, :, None]) & enrolled
+    n = sizes.astype(float)
+    y = dlt.sum(axis=2).astype(float)
+    r = response.sum(axis=2).astype(float)
+    b = (dlt & response).sum(axis=2).astype(float)
+    eligible, score = _scores(opt, weights_of(design), n, y, r, b)
+    optimised = choose(levels, eligible & (levels >= 0), score, opt.margin)
+    out = {"optimised": optimised}
+    for name, counts in (("stage_n", n), ("stage_y", y), ("stage_r", r)):
+        per_level = np.zeros((n_trials, n_levels), dtype=np.int32)
+        for arm in range(levels.shape[1]):
+            has = levels[:, arm] >= 0
+            per_level[has, levels[has, arm]] += counts[has, arm].astype(np.int32)
+        out[name] = per_level
+    if design.timing is not None:
+        total = sizes.sum(axis=1)
+        rng = np.random.default_rng(seed_gap)
+        n_total = int(sizes.sum(axis=1).max(initial=0))
+        gaps = design.timing.gaps(rng.random((n_total, n_trials)).T)
+        gaps = np.where(np.arange(n_total)[None, :] < total[:, None], gaps, 0.0)
+        out["stage_duration"] = np.where(
+            total > 0, gaps.sum(axis=1) + design.timing.dlt_window_months, 0.0
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Sums and figures
+
+
+def stage_sums(sim: Any, chunk: Any) -> dict[str, Any]:
+    """A chunk's stage reduced to sums (with squares, for the Monte Carlo errors), added to
+    ``Simulations.optimisation``."""
+    optimised = chunk.optimised.astype(np.int64)
+    stage_n = chunk.stage_n.astype(np.int64)
+    entered = chunk.mtd >= 0
+    stage_total = stage_n.sum(axis=1)
+    arms = (stage_n > 0).sum(axis=1)
+    per_arm = stage_total[entered] / np.maximum(arms[entered], 1)
+    total_n = chunk.n.astype(np.int64).sum(axis=1) + stage_total
+    out = {
+        "selected": np.bincount(optimised + 1, minlength=stage_n.shape[1] + 1),
+        "correct": int((optimised == sim.optimal_level).sum()),
+        "entered": int(entered.sum()),
+        "one_arm": int((entered & (arms == 1)).sum()),
+        "per_arm_sum": float(per_arm.sum()),
+        "per_arm_sq": float((per_arm**2).sum()),
+        "stage_n_sum": stage_n.sum(axis=0),
+        "stage_n_sq": (stage_n * stage_n).sum(axis=0),
+        "stage_y_sum": chunk.stage_y.astype(np.int64).sum(axis=0),
+        "stage_r_sum": chunk.stage_r.astype(np.int64).sum(axis=0),
+        "stage_total_sum": int(stage_total.sum()),
+        "stage_total_sq": int((stage_total * stage_total).sum()),
+        "total_n_sum": int(total_n.sum()),
+        "total_n_sq": int((total_n * total_n).sum()),
+    }
+    if chunk.stage_duration is not None:
+        stage = chunk.stage_duration[entered]
+        total = chunk.duration + chunk.stage_duration
+        out.update(
+            stage_duration_sum=float(stage.sum()),
+            stage_duration_sq=float((stage**2).sum()),
+            total_duration_sum=float(total.sum()),
+            total_duration_sq=float((total**2).sum()),
+        )
+    return out
+
+
+def add_sums(total: dict, part: dict) -> None:
+    """Add ``part``'s sums into ``total`` (in place)."""
+    for name, values in part.items():
+        total[name] = total[name] + values if name in total else values
+
+
+# JSON key → definition (README, "Dose optimisation: the randomised stage").
+OPTIMISATION_DEFINITIONS = {
+    "true_optimal_level": "the truly optimal dosage: the stage's rule applied to the true DLT "
+    "and response probabilities of the candidates built from the constrained optimum (the true "
+    "MTD without organ limits; 1-based; null: none)",
+    "optimised_pcs": "% of trials whose randomised stage selects the truly optimal dosage "
+    "(selecting none, or not entering the stage, is correct when there is none)",
+    "optimised_selection_pct": "% of trials selecting each level as the optimised dosage",
+    "optimised_no_selection_pct": "% of trials with no optimised dosage: no MTD after "
+    "escalation, or no arm passing the toxicity guard",
+    "optimisation_entered_pct": "% of trials that selected an MTD and entered the stage",
+    "optimisation_one_arm_pct": "% of trials whose stage had one candidate only (the MTD is "
+    "level 1, or the lower level is not admissible)",
+    "optimisation_patients_per_arm_mean": "patients per arm of the stage, mean over the trials "
+    "that entered it",
+    "optimisation_patients_mean": "stage patients treated at each level per trial, mean",
+    "optimisation_n_mean": "stage patients per trial, mean over all trials",
+    "optimisation_total_n_mean": "escalation and stage patients per trial, mean",
+    "optimisation_duration_months_mean": "months of the stage (accrual at the design's rate, "
+    "then the DLT window), mean over the trials that entered it",
+    "optimisation_total_duration_months_mean": "months of escalation and stage per trial, mean",
+}
+
+
+def optimisation_figures(sim: Any, values: dict, se: dict) -> None:
+    """The stage's operating characteristics (:data:`OPTIMISATION_DEFINITIONS`), with their
+    Monte Carlo errors; nothing for a design without ``[optimisation]``."""
+    from theradose.results import _mean_se, _pct_se, true_mtd_label
+
+    o = sim.optimisation
+    if not o:
+        return
+    t = sim.n_trials
+    entered = max(int(o["entered"]), 1)
+
+    def put(key, pair, scale=1.0, defined=True):
+        if not defined:
+            values[key] = se[key] = None
+            return
+        value, error = pair
+        if np.ndim(value):
+            values[key], se[key] = (scale * value).tolist(), (scale * error).tolist()
+        else:
+            values[key], se[key] = float(scale * value), float(scale * error)
+
+    values["true_optimal_level"], se["true_optimal_level"] = true_mtd_label(sim.optimal_level), None
+    sel, sel_se = _pct_se(o["selected"], t)
+    values["optimised_selection_pct"], se["optimised_selection_pct"] = (
+        sel[1:].tolist(),
+        sel_se[1:].tolist(),
+    )
+    values["optimised_no_selection_pct"] = float(sel[0])
+    se["optimised_no_selection_pct"] = float(sel_se[0])
+    put("optimised_pcs", _pct_se(o["correct"], t))
+    put("optimisation_entered_pct", _pct_se(o["entered"], t))
+    put("optimisation_one_arm_pct", _pct_se(o["one_arm"], t))
+    put(
+        "optimisation_patients_per_arm_mean",
+        _mean_se(o["per_arm_sum"], o["per_arm_sq"], entered),
+        defined=o["entered"] > 0,
+    )
+    put("optimisation_patients_mean", _mean_se(o["stage_n_sum"], o["stage_n_sq"], t))
+    put("optimisation_n_mean", _mean_se(o["stage_total_sum"], o["stage_total_sq"], t))
+    put("optimisation_total_n_mean", _mean_se(o["total_n_sum"], o["total_n_sq"], t))
+    timed = "stage_duration_sum" in o
+    put(
+        "optimisation_duration_months_mean",
+        _mean_se(o.get("stage_duration_sum", 0.0), o.get("stage_duration_sq", 0.0), entered),
+        defined=timed and o["entered"] > 0,
+    )
+    put(
+        "optimisation_total_duration_months_mean",
+        _mean_se(o.get("total_duration_sum", 0.0), o.get("total_duration_sq", 0.0), t),
+        defined=timed,
+    )
+
+
+def optimisation_truth(design: Design, truth: DesignTruth) -> dict[str, Any]:
+    """The :class:`~theradose.results.Simulations` identity field of the stage (none without
+    ``[optimisation]``)."""
+    if design.optimisation is None:
+        return {}
+    return {"optimal_level": true_optimal_level(design, truth)}
+
+
+__all__ = [
+    "OPTIMISATION_DEFINITIONS",
+    "Optimisation",
+    "choose",
+    "optimisation_figures",
+    "read_optimisation",
+    "run_stage",
+    "true_optimal_level",
+]

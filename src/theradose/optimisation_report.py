@@ -1,0 +1,106 @@
+"""The randomised optimisation stage's operating characteristics laid out as a table and as CSV
+fields (figures: :func:`theradose.optimisation.optimisation_figures`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from theradose.oc_report import pm
+from theradose.tables import Column, TableRecord
+
+if TYPE_CHECKING:
+    from theradose.results import OperatingCharacteristics
+    from theradose.study import StudyResult
+
+# Scalar figures: JSON key → (column header, digits).
+OPTIMISATION_FIGURES = {
+    "optimised_pcs": ("% selecting the optimal", 1),
+    "optimised_no_selection_pct": ("% selecting none", 1),
+    "optimisation_entered_pct": ("% entering the stage", 1),
+    "optimisation_one_arm_pct": ("% one arm only", 1),
+    "optimisation_patients_per_arm_mean": ("patients per arm", 1),
+    "optimisation_n_mean": ("stage n, mean", 1),
+    "optimisation_total_n_mean": ("total n, mean", 1),
+    "optimisation_duration_months_mean": ("stage, months", 1),
+    "optimisation_total_duration_months_mean": ("total, months", 1),
+}
+
+
+def has_optimisation(study: StudyResult) -> bool:
+    return any("optimised_pcs" in oc.values for row in study.oc for oc in row)
+
+
+def optimisation_table(study: StudyResult) -> TableRecord | None:
+    """One row per design × scenario with an optimisation stage: the truly optimal level, the %
+    of trials selecting each level as the optimised dosage, then the scalar figures (None when no
+    design has ``[optimisation]``)."""
+    if not has_optimisation(study):
+        return None
+    n_levels = max(d.n_levels for d in study.designs)
+    timed = any(
+        oc.values.get("optimisation_duration_months_mean") is not None
+        for row in study.oc
+        for oc in row
+    )
+    figures = {k: v for k, v in OPTIMISATION_FIGURES.items() if timed or "duration" not in k}
+    rows = []
+    for design, scenario, _, oc, _ in study.cells():
+        values, se = oc.values, oc.se
+        if "optimised_pcs" not in values:
+            continue
+        best = values["true_optimal_level"]
+        cells = [design.name, scenario.name, "none" if best is None else str(best)]
+        selection, errors = values["optimised_selection_pct"], se["optimised_selection_pct"]
+        for level in range(n_levels):
+            cells.append(pm(selection[level], errors[level], 1) if level < len(selection) else "")
+        for key, (_, digits) in figures.items():
+            cells.append(pm(values.get(key), se.get(key), digits))
+        rows.append(tuple(cells))
+    columns = (
+        Column("design", align="left", wrap_at=24),
+        Column("scenario", align="left"),
+        Column("optimal level"),
+        *(Column(f"level {k + 1} %", group="selection") for k in range(n_levels)),
+        *(Column(header) for header, _ in figures.values()),
+    )
+    return TableRecord(
+        title="Randomised dose optimisation after escalation",
+        columns=columns,
+        rows=tuple(rows),
+        key_columns=2,
+        notes=(
+            "Optimal level: the stage's rule applied to the true DLT and response probabilities "
+            "of the candidates built from the constrained optimum (the true MTD without organ "
+            "limits); level k %: trials selecting level k as the optimised dosage.",
+        ),
+    )
+
+
+def optimisation_fields(oc: OperatingCharacteristics) -> dict[str, Any]:
+    """The stage's figures as CSV fields of the summary row (empty without a stage)."""
+    values, se = oc.values, oc.se
+    if "optimised_pcs" not in values:
+        return {}
+    out: dict[str, Any] = {"true_optimal_level": values["true_optimal_level"]}
+    for level, (pct, error) in enumerate(
+        zip(values["optimised_selection_pct"], se["optimised_selection_pct"], strict=True),
+        start=1,
+    ):
+        out[f"optimised_selection_pct_{level}"] = pct
+        out[f"optimised_selection_pct_{level}_se"] = error
+    for key in OPTIMISATION_FIGURES:
+        out[key], out[f"{key}_se"] = values.get(key), se.get(key)
+    return out
+
+
+def optimisation_columns(study: StudyResult) -> tuple[str, ...]:
+    """The CSV columns of :func:`optimisation_fields` (none when no design has a stage)."""
+    if not has_optimisation(study):
+        return ()
+    n_levels = max(d.n_levels for d in study.designs)
+    columns = ["true_optimal_level"]
+    for level in range(1, n_levels + 1):
+        columns += [f"optimised_selection_pct_{level}", f"optimised_selection_pct_{level}_se"]
+    for key in OPTIMISATION_FIGURES:
+        columns += [key, f"{key}_se"]
+    return tuple(columns)
