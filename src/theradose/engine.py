@@ -60,8 +60,6 @@ def _enrol(
         dlt = patients.tolerance[at, places] < p_dlt
         state.patient_level[at, places] = level[:, None]
         state.patient_dlt[at, places] = dlt
-        if design.doses is not None:
-            state.patient_activity[at, places] = np.asarray(design.doses)[level][:, None]
         if eff_prob is None:
             state.record_cohort(rows, size, count_true(dlt))
             return
@@ -79,8 +77,6 @@ def _enrol(
         state.patient_while_pending[r, c] = state.pending(timing.dlt_window_months)[r].any(axis=1)
     state.patient_level[r, c] = lvl
     state.patient_dlt[r, c] = dlt[enrolled]
-    if design.doses is not None:
-        state.patient_activity[r, c] = np.asarray(design.doses)[lvl]
     if timing is not None:
         window = timing.dlt_window_months
         gaps = np.where(enrolled, timing.gaps(patients.arrival[rows[:, None], cols]), 0.0)
@@ -246,7 +242,9 @@ def run_trials(
         raise ValueError("response probabilities given without the patients' response draws")
     n_trials = patients.tolerance.shape[0]
     dlt_prob = np.asarray(dlt_prob, dtype=float)
-    state = TrialState.start(n_trials, design.n_levels, design.start_level, design.n_places)
+    state = TrialState.start(
+        n_trials, design.n_levels, design.start_level, design.n_places, design.timing is not None
+    )
     if design.backfill is not None:
         state.with_backfill()
     if eff_prob is not None:
@@ -337,8 +335,6 @@ class Backfilling:
         state.patient_dlt_time[r, c] = np.where(dlt, window * fraction, np.nan)
         state.patient_while_pending[r, c] = True  # backfilled because others are pending
         state.patient_backfill[r, c] = True
-        if design.doses is not None:
-            state.patient_activity[r, c] = np.asarray(design.doses)[level]
         response = None
         if self.eff_prob is not None:
             response = patients.response[r, c] < self.eff_prob[level]

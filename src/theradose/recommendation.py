@@ -175,8 +175,6 @@ def treat_cohort(
     if design.timing is not None:
         state.patient_arrival[at, cols] = -design.timing.dlt_window_months
         state.patient_dlt_time[at, cols] = np.where(dlts, 0.0, np.nan)
-    if design.doses is not None:
-        state.patient_activity[at, cols] = np.asarray(design.doses)[level][:, None]
     state.next_level[rows] = level
     if state.efficacy and responses is not None:
         state.patient_response[at, cols] = responses
@@ -482,8 +480,6 @@ def _patient_states(design, level, dlt, arrival, onset, known) -> TrialState:
     state.patient_dlt[:] = enrolled & dlt
     state.patient_arrival[:] = np.where(enrolled, arrival, np.nan)
     state.patient_dlt_time[:] = np.where(enrolled & dlt, onset, np.nan)
-    if design.doses is not None:
-        state.patient_activity[:] = np.where(enrolled, np.asarray(design.doses)[level], np.nan)
     seen = state.observed_dlt(design.timing.dlt_window_months) & enrolled
     at_level = level[None, :, None] == np.arange(design.n_levels)  # [., patient, level]
     state.n[:] = (enrolled[:, :, None] & at_level).sum(axis=1)

@@ -95,7 +95,6 @@ class TrialState:
         None  # [trial, patient] months; NaN until timing is modelled
     )
     patient_dlt_time: np.ndarray | None = None  # [trial, patient] months after arrival; NaN if none
-    patient_activity: np.ndarray | None = None  # [trial, patient] activity given (dose units)
     patient_while_pending: np.ndarray | None = None  # [trial, patient] enrolled with others pending
     # Dosimetry records: the engine writes them when its trials end (they follow from each
     # patient's level and dosimetry); during a trial the constraint reads dosimetry_stats.
@@ -128,11 +127,18 @@ class TrialState:
 
     @classmethod
     def start(
-        cls, n_trials: int, n_levels: int, start_level: int, max_patients: int | None = None
+        cls,
+        n_trials: int,
+        n_levels: int,
+        start_level: int,
+        max_patients: int | None = None,
+        timed: bool = True,
     ) -> TrialState:
         """A fresh batch of trials about to treat their first cohort at ``start_level``.
 
         ``max_patients=None`` keeps counts only (exact enumeration, recommendations from counts).
+        ``timed=False`` (a design without ``[timing]``): no arrival, onset or pending records,
+        which such a design never reads (three [trial, patient] arrays less to fill).
         """
         per_patient = {}
         if max_patients is not None:
@@ -140,11 +146,13 @@ class TrialState:
             per_patient = {
                 "patient_level": np.full(shape, NO_LEVEL, dtype=np.int16),
                 "patient_dlt": np.zeros(shape, dtype=bool),
-                "patient_arrival": np.full(shape, np.nan),
-                "patient_dlt_time": np.full(shape, np.nan),
-                "patient_activity": np.full(shape, np.nan),
-                "patient_while_pending": np.zeros(shape, dtype=bool),
             }
+            if timed:
+                per_patient.update(
+                    patient_arrival=np.full(shape, np.nan),
+                    patient_dlt_time=np.full(shape, np.nan),
+                    patient_while_pending=np.zeros(shape, dtype=bool),
+                )
         return cls(
             n=np.zeros((n_trials, n_levels), dtype=np.int32),
             y=np.zeros((n_trials, n_levels), dtype=np.int32),
