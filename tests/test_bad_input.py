@@ -364,3 +364,18 @@ def test_beta_tail_without_special_functions_is_scipy_stats():
                 ys = np.arange(m + 1)
                 hits = np.flatnonzero(beta.sf(target, ys + 1, m - ys + 1) > cutoff)
                 assert table[m] == (hits[0] if hits.size else table[0]), (target, cutoff, m)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("simulat",), "No such command 'simulat'. Did you mean 'simulate'? (see 'theradose "),
+        (("simulate", BOIN, "--bogus"), "No such option: --bogus (see 'theradose simulate --"),
+        (("simulate",), "Missing argument"),
+        (("table", BOIN, "--format", "xyz"), "'xyz' is not one of"),
+    ],
+)
+def test_usage_errors_are_one_line_like_every_other_bad_input(args, fragment):
+    result = CliRunner().invoke(app, [str(a) for a in args], prog_name="theradose")
+    assert_refused(result, fragment, lines=1)
+    assert "╭" not in result.output and "Usage:" not in result.output

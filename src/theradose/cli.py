@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
+from typer.core import TyperGroup
 
 from theradose import __version__
 
@@ -24,7 +26,43 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2, as shells report it
 EXIT_TERMINATED = 143  # SIGTERM: 128 + 15
 
+# typer >= 0.29 carries its own copy of click (typer._click); older ones use click itself.
+_click_errors = getattr(typer.core, "_click", None)
+if _click_errors is None:
+    import click as _click_errors
+_click_errors = _click_errors.exceptions
+# click >= 8.2 raises this for a group called without a command (it shows the help)
+_NoArgsIsHelp = getattr(_click_errors, "NoArgsIsHelpError", ())
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """The commands, whose usage errors (an unknown command or option, a value that cannot be
+    read, a missing argument) end as every other bad input does: one line on stderr, "error: "
+    and where the help is, exit code 2 — not click's usage block in a box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _NoArgsIsHelp as error:  # `theradose` alone: the help
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(error)
+            sys.exit(error.exit_code)
+        except _click_errors.ClickException as error:
+            where = getattr(error, "ctx", None)
+            hint = f" (see '{where.command_path} --help')" if where is not None else ""
+            typer.echo(f"error: {error.format_message()}{hint}", err=True)
+            sys.exit(error.exit_code)
+        except _click_errors.Abort:
+            typer.echo("interrupted: nothing written", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="theradose",
     help="Design and simulate phase 1 dose-escalation trials for radiopharmaceutical therapy.",
     add_completion=False,
