@@ -15,6 +15,9 @@ Patient ``k`` (0-based, in enrolment order) has a DLT iff ``u[k] < p_true[level 
   with the conventions of the dfcrm R package 0.2-2.1 (``crm``, ``crmsim``) and Cheung, Y. K.
   (2011), *Dose Finding by the Continual Reassessment Method*, Chapman & Hall/CRC. Posterior
   integrals by adaptive quadrature (``scipy.integrate.quad``), not the engine's fixed rule.
+- BF-BOIN (backfilling): Zhao, Y., Yuan, Y., Korn, E. L. & Freidlin, B. (2024). *Clin Cancer
+  Res* 30(4):673–679, in time (accrual, a DLT window, onsets), with the rules of theradose's
+  README section "Dose optimisation: backfill and a randomised stage".
 """
 
 from __future__ import annotations
@@ -549,3 +552,240 @@ def outcome_string(levels: Sequence[int], dlts: Sequence[bool]) -> str:
             previous = level
         parts[-1] += "T" if dlt else "N"
     return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------------- BF-BOIN
+
+
+def accrual_gap(u: float, accrual_per_month: float, accrual: str = "poisson") -> float:
+    """Months from one arrival to the next, from one U(0, 1) draw: Poisson accrual has
+    exponential gaps, by inversion −log(1 − u)/rate; fixed accrual spaces arrivals 1/rate apart
+    (the draw is taken and not used)."""
+    if accrual == "fixed":
+        return 1.0 / accrual_per_month
+    if accrual != "poisson":
+        raise ValueError(f"unknown accrual {accrual!r}")
+    return -math.log1p(-u) / accrual_per_month
+
+
+def onset_fraction(u: float, kind: str = "uniform", shape: float = 3.0) -> float:
+    """When a DLT occurs, as a fraction of the DLT window, from one U(0, 1) draw by inversion.
+
+    "uniform": u. "late": a Weibull with shape k and scale the window, truncated to it:
+    F(x) = (1 − exp(−x^k)) / (1 − exp(−1)), so x = (−log(1 − u (1 − e^−1)))^(1/k).
+    "early": the mirror image, 1 − late(1 − u).
+    """
+    if kind == "uniform":
+        return u
+    if kind == "late":
+        return (-math.log1p(-u * (1.0 - math.exp(-1.0)))) ** (1.0 / shape)
+    if kind == "early":
+        return 1.0 - onset_fraction(1.0 - u, "late", shape)
+    raise ValueError(f"unknown onset {kind!r}")
+
+
+@dataclass(frozen=True)
+class RefPatient:
+    """One patient of a trial in time: the level given, the DLT, when they arrived and when
+    (months after arrival) their DLT occurred, inf without one; backfilled or escalation."""
+
+    level: int
+    dlt: bool
+    arrival: float
+    dlt_after: float
+    backfill: bool
+
+    def known(self, now: float, window: float) -> bool:
+        """Whether the outcome is known at ``now``: the DLT has occurred, or the window has
+        closed (at its last instant included) without one."""
+        return (self.dlt and self.arrival + self.dlt_after <= now) or self.arrival + window <= now
+
+
+@dataclass(frozen=True)
+class RefBackfillTrial:
+    """One BF-BOIN trial: every patient in order of arrival, the final counts (complete
+    follow-up of everyone), the MTD, why and when the trial ended, and how many draws of the
+    backfill arrivals' stream it used."""
+
+    n: tuple[int, ...]  # [level] escalation and backfill patients
+    y: tuple[int, ...]  # [level]
+    n_backfill: tuple[int, ...]  # [level]
+    patients: tuple[RefPatient, ...]  # in order of arrival
+    n_escalation: int
+    mtd: int  # 0-based, NONE for no MTD
+    stop: RefStop
+    stopped_at: float  # months: the decision that ended the trial
+    turned_away: int  # arrivals while accrual was held that no level could take
+    backfill_draws: int
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        return tuple(p.level for p in self.patients)
+
+    @property
+    def dlts(self) -> tuple[bool, ...]:
+        return tuple(p.dlt for p in self.patients)
+
+
+def bf_boin(
+    u: Sequence[float],
+    arrival_u: Sequence[float],
+    onset_u: Sequence[float],
+    backfill_u: Sequence[float],
+    p_true: Sequence[float],
+    target: float,
+    cohort_size: int,
+    max_patients: int,
+    max_per_level: int,
+    accrual_per_month: float,
+    dlt_window_months: float,
+    accrual: str = "poisson",
+    onset: str = "uniform",
+    onset_shape: float = 3.0,
+    start_level: int = 0,
+    p_saf: float | None = None,
+    p_tox: float | None = None,
+    cutoff: float = 0.95,
+    max_at_dose: int = 100,
+) -> RefBackfillTrial:
+    """One BOIN trial with backfilling (BF-BOIN, Zhao et al. 2024), in time, waiting for
+    complete data.
+
+    The k-th patient to arrive (0-based, escalation and backfill patients together) has a DLT
+    iff ``u[k]`` < p_true at their level, at ``onset_fraction(onset_u[k])`` of the window after
+    arrival. Escalation patients arrive one ``accrual_gap(arrival_u[k])`` after another, the
+    cohort's first one gap after the decision that assigned it (the trial starts at 0).
+
+    From the cohort's last arrival until its DLT window closes, escalation accrual is held.
+    Meanwhile patients keep arriving, one gap from ``backfill_u`` (taken in order, one per gap,
+    the gap that reaches past the window's end included) after another from the cohort's last
+    arrival; one arriving at time t is treated at the highest level b open at t, or turned
+    away when none is. Level b is open when
+
+    1. b is below the cohort's level and escalation patients have been treated there;
+    2. neither b nor any level below it was eliminated at the last decision;
+    3. at b and at every level below it, the patients whose outcome is known at t (escalation
+       and backfill: a DLT occurred, or the window closed) do not call for de-escalation
+       (y/n ≥ λd) nor elimination (n ≥ 3, P(p > φ | y, n) > cutoff);
+    4. fewer than ``max_per_level`` backfill patients have been treated at b.
+
+    At the window's end the design decides on the patients whose outcome is known then (every
+    escalation patient; backfill patients whose DLT occurred or window closed):
+
+    1. every level with n ≥ 3 and P(p > φ | y, n) > cutoff is eliminated with all above it
+       (once eliminated, always); level 1 eliminated → stop, no MTD;
+    2. ``max_patients`` escalation patients treated → stop (backfill patients do not count);
+    3. at the cohort's level d, the proposal is d + 1 if y/n ≤ λe (not above the top), d − 1 if
+       y/n ≥ λd (not below level 1), else d; the next level is the highest non-eliminated level
+       at or below the proposal;
+    4. next level = d and n_d ≥ ``max_at_dose`` → stop.
+
+    When the trial ends, every patient's follow-up completes; the MTD is BOIN's
+    :func:`boin_select_mtd` on all the data, none after a stop for toxicity. Every draw
+    sequence must be long enough for the trial (an IndexError otherwise).
+    """
+    p_saf = 0.6 * target if p_saf is None else p_saf
+    p_tox = 1.4 * target if p_tox is None else p_tox
+    lambda_e, lambda_d = boin_boundaries(target, p_saf, p_tox)
+    window = dlt_window_months
+    n_levels = len(p_true)
+    top = n_levels - 1
+    patients: list[RefPatient] = []
+    eliminated = [False] * n_levels  # at the last decision
+    draws = 0
+    turned_away = 0
+
+    def treat(level: int, arrival: float, backfill: bool) -> None:
+        k = len(patients)
+        dlt = bool(u[k] < p_true[level])
+        dlt_after = window * onset_fraction(onset_u[k], onset, onset_shape) if dlt else math.inf
+        patients.append(RefPatient(level, dlt, arrival, dlt_after, backfill))
+
+    def known_counts(now: float) -> tuple[list[int], list[int]]:
+        n, y = [0] * n_levels, [0] * n_levels
+        for p in patients:
+            if p.known(now, window):
+                n[p.level] += 1
+                y[p.level] += int(p.dlt)
+        return n, y
+
+    def too_toxic(n: int, y: int) -> bool:
+        return n >= 3 and prob_above(n, y, target) > cutoff
+
+    def calls_for_deescalation(n: int, y: int) -> bool:
+        return n > 0 and (y / n >= lambda_d or too_toxic(n, y))
+
+    def open_for_backfill(b: int, current: int, now: float) -> bool:
+        if b >= current:
+            return False
+        if not any(p.level == b and not p.backfill for p in patients):
+            return False
+        if sum(p.level == b and p.backfill for p in patients) >= max_per_level:
+            return False
+        n, y = known_counts(now)
+        return not any(eliminated[j] or calls_for_deescalation(n[j], y[j]) for j in range(b + 1))
+
+    def end(stop: RefStop, when: float) -> RefBackfillTrial:
+        n, y, n_backfill = [0] * n_levels, [0] * n_levels, [0] * n_levels
+        for p in patients:
+            n[p.level] += 1
+            y[p.level] += int(p.dlt)
+            n_backfill[p.level] += int(p.backfill)
+        mtd = NONE if stop is RefStop.TOO_TOXIC else boin_select_mtd(n, y, target, cutoff)
+        return RefBackfillTrial(
+            n=tuple(n),
+            y=tuple(y),
+            n_backfill=tuple(n_backfill),
+            patients=tuple(patients),
+            n_escalation=n_escalation,
+            mtd=mtd,
+            stop=stop,
+            stopped_at=when,
+            turned_away=turned_away,
+            backfill_draws=draws,
+        )
+
+    d = start_level
+    n_escalation = 0
+    now = 0.0
+    while True:
+        size = min(cohort_size, max_patients - n_escalation)
+        elapsed = 0.0
+        for _ in range(size):
+            elapsed += accrual_gap(arrival_u[len(patients)], accrual_per_month, accrual)
+            treat(d, now + elapsed, backfill=False)
+        n_escalation += size
+        last = now + elapsed
+        decision_time = last + window
+        clock = last
+        while True:  # accrual held: arrivals are backfilled or turned away
+            clock += accrual_gap(backfill_u[draws], accrual_per_month, accrual)
+            draws += 1
+            if not clock < decision_time:
+                break
+            open_levels = [b for b in range(n_levels) if open_for_backfill(b, d, clock)]
+            if open_levels:
+                treat(max(open_levels), clock, backfill=True)
+            else:
+                turned_away += 1
+        now = decision_time
+        n, y = known_counts(now)
+        for j in range(n_levels):
+            if too_toxic(n[j], y[j]):
+                eliminated[j:] = [True] * (n_levels - j)
+                break
+        if eliminated[0]:
+            return end(RefStop.TOO_TOXIC, now)
+        if n_escalation >= max_patients:
+            return end(RefStop.MAX_PATIENTS, now)
+        rate = y[d] / n[d]
+        if rate <= lambda_e:
+            proposal = min(d + 1, top)
+        elif rate >= lambda_d:
+            proposal = max(d - 1, 0)
+        else:
+            proposal = d
+        next_level = max(j for j in range(proposal + 1) if not eliminated[j])
+        if next_level == d and n[d] >= max_at_dose:
+            return end(RefStop.MAX_AT_DOSE, now)
+        d = next_level

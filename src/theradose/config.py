@@ -400,6 +400,10 @@ def design_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -> D
     backfill = None
     if backfill_per_level is not None:
         n_max = fields.max_patients + backfill_per_level * max(fields.n_levels - 1, 0)
+        if getattr(method, "max_patients", n_max) < n_max:
+            # A level may hold more than max_patients with its backfill patients: the method's
+            # tables (decisions, elimination) must cover every count it can reach.
+            method = dataclasses.replace(method, max_patients=n_max)
         backfill = Backfill(backfill_per_level, closes_table(method, fields.target, n_max))
     return Design(
         name=fields.name,

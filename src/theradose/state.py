@@ -124,6 +124,9 @@ class TrialState:
     backfill_unseen: np.ndarray | None = None  # [trial, patient] outcome not yet in n, y
     backfill_allowed: np.ndarray | None = None  # [trial, level] the design allowed at its last
     # decision
+    eliminated_for_good: np.ndarray | None = None  # [trial, level] levels an interval design
+    # eliminated at some decision (kept only with backfill, whose late outcomes could lower an
+    # eliminated level's rate: without it an eliminated level's counts never change)
 
     @classmethod
     def start(
@@ -219,6 +222,7 @@ class TrialState:
         self.patient_backfill = np.zeros(self.patient_level.shape, dtype=bool)
         self.backfill_unseen = np.zeros(self.patient_level.shape, dtype=bool)
         self.backfill_allowed = np.ones(self.n.shape, dtype=bool)
+        self.eliminated_for_good = np.zeros(self.n.shape, dtype=bool)
         return self
 
     def places(self) -> np.ndarray:

@@ -188,7 +188,15 @@ class IntervalDesign(Method):
         return this_and_above(y >= self._table_at(self.eliminate_ge, n))
 
     def allowed(self, state: TrialState) -> np.ndarray:
-        return ~self.eliminated(state)
+        """Levels not eliminated. A level eliminated at a decision stays so (BOIN's ``elimi``,
+        Liu & Yuan 2015) even when outcomes seen later — backfill patients' — bring its rate
+        back under the boundary; the final selection reads the complete data afresh (BOIN's
+        ``select.mtd``)."""
+        eliminated = self.eliminated(state)
+        if state.eliminated_for_good is not None:
+            eliminated |= state.eliminated_for_good
+            state.eliminated_for_good = eliminated
+        return ~eliminated
 
     def _direction(self, state: TrialState) -> np.ndarray:
         """+1 (escalate), 0 (stay) or −1 (de-escalate) by the table at the current level,
