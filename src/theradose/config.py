@@ -114,7 +114,17 @@ DESIGN_KEYS: tuple[str, ...] = (
     "backfill",
     "optimisation",
 )
-DOSIMETRY_KEYS = ("cycles", "measurement_cv", "patient_cap", "cap_rule", "correlation", "organ")
+DOSIMETRY_KEYS = (
+    "cycles",
+    "measurement_cv",
+    "patient_cap",
+    "cap_rule",
+    "correlation",
+    "dose_basis",
+    "prescribe_to",
+    "max_activity_gbq",
+    "organ",
+)
 ORGAN_KEYS = (
     "name",
     "gy_per_gbq_median",
@@ -195,8 +205,15 @@ def _read_dosimetry(top: TomlTable, fields: DesignFields) -> Any:
         organ = _build_record(sub, OrganModel, dict(entry))
         ok &= organ is not None
         organs.append(organ)
-    if organs and fields.doses is None:
-        top.error("[dosimetry] organ limits need the activity of each level: give 'doses'")
+    personalised = table.data.get("dose_basis") == "absorbed_dose"
+    if (organs or personalised) and fields.doses is None:
+        what = (
+            "the prescribed absorbed dose (Gy) of each level"
+            if personalised
+            else "the activity of each level"
+        )
+        need = 'dose_basis = "absorbed_dose" needs' if personalised else "organ limits need"
+        top.error(f"[dosimetry] {need} {what}: give 'doses'")
         ok = False
     values = {k: v for k, v in table.data.items() if k != "organ"}
     if not ok:

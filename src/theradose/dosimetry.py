@@ -88,12 +88,14 @@ __all__ = [
     "logistic_ntcp",
     "passes_limit",
     "patient_dlt_prob",
+    "prescribed_activity",
     "sample_patients",
     "true_cumulative",
     "update_posterior",
 ]
 
 CAP_RULES = ("reduce", "cycles")
+DOSE_BASES = ("activity", "absorbed_dose")
 TOXICITY_MODELS = ("ntcp", "dlt_prob")
 PREDICTIVES = ("true", "measured")
 RADIOBIOLOGY_KEYS = ("alpha_beta_gy", "repair_half_time_h", "effective_half_time_h")
@@ -107,6 +109,7 @@ OUTER_SD = 10.0  # the outer integral over measured log Gy/GBq covers ±10 sd
 OUTER_STEP_SD = 1.0  # in segments at most 1 sd wide, also split at every capping kink
 OUTER_NODES = 24
 EXACT_LIMIT_RTOL = 1e-9  # without measurement error, capped patients land on the limit exactly
+PERSONAL_NODES = 48  # quantile nodes of a new patient's measured Gy/GBq (personalised activity)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,6 +543,12 @@ class Dosimetry(_Record):
     correlation : optional correlation of log Gy/GBq between the organs (in ``organs`` order).
         The admissibility rule works on each organ's marginal, so it does not use it; it is
         there to sample patients from the design's prior (:func:`sample_patients`)
+    dose_basis : "activity" (the design's ``doses`` are activities per cycle, GBq) or
+        "absorbed_dose" (they are cumulative absorbed doses, Gy, prescribed to the organ
+        ``prescribe_to``: each patient's activity per cycle is set from their own measured
+        Gy/GBq, :func:`prescribed_activity`)
+    prescribe_to : with "absorbed_dose", the organ (one of ``organs``) the levels prescribe to
+    max_activity_gbq : with "absorbed_dose", the most activity per cycle any patient is given
     """
 
     organs: tuple[OrganModel, ...]
@@ -548,6 +557,9 @@ class Dosimetry(_Record):
     patient_cap: bool = False
     cap_rule: str = "reduce"
     correlation: tuple[tuple[float, ...], ...] | None = None
+    dose_basis: str = "activity"
+    prescribe_to: str | None = None
+    max_activity_gbq: float | None = None
     _sequences = ("organs", "correlation")
 
     def problems(self) -> list[str]:
@@ -572,11 +584,59 @@ class Dosimetry(_Record):
             return out
         out += _duplicate_names(self.organs)
         out += correlation_problems(self.correlation, len(self.organs))
+        out += self._prescription_problems()
+        return out
+
+    def _prescription_problems(self) -> list[str]:
+        if self.dose_basis not in DOSE_BASES:
+            allowed = ", ".join(show_value(b) for b in DOSE_BASES)
+            return [f"dose_basis = {show_value(self.dose_basis)}: must be one of {allowed}"]
+        out: list[str] = []
+        if not self.personalised:
+            for key in ("prescribe_to", "max_activity_gbq"):
+                if getattr(self, key) is not None:
+                    out.append(
+                        f"{key} = {show_value(getattr(self, key))}: only with "
+                        'dose_basis = "absorbed_dose"'
+                    )
+            return out
+        names = ", ".join(show_value(n) for n in self.names) or "none given"
+        why = 'with dose_basis = "absorbed_dose"'
+        if self.prescribe_to is None:
+            out.append(
+                f"prescribe_to: required {why}: the organ the levels' absorbed doses are "
+                f"prescribed to, one of the [[dosimetry.organ]] names ({names})"
+            )
+        elif self.prescribe_to not in self.names:
+            out.append(
+                f"prescribe_to = {show_value(self.prescribe_to)}: must be one of the "
+                f"[[dosimetry.organ]] names ({names})"
+            )
+        if self.max_activity_gbq is None:
+            out.append(f"max_activity_gbq: required {why}: the most GBq per cycle, > 0")
+        else:
+            _check_number(out, "max_activity_gbq", self.max_activity_gbq, 0.0)
+        if self.patient_cap is True:
+            out.append(
+                f"patient_cap = true: not {why} (each patient's activity is already set from "
+                "their own dosimetry)"
+            )
         return out
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.organs)
+
+    @property
+    def personalised(self) -> bool:
+        """True when the levels are prescribed absorbed doses (``dose_basis = "absorbed_dose"``):
+        each patient's activity then follows from their own measured Gy/GBq."""
+        return self.dose_basis == "absorbed_dose"
+
+    @property
+    def prescribed_index(self) -> int:
+        """Position of the ``prescribe_to`` organ in :attr:`organs`."""
+        return self.names.index(self.prescribe_to)
 
     @property
     def measurement_var(self) -> float:
@@ -591,10 +651,20 @@ class Dosimetry(_Record):
     def describe(self) -> str:
         """The dosimetry rules as protocol text, one paragraph per line."""
         lines = [o.describe(self.cycles) for o in self.organs]
+        if self.personalised:
+            lines.insert(
+                0,
+                f"Levels are cumulative absorbed doses (Gy) to the {self.prescribe_to} over "
+                f"{self.cycles} cycle(s): each patient is given, every cycle, the prescribed dose "
+                f"/ ({self.cycles} × their measured {self.prescribe_to} Gy/GBq), at most "
+                f"{self.max_activity_gbq:g} GBq.",
+            )
         if self.measurement_cv > 0:
+            when = "after cycle 1"
+            if self.personalised:
+                when = "before cycle 1 (pre-therapy dosimetry)"
             lines.append(
-                f"Each patient's Gy/GBq is measured after cycle 1 with a CV of "
-                f"{self.measurement_cv:g}."
+                f"Each patient's Gy/GBq is measured {when} with a CV of {self.measurement_cv:g}."
             )
         if self.capping:
             how = (
@@ -1037,7 +1107,10 @@ def exceedance_prob(
     ----------
     posterior : [trial, organ]
     dosimetry : the design's section (limits, cycles)
-    activity : [level] activity per cycle (the same every cycle), or [level, cycle]
+    activity : [level] activity per cycle (the same every cycle), or [level, cycle]; with
+        ``dose_basis = "absorbed_dose"`` the [level] prescribed absorbed doses (Gy), each new
+        patient's activity following from their measured Gy/GBq
+        (:func:`_personalised_exceedance`)
     cycles : number of cycles for a [level] activity; ``dosimetry.cycles`` when None
         (``cycles=1``: the first cycle alone)
     of : "true" (default) or "measured" Gy/GBq of the new patient
@@ -1046,6 +1119,9 @@ def exceedance_prob(
     -------
     array [trial, level, organ]
     """
+    if dosimetry.personalised:
+        cycles = dosimetry.cycles if cycles is None else cycles
+        return _personalised_exceedance(posterior, dosimetry, activity, cycles, of)
     log_thr = _log_thresholds(dosimetry, activity, cycles)
     df, loc, scale = posterior.predictive(of)
     return special.stdtr(df[:, None, :], (loc[:, None, :] - log_thr) / scale[:, None, :])
@@ -1060,8 +1136,13 @@ def admissible_levels(
     Equal to ``(exceedance_prob(...) <= max_exceed_prob).all(-1)`` but compares each level's
     log threshold with the predictive quantile loc + t_ν(1 − p)·scale, the t quantile computed
     once per distinct ν (ν = ν0 + n takes a handful of values): many times faster than
-    evaluating every tail (benchmarks/).
+    evaluating every tail (benchmarks/). With prescribed absorbed doses (``dosimetry``'s
+    ``dose_basis = "absorbed_dose"``) it compares :func:`exceedance_prob` itself.
     """
+    if dosimetry.personalised:
+        limits = np.array([o.max_exceed_prob for o in dosimetry.organs])
+        exceed = exceedance_prob(posterior, dosimetry, activity, cycles=cycles, of=of)
+        return (exceed <= limits).all(axis=-1)
     log_thr = _log_thresholds(dosimetry, activity, cycles)  # [level, organ]
     df, loc, scale = posterior.predictive(of)
     allowed = np.ones((df.shape[0], log_thr.shape[0]), dtype=bool)
@@ -1083,6 +1164,90 @@ def _t_quantiles(df: np.ndarray, prob: float) -> np.ndarray:
         return table[(df - low).astype(np.intp)]
     unique, inverse = np.unique(df, return_inverse=True)
     return special.stdtrit(unique, prob)[inverse.reshape(df.shape)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Personalised activity (levels prescribed as absorbed doses)
+
+
+def prescribed_activity(dosimetry: Dosimetry, level_value, measured_gy_per_gbq):
+    """The activity per cycle (GBq) each patient is given, [...].
+
+    With ``dose_basis = "activity"`` it is the level's value. With ``"absorbed_dose"`` the level
+    is a cumulative absorbed dose D (Gy) prescribed to the organ P = ``prescribe_to``, and a
+    patient with measured Gy/GBq ĝ_P (pre-therapy or first-cycle dosimetry) is given, every
+    cycle ::
+
+        a = min(D / (C · ĝ_P), A_max)
+
+    (C cycles, A_max = ``max_activity_gbq``): the activity that would deliver exactly D if the
+    measurement were exact, never more than the maximum. Individualised activity from a tracer
+    study: 131I-tositumomab (Kaminski et al. 2000, *Blood* 96:1259), 131I-anti-CD20 escalated on
+    the critical organ's absorbed dose (Press et al. 2000, *Blood* 96:2934).
+
+    Parameters
+    ----------
+    level_value : array [...], the level's activity (GBq) or prescribed absorbed dose (Gy)
+    measured_gy_per_gbq : array [..., design organ], or None with ``dose_basis = "activity"``
+    """
+    value = np.asarray(level_value, dtype=float)
+    if not dosimetry.personalised:
+        return value
+    g = _nonnegative("measured Gy/GBq", measured_gy_per_gbq)[..., dosimetry.prescribed_index]
+    return _personal_activity(dosimetry, value, g)
+
+
+def _personal_activity(dosimetry: Dosimetry, prescribed_gy, measured_gy_per_gbq):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wanted = prescribed_gy / (dosimetry.cycles * measured_gy_per_gbq)
+    wanted = np.where(prescribed_gy > 0, wanted, 0.0)  # 0 Gy (no patient): no activity
+    return np.minimum(wanted, dosimetry.max_activity_gbq)
+
+
+def _personalised_exceedance(
+    posterior: GyPerGbqPosterior, dosimetry: Dosimetry, prescribed, cycles: int, of: str
+) -> np.ndarray:
+    """:func:`exceedance_prob` when the levels are prescribed absorbed doses, [trial, level,
+    organ].
+
+    A new patient's activity depends on their measured log Gy/GBq ŷ of the prescribed organ P,
+    so the probability is an average over ŷ's Student-t predictive (``PERSONAL_NODES``
+    equally weighted midpoint quantiles). Given ŷ, organ j ≠ P passes its limit with the
+    Student-t tail of :meth:`GyPerGbqPosterior.predictive` at the schedule's threshold (organs
+    independent, as in the fixed-activity rule); for P itself the true log Gy/GBq given ŷ is
+    taken as normal, mean m + r(ŷ − m) and variance r·τ², r = s_true² / s_measured² (the
+    predictive scales; exact for a normal population with known spread, an approximation
+    otherwise). ``of="measured"`` takes the true value to be the measured one.
+    """
+    prescribed = np.asarray(prescribed, dtype=float)
+    if prescribed.ndim != 1:
+        raise ValueError(
+            f"prescribed absorbed doses must be [level], got shape {prescribed.shape}"
+        )
+    p = dosimetry.prescribed_index
+    df_m, loc_m, scale_m = posterior.predictive("measured")
+    df, loc, scale = posterior.predictive(of)
+    u = (np.arange(PERSONAL_NODES) + 0.5) / PERSONAL_NODES
+    quantiles = np.stack([_t_quantiles(df_m[:, p], q) for q in u], axis=-1)  # [trial, node]
+    y = loc_m[:, p, None] + scale_m[:, p, None] * quantiles
+    a = _personal_activity(dosimetry, prescribed[None, :, None], np.exp(y)[:, None, :])
+    s1, s2 = cycles * a, cycles * a * a  # [trial, level, node]
+    out = np.empty((df.shape[0], prescribed.size, len(dosimetry.organs)))
+    for j, organ in enumerate(dosimetry.organs):
+        with np.errstate(divide="ignore"):
+            log_thr = np.log(_threshold(organ.limit, s1, s2, organ.limit_bed_factor))
+        if j != p:
+            z = (loc[:, j, None, None] - log_thr) / scale[:, j, None, None]
+            tail = special.stdtr(df[:, j, None, None], z)
+        elif of == "measured":
+            tail = _prob_exceed(y[:, None, :], np.zeros(y.shape)[:, None, :], log_thr)
+        else:
+            r = np.square(scale[:, p] / scale_m[:, p])[:, None]  # [trial, 1]
+            mean = loc[:, p, None] + r * (y - loc_m[:, p, None])
+            sd = np.sqrt(r * posterior.measurement_var) * np.ones(y.shape)
+            tail = _prob_exceed(mean[:, None, :], sd[:, None, :], log_thr)
+        out[..., j] = tail.mean(axis=-1)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1308,6 +1473,12 @@ def level_truths(
     patients receive less, so the capped truths are lower — which defines the true MTD is the
     caller's choice.
 
+    With ``dose_basis = "absorbed_dose"`` ``activity`` holds the levels' prescribed absorbed
+    doses (Gy) and each patient's schedule is ``cycles`` × :func:`prescribed_activity` of
+    their measured Gy/GBq of the prescribed organ (``patient_cap`` is ignored): computed as
+    with capping, the outer integral over that organ's measured value (split where the activity
+    reaches ``max_activity_gbq``), or by quasi-Monte Carlo when organs are correlated.
+
     Methods
     -------
     Uncapped exceedance is closed form, Φ((log g_median − log g*)/σ), whatever the method.
@@ -1346,7 +1517,9 @@ def level_truths(
     -------
     LevelTruths
     """
-    if patient_cap is None:
+    if dosimetry.personalised:
+        capped = True  # as with capping, each patient's schedule follows their measured Gy/GBq
+    elif patient_cap is None:
         capped = dosimetry.capping
     else:
         capped = bool(patient_cap) and dosimetry.cycles > 1
@@ -1354,7 +1527,8 @@ def level_truths(
     if activity.ndim != 1:
         raise ValueError(f"activity must be [level], got shape {activity.shape}")
     truth.index(dosimetry.names)  # every design organ needs a truth
-    quadrature_ok = truth.independent and (not capped or len(dosimetry.organs) == 1)
+    single = len(dosimetry.organs) == 1 or dosimetry.personalised
+    quadrature_ok = truth.independent and (not capped or single)
     if method == "auto":
         method = "quadrature" if quadrature_ok else "qmc"
     if method == "quadrature":
@@ -1399,15 +1573,40 @@ def _outer_nodes(truth: DosimetryTruth, dosimetry: Dosimetry, activity: np.ndarr
     for k in {model.limit_bed_factor, _true_limit_factor(model, organ)}:
         with np.errstate(divide="ignore"):
             kinks.append(np.log(_threshold(model.limit, s1_full, s2_full, k)))
+    w, weight = _outer_rule(mu, sd_w, kinks, activity.size)
+    schedules = cap_activities(activity[:, None], np.exp(w)[..., None], dosimetry).activities
+    rho = sigma2 / (sigma2 + tau2)
+    return weight, schedules, mu + rho * (w - mu), np.full(w.shape, math.sqrt(rho * tau2))
+
+
+def _outer_rule(mu: float, sd_w: float, kinks: list, n_levels: int):
+    """Nodes w and weights [level, node] for E f(w), w ~ N(mu, sd_w²): Gauss–Legendre on
+    segments at most ``OUTER_STEP_SD`` sd wide over ±``OUTER_SD`` sd, also split at the
+    ``kinks`` ([level, k] arrays of w)."""
     grid = mu + sd_w * np.arange(-OUTER_SD, OUTER_SD + OUTER_STEP_SD / 2, OUTER_STEP_SD)
-    edges = np.concatenate([np.broadcast_to(grid, (activity.size, grid.size)), *kinks], axis=1)
+    edges = np.concatenate([np.broadcast_to(grid, (n_levels, grid.size)), *kinks], axis=1)
     edges = np.sort(np.clip(edges, grid[0], grid[-1]), axis=1)  # [level, edge]
     x, wl = np.polynomial.legendre.leggauss(OUTER_NODES)
     lo, hi = edges[:, :-1, None], edges[:, 1:, None]  # [level, segment, 1]
-    w = (lo + (hi - lo) * (x + 1) / 2).reshape(activity.size, -1)
-    weight = ((hi - lo) / 2 * wl).reshape(activity.size, -1)
+    w = (lo + (hi - lo) * (x + 1) / 2).reshape(n_levels, -1)
+    weight = ((hi - lo) / 2 * wl).reshape(n_levels, -1)
     weight = weight * np.exp(-0.5 * ((w - mu) / sd_w) ** 2) / (sd_w * math.sqrt(2 * math.pi))
-    schedules = cap_activities(activity[:, None], np.exp(w)[..., None], dosimetry).activities
+    return w, weight
+
+
+def _personal_outer_nodes(truth: DosimetryTruth, dosimetry: Dosimetry, prescribed: np.ndarray):
+    """:func:`_outer_nodes` for levels prescribed as absorbed doses: w = log ĝ_P of the
+    prescribed organ, each patient's schedule ``cycles`` × :func:`prescribed_activity`, the
+    segments split where the activity reaches ``max_activity_gbq``."""
+    model = dosimetry.organs[dosimetry.prescribed_index]
+    organ = truth.organs[int(truth.index([model.name])[0])]
+    mu, sigma2, tau2 = organ.log_median, organ.log_sd**2, dosimetry.measurement_var
+    sd_w = math.sqrt(sigma2 + tau2)
+    with np.errstate(divide="ignore"):
+        kink = np.log(prescribed / (dosimetry.cycles * dosimetry.max_activity_gbq))
+    w, weight = _outer_rule(mu, sd_w, [kink[:, None]], prescribed.size)
+    a = _personal_activity(dosimetry, prescribed[:, None], np.exp(w))  # [level, node]
+    schedules = np.repeat(a[..., None], dosimetry.cycles, axis=-1)
     rho = sigma2 / (sigma2 + tau2)
     return weight, schedules, mu + rho * (w - mu), np.full(w.shape, math.sqrt(rho * tau2))
 
@@ -1416,8 +1615,12 @@ def _truths_quadrature(truth, dosimetry, activity, capped) -> LevelTruths:
     n_levels = activity.size
     capped_organ = -1
     if capped:
-        weight, schedules, cond_mean, cond_sd = _outer_nodes(truth, dosimetry, activity)
-        capped_organ = int(truth.index([dosimetry.organs[0].name])[0])
+        # the schedule follows the measured Gy/GBq of one design organ: capping's single organ,
+        # or the organ a personalised design prescribes to
+        nodes = _personal_outer_nodes if dosimetry.personalised else _outer_nodes
+        weight, schedules, cond_mean, cond_sd = nodes(truth, dosimetry, activity)
+        measured = dosimetry.prescribed_index if dosimetry.personalised else 0
+        capped_organ = int(truth.index([dosimetry.organs[measured].name])[0])
     else:
         weight = np.ones((n_levels, 1))
         schedules = np.repeat(activity[:, None, None], dosimetry.cycles, axis=2)
@@ -1443,11 +1646,15 @@ def _truths_quadrature(truth, dosimetry, activity, capped) -> LevelTruths:
         dlt = ((1 - spare) * weight).sum(axis=1)
 
     if capped:
-        model = dosimetry.organs[0]
-        k = _true_limit_factor(model, truth.organs[capped_organ])
-        with np.errstate(divide="ignore"):
-            log_thr = np.log(_threshold(model.limit, s1, s2, k))
-        exceed = (_prob_exceed(cond_mean, cond_sd, log_thr) * weight).sum(axis=1)[:, None]
+        exceed = np.empty((n_levels, len(dosimetry.organs)))
+        for i, (model, j) in enumerate(
+            zip(dosimetry.organs, truth.index(dosimetry.names), strict=True)
+        ):
+            mean, sd = conditional(int(j))
+            k = _true_limit_factor(model, truth.organs[j])
+            with np.errstate(divide="ignore"):
+                log_thr = np.log(_threshold(model.limit, s1, s2, k))
+            exceed[:, i] = (_prob_exceed(mean, sd, log_thr) * weight).sum(axis=1)
     else:
         exceed = _uncapped_exceed(truth, dosimetry, activity)
     return LevelTruths(
@@ -1455,7 +1662,7 @@ def _truths_quadrature(truth, dosimetry, activity, capped) -> LevelTruths:
         exceed_prob=exceed,
         dlt_prob_se=None if dlt is None else np.zeros(n_levels),
         exceed_prob_se=np.zeros(exceed.shape),
-        capped=capped,
+        capped=capped and not dosimetry.personalised,
         method="quadrature",
     )
 
@@ -1511,7 +1718,12 @@ def _truths_qmc(truth, dosimetry, activity, capped, points, replicates, seed) ->
             log_hat = mu[design] + z[:, :n_design] @ root_hat.T  # [point, design organ]
             cond_mean = mu + (log_hat - mu[design]) @ gain.T  # [point, organ]
             log_g = cond_mean + z[:, n_design:] @ root.T
-            schedules = cap_activities(activity[:, None], np.exp(log_hat), dosimetry).activities
+            if dosimetry.personalised:
+                a = prescribed_activity(dosimetry, activity[:, None], np.exp(log_hat))
+                schedules = np.repeat(a[..., None], dosimetry.cycles, axis=-1)
+            else:
+                schedules = cap_activities(activity[:, None], np.exp(log_hat), dosimetry)
+                schedules = schedules.activities
             s1 = schedules.sum(axis=-1)[..., None]  # [level, point, 1]
             s2 = np.square(schedules).sum(axis=-1)[..., None]
             with np.errstate(divide="ignore"):
@@ -1533,6 +1745,6 @@ def _truths_qmc(truth, dosimetry, activity, capped, points, replicates, seed) ->
         exceed_prob=exceed_prob,
         dlt_prob_se=se(dlt) if with_dlt else None,
         exceed_prob_se=exceed_se,
-        capped=capped,
+        capped=capped and not dosimetry.personalised,
         method="qmc",
     )

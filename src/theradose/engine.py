@@ -163,12 +163,16 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
 
 
 def _schedules(design: Design, planned: np.ndarray, measured: np.ndarray | None):
-    """Patients' schedules (as ScheduleMoments) from their planned activity per cycle [...] —
-    capped from their measured Gy/GBq [..., design organ] when the design says so — and
+    """Patients' schedules (as ScheduleMoments) from their level's value [...] — the planned
+    activity per cycle, capped from their measured Gy/GBq [..., design organ] when the design
+    says so, or, when the levels are prescribed absorbed doses, each patient's own activity
+    from their measured Gy/GBq (:func:`theradose.dosimetry.prescribed_activity`) — and
     whether each was capped."""
-    from theradose.dosimetry import ScheduleMoments, capped_moments
+    from theradose.dosimetry import ScheduleMoments, capped_moments, prescribed_activity
 
     dosimetry = design.dosimetry
+    if dosimetry is not None and dosimetry.personalised:
+        planned = prescribed_activity(dosimetry, planned, measured)
     if dosimetry is not None and dosimetry.capping and measured is not None:
         return capped_moments(planned, measured, dosimetry)
     cycles = 1 if dosimetry is None else dosimetry.cycles

@@ -24,8 +24,15 @@ def _levels(design: Design) -> str:
     if design.doses is None:
         return f"{design.n_levels} dose levels"
     unit = f" {design.dose_unit}" if design.dose_unit else ""
-    activities = ", ".join(f"{dose:g}" for dose in design.doses)
-    return f"{design.n_levels} levels of administered activity ({activities}{unit})"
+    values = ", ".join(f"{dose:g}" for dose in design.doses)
+    dosimetry = design.dosimetry
+    if dosimetry is not None and dosimetry.dose_basis == "absorbed_dose":
+        return (
+            f"{design.n_levels} levels of cumulative absorbed dose prescribed to the "
+            f"{dosimetry.prescribe_to} ({values}{unit}), each patient's activity set from their "
+            "own measured dosimetry"
+        )
+    return f"{design.n_levels} levels of administered activity ({values}{unit})"
 
 
 def protocol_sections(design: Design) -> list[tuple[str, str]]:
