@@ -18,6 +18,7 @@ import numpy as np
 BETA_RANGE = 10.0
 MIN_NODES = 512
 NODES_PER_ROOT_PATIENT = 55
+_ROWS = 256  # states at a time for elementwise work on [state, node] arrays: stays in cache
 
 
 def n_nodes_for(max_patients: int) -> int:
@@ -46,11 +47,33 @@ def gauss_legendre(n_nodes: int, lower: float = -BETA_RANGE, upper: float = BETA
 
 
 def unique_states(n: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (n, y) rows and, per trial, the index of its row."""
+    """Distinct (n, y) rows, in lexicographic order, and, per trial, the index of its row."""
     key = np.concatenate([n, y], axis=1)
-    unique, inverse = np.unique(key, axis=0, return_inverse=True)
     levels = n.shape[1]
+    code = _row_codes(key)
+    if code is None:
+        unique, inverse = np.unique(key, axis=0, return_inverse=True)
+        return unique[:, :levels], unique[:, levels:], inverse.ravel()
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    unique = key[first]
     return unique[:, :levels], unique[:, levels:], inverse.ravel()
+
+
+def _row_codes(key: np.ndarray) -> np.ndarray | None:
+    """One integer per row of non-negative counts that orders rows as np.unique(axis=0) does
+    (lexicographically): the counts as the digits of a mixed-radix number, the first column the
+    most significant; None when some count is negative or the numbers would not fit in 63 bits.
+    Sorting integers is many times faster than sorting rows."""
+    if key.size == 0 or key.min() < 0:
+        return None
+    radix = key.max(axis=0).astype(np.int64) + 1
+    if np.prod([float(r) for r in radix]) >= 2.0**62:
+        return None
+    code = np.zeros(key.shape[0], dtype=np.int64)
+    for column, base in zip(key.T, radix, strict=True):
+        code *= base
+        code += column
+    return code
 
 
 @dataclass(frozen=True)
@@ -122,14 +145,18 @@ def posterior(
         right, q_right = gauss_legendre(n_nodes - n_below, split, BETA_RANGE)
         nodes, q = np.concatenate([left, right]), np.concatenate([q_left, q_right])
     f = log_f(nodes)  # a fresh array: turned into the weights in place
-    shift = f.max(axis=1)
-    f -= shift[:, None]
-    np.exp(f, out=f)
-    f *= q
-    norm = f.sum(axis=1)
+    shift = np.empty(f.shape[0])
+    norm = np.empty(f.shape[0])
+    for start in range(0, f.shape[0], _ROWS):  # rows a block at a time, in cache
+        block = f[start : start + _ROWS]
+        shift[start : start + _ROWS] = block.max(axis=1)
+        block -= shift[start : start + _ROWS, None]
+        np.exp(block, out=block)
+        block *= q
+        norm[start : start + _ROWS] = block.sum(axis=1)
+        block /= norm[start : start + _ROWS, None]
     return QuadraturePosterior(
-        nodes=nodes, weights=f / norm[:, None], log_shift=shift, norm=norm, split=split,
-        n_below_split=n_below,
+        nodes=nodes, weights=f, log_shift=shift, norm=norm, split=split, n_below_split=n_below
     )
 
 
@@ -174,6 +201,16 @@ def quantile(
 KEYS_A = -0.5  # Keys (1981), IEEE Trans ASSP 29:1153–1160: the third-order cubic convolution
 
 
+def _inner(u: np.ndarray) -> np.ndarray:
+    """∫_0^u W for the Keys kernel, 0 ≤ u ≤ 1."""
+    return u * (1.0 + u * u * (0.375 * u - 5.0 / 6.0))
+
+
+def _outer(u: np.ndarray) -> np.ndarray:
+    """∫_0^u W for the Keys kernel, 1 ≤ u ≤ 2."""
+    return u * (2.0 + u * (-2.0 + u * (5.0 / 6.0 - 0.125 * u))) - 1.0 / 6.0
+
+
 def smoothed_step(s: np.ndarray) -> np.ndarray:
     """∫_{−∞}^{s} W(t) dt for the Keys cubic-convolution kernel W (a = −1/2).
 
@@ -181,14 +218,73 @@ def smoothed_step(s: np.ndarray) -> np.ndarray:
     Σ f_i W((t − t_i)/h) is h·Σ f_i·smoothed_step((t_i − c)/h). Rises from 0 at s = −2 to 1 at
     s = 2, with smoothed_step(s) + smoothed_step(−s) = 1.
 
-    >>> [float(v) for v in smoothed_step(np.array([-2.0, 0.0, 2.0]))]
-    [0.0, 0.5, 1.0]
+    >>> np.allclose(smoothed_step(np.array([-2.0, 0.0, 2.0])), [0.0, 0.5, 1.0], atol=1e-15)
+    True
     """
     u = np.minimum(np.abs(s), 2.0)
-    inner = u * (1.0 + u * u * (0.375 * u - 5.0 / 6.0))  # ∫_0^u W, u ≤ 1
-    outer = u * (2.0 + u * (-2.0 + u * (5.0 / 6.0 - 0.125 * u))) - 1.0 / 6.0  # 1 < u ≤ 2
-    half = np.where(u <= 1.0, inner, outer)
+    half = np.where(u <= 1.0, _inner(u), _outer(u))
     return 0.5 + np.copysign(half, s)
+
+
+def log_expit(eta: np.ndarray) -> np.ndarray:
+    """log p = log(1 / (1 + e^−η)) = min(η, 0) − log1p(e^−|η|), elementwise.
+
+    scipy.special.log_expit's formula in numpy's vectorised exp and log1p: about three times
+    faster, equal to within 1e-15.
+    """
+    tail = np.abs(eta)
+    np.negative(tail, out=tail)
+    np.exp(tail, out=tail)
+    np.log1p(tail, out=tail)
+    out = np.minimum(eta, 0.0)
+    out -= tail
+    return out
+
+
+def step_sums(
+    w: np.ndarray, eta_first: np.ndarray, h: np.ndarray, cuts: np.ndarray
+) -> np.ndarray:
+    """Σ over a lattice's nodes of w·smoothed_step((η − cut)/h), [state, cut, level].
+
+    For lattices whose rows rise in η by exactly ``h`` from one node to the next, as the rows of
+    a sheared lattice do in θ1: ``w`` [state, i, j] are the weights (i along a row),
+    ``eta_first`` [state, level, j] is η at i = 0 and ``h`` [state]. With s_i = s_0 + i, the step
+    is 0 up to s = −2 and 1 from s = 2, so each row needs its tail sum past s = 2 and the four
+    nodes in between: O(rows) work instead of O(nodes).
+    """
+    n_states, n_i, n_j = w.shape
+    s0 = (eta_first[:, None] - cuts[:, None, None]) / h[:, None, None, None]  # [state, cut, l, j]
+    first = np.floor(-2.0 - s0) + 1.0  # the first node with s > −2 ...
+    t = s0 + first + 2.0  # ... is at s = t − 2, t ∈ (0, 1]
+    first = np.clip(first, -4.0, float(n_i))  # beyond the row, only zero padding is read
+    start = first.astype(np.intp) + 4  # into rows padded by four nodes on each side
+    # Rows transposed and padded, [state, j, 4 + i]: the weights, and the mass from node i on.
+    padded = np.zeros((n_states, n_j, n_i + 9))
+    padded[:, :, 4 : n_i + 4] = np.swapaxes(w, 1, 2)
+    tail = np.zeros((n_states, n_j, n_i + 9))
+    np.cumsum(padded[:, :, n_i + 3 : 3 : -1], axis=2, out=tail[:, :, n_i + 3 : 3 : -1])
+    tail[:, :, :4] = tail[:, :, 4:5]
+    # flat indices of node i = start − 4 of each row: [state, cut, level, j]
+    at = (np.arange(n_states)[:, None, None, None] * n_j + np.arange(n_j)) * (n_i + 9) + start
+    total = tail.reshape(-1)[at + 4]  # the nodes with s ≥ 2
+    flat = padded.reshape(-1)
+    # the step at s = t − 2 + r, r = 0 … 3, each on one branch of smoothed_step
+    total += flat[at] * (0.5 - _outer(2.0 - t))
+    total += flat[at + 1] * (0.5 - _inner(1.0 - t))
+    total += flat[at + 2] * (0.5 + _inner(t))
+    total += flat[at + 3] * (0.5 + _outer(1.0 + t))
+    return total.sum(axis=3)
+
+
+@cache
+def _lattice_steps(half_width: float, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """The nodes of a square lattice in steps of standard deviations, node (i, j) at
+    i·n + j: its offsets along θ1 given θ2 (i) and along θ2 (j), [node] each."""
+    k = np.arange(-half_width, half_width + spacing / 2, spacing)
+    i, j = (v.ravel() for v in np.meshgrid(k, k, indexing="ij"))
+    i.setflags(write=False)
+    j.setflags(write=False)
+    return i, j
 
 
 def sheared_lattice(
@@ -200,8 +296,7 @@ def sheared_lattice(
     lattice spans ±``half_width`` standard deviations with ``spacing`` standard deviations
     between nodes, along θ2 and along θ1 given θ2.
     """
-    k = np.arange(-half_width, half_width + spacing / 2, spacing)
-    i, j = (v.ravel() for v in np.meshgrid(k, k, indexing="ij"))
+    i, j = _lattice_steps(half_width, spacing)
     mean = np.asarray(mean, dtype=float)
     cov = np.asarray(cov, dtype=float)
     sd2 = np.sqrt(cov[..., 1, 1])

@@ -34,7 +34,13 @@ from theradose import special_functions as special
 from theradose.constraints import MaxIncrement, NoSkip
 from theradose.methods.base import Method
 from theradose.methods.spec import DesignFields, MethodSpec
-from theradose.posterior import sheared_lattice, smoothed_step, unique_states
+from theradose.posterior import (
+    log_expit,
+    sheared_lattice,
+    smoothed_step,
+    step_sums,
+    unique_states,
+)
 from theradose.state import TrialState
 from theradose.stopping import MaxPatients
 from theradose.validation import (
@@ -59,12 +65,13 @@ MIN_SPACINGS_PER_SD = 1.25
 EDGE_MASS = 1e-6
 MAX_OWN_PASSES = 4
 OWN_COARSE_SPACINGS_PER_SD = 0.8 / OWN_SPACING
-_BLOCK = 64  # states per block on their own lattices: bounds the [state, node, level] arrays
+_BLOCK = 16  # states per block on their own lattices: keeps [state, level, node] arrays in cache
 _SHARED_BLOCK = 1024  # states per block on the shared lattice: bounds the [state, node] arrays
 
 DEFAULT_TARGET_INTERVAL = (0.16, 0.33)  # NBG 2008
 DEFAULT_MAX_OVERDOSE_PROB = 0.25  # NBG 2008; Babb et al. 1998
 PROBABILITY_CUTS = ("interval_low", "interval_high", "target")
+N_MOMENTS = 5  # θ1, θ2, θ1², θ1θ2, θ2²: the last columns of the weighted sums
 
 
 def prior_covariance(sd: tuple[float, float], corr: float) -> np.ndarray:
@@ -204,14 +211,17 @@ class Blrm(Method):
             np.asarray(self.prior_mean), self.prior_cov, SHARED_HALF_WIDTH, SHARED_SPACING
         )
         eta = self.eta(theta1, theta2)  # [node, level]
+        summands = _summands(eta, float(h1), self.logit_cuts, theta1, theta2)
+        near_edge = _near_edge(SHARED_HALF_WIDTH, SHARED_SPACING)
         return {
-            "theta": np.column_stack([theta1, theta2]),
-            "log_p": special.log_expit(eta).T.copy(),  # [level, node]
-            "log_1mp": special.log_expit(-eta).T.copy(),
+            # DLT counts, then non-DLT counts, times these: the log-likelihood, [2·level, node]
+            "log_lik": np.concatenate([log_expit(eta), log_expit(-eta)], axis=1).T.copy(),
             "log_prior": self.log_prior(theta1, theta2),
-            "summands": _summands(eta, float(h1), self.logit_cuts, theta1, theta2),
+            "summands": summands,
+            # what every state needs, to decide whether it needs its own lattice: the moments
+            # of θ, then the mass near the edge, [node, 6]
+            "moments": np.column_stack([summands[:, -N_MOMENTS:], near_edge]),
             "to_lattice": _to_lattice_units(self.prior_cov, SHARED_SPACING),
-            "near_edge": _near_edge(SHARED_HALF_WIDTH, SHARED_SPACING),
         }
 
     def grid_posterior(self, n: np.ndarray, y: np.ndarray) -> BlrmPosterior:
@@ -228,21 +238,31 @@ class Blrm(Method):
         shared = self._shared
         n = n.astype(float)
         y = y.astype(float)
-        log_f = y @ shared["log_p"] + (n - y) @ shared["log_1mp"] + shared["log_prior"]
-        w = np.exp(log_f - log_f.max(axis=1, keepdims=True))
+        log_f = np.concatenate([y, n - y], axis=1) @ shared["log_lik"]
+        log_f += shared["log_prior"]
+        log_f -= log_f.max(axis=1, keepdims=True)
+        w = np.exp(log_f, out=log_f)
         w /= w.sum(axis=1, keepdims=True)
-        post = _from_weights(w @ shared["summands"], self.n_levels)
+        moments = w @ shared["moments"]
+        # The summaries only of the states that keep the shared lattice; the others need only
+        # the moments that place their own.
+        sums = np.full((n.shape[0], shared["summands"].shape[1]), np.nan)
+        sums[:, -N_MOMENTS:] = moments[:, :N_MOMENTS]
+        post = _from_weights(sums, self.n_levels)
         lattice_cov = shared["to_lattice"] @ post.theta_cov @ shared["to_lattice"].T
         narrow = _smallest_sd(lattice_cov) < MIN_SPACINGS_PER_SD
-        own = narrow | (w @ shared["near_edge"] > EDGE_MASS)
+        own = narrow | (moments[:, N_MOMENTS] > EDGE_MASS)
+        if not own.all():
+            keep = np.flatnonzero(~own)
+            sums[keep] = w[keep] @ shared["summands"]
+            post = _from_weights(sums, self.n_levels)
         if not own.any():
             return post
         rows = np.flatnonzero(own)
         refined = self._own_lattice_posterior(n[rows], y[rows], post.take(rows))
-        fields = {f: getattr(post, f).copy() for f in post.__dataclass_fields__}
-        for name in fields:
-            fields[name][rows] = getattr(refined, name)
-        return BlrmPosterior(**fields)
+        for name in post.__dataclass_fields__:
+            getattr(post, name)[rows] = getattr(refined, name)
+        return post
 
     def _own_lattice_posterior(self, n, y, start: BlrmPosterior) -> BlrmPosterior:
         """Posteriors on lattices placed from each state's posterior moments, repeated while a
@@ -254,8 +274,15 @@ class Blrm(Method):
         cov = start.theta_cov + np.diag(spacing**2)
         todo = np.arange(n.shape[0])
         out = None
-        for _ in range(MAX_OWN_PASSES):
-            post, coarse = self._own_lattice_pass(n[todo], y[todo], mean[todo], cov[todo])
+        for attempt in range(MAX_OWN_PASSES):
+            post, coarse = self._own_lattice_pass(
+                n[todo],
+                y[todo],
+                mean[todo],
+                cov[todo],
+                coarse_too=attempt == MAX_OWN_PASSES - 1,
+                expect_coarse=attempt == 0,
+            )
             if out is None:
                 out = post
             else:
@@ -268,31 +295,63 @@ class Blrm(Method):
             todo = todo[coarse]
         return out
 
-    def _own_lattice_pass(self, n, y, mean, cov) -> tuple[BlrmPosterior, np.ndarray]:
-        summed = []
-        coarse = []
-        for start in range(0, n.shape[0], _BLOCK):
-            block = slice(start, start + _BLOCK)
+    def _own_lattice_pass(
+        self, n, y, mean, cov, coarse_too: bool = True, expect_coarse: bool = False
+    ) -> tuple[BlrmPosterior, np.ndarray]:
+        """Posteriors on lattices of their own placed from ``mean``, ``cov``, and whether each
+        lattice was too coarse; the summaries of those are computed only with ``coarse_too``
+        (otherwise NaN, only their moments: they are computed again on a finer lattice).
+
+        ``expect_coarse``: most lattices will be too coarse (the first, placed from the widened
+        moments of the shared lattice), so the likelihood is first computed only at the levels
+        given, and the summaries' η at every level only for the others.
+        """
+        n_levels = self.n_levels
+        sums = np.full((n.shape[0], n_levels * (1 + len(PROBABILITY_CUTS)) + N_MOMENTS), np.nan)
+        coarse = np.zeros(n.shape[0], dtype=bool)
+        x = self.log_dose_ratio
+        for block in _blocks(n.shape[0]):
             theta1, theta2, h1 = sheared_lattice(
                 mean[block], cov[block], OWN_HALF_WIDTH, OWN_SPACING
             )
-            eta = self.eta(theta1, theta2)  # [state, node, level]
-            log_p = special.log_expit(eta)
-            log_1mp = log_p - eta
-            nb, yb = n[block, :, None], y[block, :, None]
-            log_f = (log_p @ yb + log_1mp @ (nb - yb))[..., 0] + self.log_prior(theta1, theta2)
-            w = np.exp(log_f - log_f.max(axis=1, keepdims=True))
-            w /= w.sum(axis=1, keepdims=True)
-            block_sums = _weighted_sums(w, eta, np.exp(log_p), h1, self.logit_cuts, theta1, theta2)
-            summed.append(block_sums)
-            post = _from_weights(block_sums, self.n_levels)
+            states, nodes = theta1.shape
+            n_j = int(round(np.sqrt(nodes)))  # node (i, j) at i·n_j + j; θ2 depends on j only
+            exp_theta2 = np.exp(theta2[:, :n_j])  # [state, j]
+            nb, no_dlt = n[block], n[block] - y[block]
+            # A lattice that turns out too coarse only places the next one: its likelihood needs
+            # only the levels given (the others have weight 0).
+            all_levels = coarse_too or not expect_coarse
+            levels = np.arange(n_levels) if all_levels else np.flatnonzero(nb.any(axis=0))
+            eta = _lattice_eta(theta1, exp_theta2, x[levels])  # [state, level, node]
+            log_p = log_expit(eta)
+            # Σ y·log p + (n − y)·log(1 − p) = Σ n·log p − (n − y)·η, η linear in θ1 and e^θ2
+            log_f = (nb[:, None, levels] @ log_p)[:, 0]
+            log_f -= theta1 * no_dlt.sum(axis=1)[:, None]
+            log_f.reshape(states, -1, n_j)[...] -= (exp_theta2 * (no_dlt @ x)[:, None])[:, None]
+            log_f += self.log_prior(theta1, theta2)
+            w = _normalised(log_f)
+            moments = [theta1, theta2, theta1 * theta1, theta1 * theta2, theta2 * theta2]
+            sums[block, -N_MOMENTS:] = np.column_stack([(w * m).sum(axis=1) for m in moments])
+            post = _from_weights(sums[block], n_levels)
             to_lattice = _to_lattice_units(cov[block], OWN_SPACING)
             lattice_cov = to_lattice @ post.theta_cov @ np.swapaxes(to_lattice, -1, -2)
             # Built from the right moments, the lattice sees a standard deviation of
             # 1/OWN_SPACING steps in every direction; far fewer means the moments it was built
             # from overstated the spread.
-            coarse.append(_smallest_sd(lattice_cov) < OWN_COARSE_SPACINGS_PER_SD)
-        post = _from_weights(np.concatenate(summed), self.n_levels)
+            coarse[block] = _smallest_sd(lattice_cov) < OWN_COARSE_SPACINGS_PER_SD
+            rows = np.arange(states) if coarse_too else np.flatnonzero(~coarse[block])
+            if rows.size == 0:
+                continue
+            if rows.size < states or not all_levels:
+                eta = _lattice_eta(theta1[rows], exp_theta2[rows], x)
+                log_p = log_expit(eta)
+            w = w[rows]
+            out = np.arange(n.shape[0])[block][rows]
+            sums[out, :n_levels] = _weighted_p(w, log_p)
+            first = eta.reshape(rows.size, n_levels, -1, n_j)[:, :, 0]  # η at i = 0
+            above = step_sums(w.reshape(rows.size, -1, n_j), first, h1[rows], self.logit_cuts)
+            sums[out, n_levels:-N_MOMENTS] = above.reshape(rows.size, -1)
+        post = _from_weights(sums, self.n_levels)
         post = BlrmPosterior(
             post.p_mean,
             post.prob_at_least,
@@ -300,7 +359,7 @@ class Blrm(Method):
             post.theta_cov,
             np.ones(n.shape[0], dtype=bool),
         )
-        return post, np.concatenate(coarse)
+        return post, coarse
 
     # -- the posterior of a batch of trials ----------------------------------------------------
 
@@ -461,16 +520,31 @@ def _summands(eta, h1, logit_cuts, theta1, theta2) -> np.ndarray:
     return np.concatenate(parts, axis=-1)
 
 
-def _weighted_sums(w, eta, p, h1, logit_cuts, theta1, theta2) -> np.ndarray:
-    """:func:`_summands` summed against per-state weights ``w`` [state, node] without building
-    the [state, node, k] array, [state, k]."""
-    wb = w[:, None, :]
-    parts = [(wb @ p)[:, 0]]
-    for cut in logit_cuts:
-        parts.append((wb @ smoothed_step((eta - cut) / h1[:, None, None]))[:, 0])
-    for m in (theta1, theta2, theta1 * theta1, theta1 * theta2, theta2 * theta2):
-        parts.append((w * m).sum(axis=1)[:, None])
-    return np.concatenate(parts, axis=1)
+def _blocks(size: int) -> list[slice]:
+    return [slice(start, start + _BLOCK) for start in range(0, size, _BLOCK)]
+
+
+def _lattice_eta(theta1: np.ndarray, exp_theta2: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """η = θ1 + exp(θ2)·x_d on sheared lattices whose θ2 depends only on a node's j (node
+    i·n_j + j), from ``exp_theta2`` [state, j]: [state, level, node]."""
+    states, n_j = exp_theta2.shape
+    slope = exp_theta2[:, None, :] * x[:, None]  # [state, level, j]
+    eta = theta1.reshape(states, 1, -1, n_j) + slope[:, :, None, :]
+    return eta.reshape(states, x.size, -1)
+
+
+def _normalised(log_f: np.ndarray) -> np.ndarray:
+    """Weights [state, node] from the unnormalised log posterior."""
+    w = np.exp(log_f - log_f.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    return w
+
+
+def _weighted_p(w: np.ndarray, log_p: np.ndarray) -> np.ndarray:
+    """Posterior means of p [state, level] from the weights [state, node] and log p
+    [state, level, node] (overwritten)."""
+    p = np.exp(log_p, out=log_p)
+    return (p @ w[:, :, None])[..., 0]
 
 
 def _from_weights(sums: np.ndarray, n_levels: int) -> BlrmPosterior:

@@ -71,7 +71,7 @@ NODES_PER_SEGMENT = 12
 RHO_BREAKS = (0.0, 1e-4, 5e-4, 2.5e-3, 0.0125, 0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95, 0.99, 1.0)
 RHO_NODES_PER_SEGMENT = 8
 CDF_POINTS_PER_SEGMENT = 16
-_BLOCK = 256  # states at a time: bounds the [state, node] arrays (~17,000 nodes for 6 levels)
+_BLOCK = 32  # states at a time: keeps the [state, node] arrays (~20,000 nodes for 6 levels) small
 
 
 @dataclass(frozen=True)
@@ -239,9 +239,10 @@ class Ewoc(Method):
             u_t = special.betainc(c, d, t)
             return (seg_end[:, None] <= u_t[None, :] * (1 + 1e-12)).astype(float)
 
+        # DLT counts, then non-DLT counts, times this: the log-likelihood, [2·level, node]
+        log_lik = np.concatenate([special.log_expit(eta), special.log_expit(-eta)], axis=1)
         return {
-            "log_p": special.log_expit(eta).T.copy(),  # [level, node]
-            "log_1mp": special.log_expit(-eta).T.copy(),
+            "log_lik": log_lik.T.copy(),
             "log_q": log_q,
             "p": special.expit(eta),  # [node, level]
             "n_rho": u_rho.size,
@@ -267,24 +268,27 @@ class Ewoc(Method):
         rule = self._rule
         n = n.astype(float)
         y = y.astype(float)
-        log_f = y @ rule["log_p"] + (n - y) @ rule["log_1mp"] + rule["log_q"]
-        w = np.exp(log_f - log_f.max(axis=1, keepdims=True))
-        w /= w.sum(axis=1, keepdims=True)
+        w = np.concatenate([y, n - y], axis=1) @ rule["log_lik"]  # [state, node]
+        w += rule["log_q"]
+        w -= w.max(axis=1, keepdims=True)
+        np.exp(w, out=w)  # unnormalised: the sums below are divided by the total instead
         w_gamma = w.reshape(-1, rule["n_rho"], rule["n_gamma"]).sum(axis=1)
+        total = w_gamma.sum(axis=1, keepdims=True)
+        w_gamma /= total
         states = n.shape[0]
         mtd_q = np.full((states, len(quantiles)), np.nan)
         rho_median = np.full(states, np.nan)
         if len(quantiles):
             u = _quantiles(w_gamma, rule["u_breaks"], rule["nodes_per_segment"], quantiles)
             mtd_q = self.activity(special.betaincinv(*self.mtd_prior, u))
-            w_rho = w.reshape(-1, rule["n_rho"], rule["n_gamma"]).sum(axis=2)
+            w_rho = w.reshape(-1, rule["n_rho"], rule["n_gamma"]).sum(axis=2) / total
             per_segment = rule["rho_nodes_per_segment"]
             u = _quantiles(w_rho, rule["rho_breaks"], per_segment, (0.5,))[:, 0]
             rho_median = self.target * special.betaincinv(*self.rho_prior, u)
         return (
             np.clip(w_gamma @ rule["below_levels"], 0.0, 1.0),
             np.clip(w_gamma @ rule["below_midpoints"], 0.0, 1.0),
-            w @ rule["p"],
+            (w @ rule["p"]) / total,
             mtd_q,
             rho_median,
         )

@@ -18,6 +18,7 @@ trial's time and per-patient records, never the eventual outcomes of pending pat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from theradose.state import TrialState
 from theradose.validation import POSITIVE, TomlTable
 
 WEIGHTS = ("linear", "adaptive")
-_BLOCK = 1024  # trials per block: bounds the [pending patient, node] temporaries
+_BLOCK = 256  # trials per block: keeps the [trial, node] products in cache
 
 
 @dataclass(frozen=True)
@@ -119,21 +120,23 @@ class TiteCrm(Crm):
         dlt = state.observed_dlt(self.window)
         pending = state.pending(self.window)
         complete = enrolled & ~dlt & ~pending
-        levels = np.arange(self.n_levels)
-        at_level = state.patient_level[:, :, None] == levels  # [trial, patient, level]
-        y = (at_level & dlt[:, :, None]).sum(axis=1)
-        n = y + (at_level & complete[:, :, None]).sum(axis=1)
+        # counts per trial and level: one bincount over (trial, level) cells
+        cell = np.arange(state.n_trials)[:, None] * self.n_levels + state.patient_level
+        cells = state.n_trials * self.n_levels
+        y = np.bincount(cell[dlt], minlength=cells).reshape(state.n_trials, self.n_levels)
+        n = y + np.bincount(cell[complete], minlength=cells).reshape(y.shape)
         onset = np.where(dlt, state.patient_dlt_time / self.window, np.inf)
         weight = self._weights(follow, onset, pending)
-        slots = int(pending.sum(axis=1).max(initial=0))
-        order = np.argsort(~pending, axis=1, kind="stable")[:, :slots]
-        in_slot = np.take_along_axis(pending, order, axis=1)
-        data = TiteData(
-            n=n,
-            y=y,
-            pending_level=np.where(in_slot, np.take_along_axis(state.patient_level, order, 1), 0),
-            pending_weight=np.where(in_slot, np.take_along_axis(weight, order, axis=1), 0.0),
-        )
+        # each trial's pending patients, in order, in slots 0, 1, …
+        rank = np.cumsum(pending, axis=1) - 1
+        slots = int(rank[:, -1].max(initial=-1)) + 1 if rank.size else 0
+        trial, patient = np.nonzero(pending)
+        slot = rank[trial, patient]
+        pending_level = np.zeros((state.n_trials, slots), dtype=state.patient_level.dtype)
+        pending_level[trial, slot] = state.patient_level[trial, patient]
+        pending_weight = np.zeros((state.n_trials, slots))
+        pending_weight[trial, slot] = weight[trial, patient]
+        data = TiteData(n=n, y=y, pending_level=pending_level, pending_weight=pending_weight)
         return data, np.arange(state.n_trials)
 
     def _weights(self, follow: np.ndarray, onset: np.ndarray, pending: np.ndarray) -> np.ndarray:
@@ -160,29 +163,44 @@ class TiteCrm(Crm):
         values = log_integrand(self.model, self.prior_sd, data.n, data.y, nodes)
         if data.pending_level.shape[1] == 0:
             return values
-        p = self.model.p(nodes).T  # [level, node]
-        # Π over a trial's pending patients of 1 − w·p_d(β), then one log: factors lie in
-        # [1 − w, 1], so the product cannot underflow, and a product is many times cheaper than
-        # a log1p per pending patient and node. Slot k holds each trial's k-th pending patient
-        # (weight 0 where none: a factor of 1, skipped).
-        rows_with = np.flatnonzero((data.pending_weight > 0).any(axis=1))
-        for lo in range(0, rows_with.size, _BLOCK):
-            rows = rows_with[lo : lo + _BLOCK]
-            product = np.ones((rows.size, nodes.size))
-            for k in range(data.pending_weight.shape[1]):
-                weight = data.pending_weight[rows, k]
-                use = np.flatnonzero(weight > 0)
-                if use.size == 0:
-                    continue
-                factor = p[data.pending_level[rows[use], k]]  # a copy: p_d(β) of each patient
-                factor *= -weight[use, None]
-                factor += 1.0
-                if use.size == rows.size:
-                    product *= factor
-                else:
-                    product[use] *= factor
-            values[rows] += np.log(product)
+        p = np.ascontiguousarray(self.model.p(nodes).T)  # [level, node]
+        level = np.ascontiguousarray(data.pending_level, dtype=np.intp)
+        weight = np.ascontiguousarray(data.pending_weight, dtype=float)
+        pending_products = _pending_kernel()
+        product = np.empty((min(_BLOCK, values.shape[0]), nodes.size))
+        for lo in range(0, values.shape[0], _BLOCK):  # trials a block at a time, in cache
+            rows = slice(lo, lo + _BLOCK)
+            out = product[: values[rows].shape[0]]
+            pending_products(p, level[rows], weight[rows], out)
+            values[rows] += np.log(out, out=out)
         return values
+
+
+def pending_products(p, level, weight, out) -> None:
+    """Π over each trial's pending patients of 1 − w·p_d(β), [trial, node], into ``out``.
+
+    ``p`` [level, node]; ``level``, ``weight`` [trial, slot] (weight 0: no patient). Factors lie
+    in [1 − w, 1], so the product cannot underflow; one log of it is many times cheaper than a
+    log1p per pending patient and node. Compiled by numba (:func:`_pending_kernel`): in numpy each
+    patient costs a gather and three passes over the nodes.
+    """
+    n_nodes = p.shape[1]
+    for t in range(weight.shape[0]):
+        for j in range(n_nodes):
+            out[t, j] = 1.0
+        for k in range(weight.shape[1]):
+            w = weight[t, k]
+            if w > 0:
+                d = level[t, k]
+                for j in range(n_nodes):
+                    out[t, j] *= 1.0 - w * p[d, j]
+
+
+@cache
+def _pending_kernel():
+    import numba  # on first use: importing it takes a noticeable part of a second
+
+    return numba.njit(cache=True, nogil=True)(pending_products)
 
 
 # ---------------------------------------------------------------------------------------------
