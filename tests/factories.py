@@ -38,6 +38,15 @@ def true_probabilities(n_levels: int):
 
 
 DESIGNS = Path(__file__).resolve().parents[1] / "designs"
+# A kidney organ-dose limit of the test designs (177Lu-DOTATATE-like: 0.43 Gy/GBq, 23 Gy).
+KIDNEY = {
+    "name": "kidney",
+    "gy_per_gbq_median": 0.43,
+    "gy_per_gbq_cv": 0.37,
+    "limit_gy": 23.0,
+    "max_exceed_prob": 0.10,
+}
+
 
 
 def example_path(key: str) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factories import example_source
+from factories import KIDNEY, example_source
 from theradose import engine, simulation
 from theradose.backfill import observed_counts
 from theradose.config import ConfigError, design_from_dict, load_design, load_scenarios
@@ -305,13 +305,6 @@ def test_csv_has_backfill_columns_only_with_a_backfill_design():
 # Conformance: with organ-dose limits, and for every method
 
 
-KIDNEY = {
-    "name": "kidney",
-    "gy_per_gbq_median": 0.43,
-    "gy_per_gbq_cv": 0.37,
-    "limit_gy": 23.0,
-    "max_exceed_prob": 0.10,
-}
 
 
 def test_with_organ_limits_backfill_only_at_admissible_levels(monkeypatch):

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from factories import assert_simulation_matches_exact, example_source, true_probabilities
+from factories import KIDNEY, assert_simulation_matches_exact, example_source, true_probabilities
 from theradose import engine, pipeline
 from theradose.config import design_from_dict
 from theradose.exact import is_count_based
@@ -41,13 +41,6 @@ from theradose.state import NO_LEVEL, StopReason, TrialState, highest_level
 from theradose.virtual_patients import chunk_patients
 
 DESIGNS = Path(__file__).resolve().parents[1] / "designs"
-KIDNEY = {
-    "name": "kidney",
-    "gy_per_gbq_median": 0.43,
-    "gy_per_gbq_cv": 0.37,
-    "limit_gy": 23.0,
-    "max_exceed_prob": 0.10,
-}
 TIMING = {"accrual_per_month": 2.0, "dlt_window_months": 1.0}
 COMBINATIONS = ("plain", "organ_limits", "timing")
 

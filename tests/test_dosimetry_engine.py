@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from factories import KIDNEY
 from theradose.config import ConfigError, design_from_dict, load_design, load_scenarios
 from theradose.constraints import OrganDoseLimits
 from theradose.dosimetry import Dosimetry, OrganModel
@@ -34,13 +35,6 @@ def boin_with(organs=(), **dosimetry):
     return design_from_dict(source, "d.toml")
 
 
-KIDNEY = {
-    "name": "kidney",
-    "gy_per_gbq_median": 0.43,
-    "gy_per_gbq_cv": 0.37,
-    "limit_gy": 23.0,
-    "max_exceed_prob": 0.10,
-}
 
 
 def _patients(design, scenario, n_trials=400, seed=1):
