@@ -57,3 +57,21 @@ def test_cli_protocol():
     result = CliRunner().invoke(app, ["protocol", str(DESIGNS / "crm.toml"), "-f", "markdown"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("# CRM") and "## References" in result.output
+
+
+@pytest.mark.parametrize(
+    ("file", "heading", "phrase", "reference"),
+    [
+        ("boin_backfill.toml", "Backfilling", "up to 9 backfill patients", "Zhao Y, Yuan Y"),
+        ("boin_optimisation.toml", "Randomised dose optimisation", "20 and 20 patients",
+         "Optimizing the Dosage"),
+        ("boin_psma_personalised.toml", "Design", "prescribed to the kidney", "Menda Y"),
+    ],
+)  # fmt: skip
+def test_backfill_optimisation_and_personalised_activity_are_described(
+    file, heading, phrase, reference
+):
+    design = load_design(DESIGNS / file)
+    sections = dict(protocol_sections(design))
+    assert phrase in sections[heading]
+    assert reference in render_protocol(design)

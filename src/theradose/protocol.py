@@ -19,6 +19,15 @@ ORGAN_LIMIT_REFERENCES = (
     "Menda Y et al. (2018). J Nucl Med 59:1692.",
 )
 
+BACKFILL_REFERENCE = (
+    "Zhao Y, Yuan Y, Korn EL, Freidlin B (2024). Backfilling patients in phase I dose-escalation "
+    "trials using Bayesian optimal interval design (BOIN). Clin Cancer Res 30:673–679."
+)
+DOSAGE_OPTIMISATION_REFERENCE = (
+    "U.S. Food and Drug Administration (2024). Optimizing the Dosage of Human Prescription Drugs "
+    "and Biological Products for the Treatment of Oncologic Diseases. Guidance for Industry."
+)
+
 
 def _levels(design: Design) -> str:
     if design.doses is None:
@@ -73,6 +82,10 @@ def protocol_sections(design: Design) -> list[tuple[str, str]]:
             else "Each cohort's DLT window completes before the next decision."
         )
         sections.append(("Accrual and follow-up", f"{design.timing.describe()} {how}"))
+    if design.backfill is not None:
+        sections.append(("Backfilling", design.backfill.describe()))
+    if design.optimisation is not None:
+        sections.append(("Randomised dose optimisation", design.optimisation.describe()))
     return sections
 
 
@@ -80,6 +93,10 @@ def protocol_references(design: Design) -> list[str]:
     refs = list(design.method.references)
     if design.dosimetry is not None and design.dosimetry.organs:
         refs += ORGAN_LIMIT_REFERENCES
+    if design.backfill is not None:
+        refs.append(BACKFILL_REFERENCE)
+    if design.optimisation is not None:
+        refs.append(DOSAGE_OPTIMISATION_REFERENCE)
     return refs
 
 
