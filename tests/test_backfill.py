@@ -348,3 +348,13 @@ def test_every_method_can_backfill_with_timing(key):
     state = run_trials(design, np.asarray(S1[: design.n_levels]), patients, Onset(), eff)
     check_backfill_rules(design, state)
     assert not state.active.any()
+
+
+def test_a_design_that_never_holds_accrual_is_warned_that_nobody_will_be_backfilled():
+    from theradose.sense import design_warnings
+
+    source = {**example_source("tite-crm"), "backfill": {"enabled": True, "max_per_level": 3}}
+    warnings = design_warnings(design_from_dict(source, "tite_crm_backfill.toml"))
+    assert any("no patient will be backfilled" in w for w in warnings), warnings
+    boin = {**example_source("tite-boin"), "backfill": {"enabled": True, "max_per_level": 3}}
+    assert not design_warnings(design_from_dict(boin, "tite_boin_backfill.toml"))

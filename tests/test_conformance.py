@@ -2,9 +2,10 @@
 the decision pipeline promises.
 
 Parametrised over the registry (:data:`theradose.methods.METHODS`) × {no limits, organ-dose
-limits, ``[timing]``}: each method's example design from ``designs/`` is run as it is, with a
-kidney limit added, and (for a method that is not time-to-event) with an accrual rate and a DLT
-window. After every decision of every simulated trial, and at the end:
+limits, ``[timing]``, personalised activity, backfill}: each method's example design from
+``designs/`` is run as it is, with a kidney limit added, (for a method that is not
+time-to-event) with an accrual rate and a DLT window, with its levels as kidney doses prescribed
+from each patient's measured dosimetry under that limit, and with ``[timing]`` and backfilling. After every decision of every simulated trial, and at the end:
 
 - no patient is treated at a level that the method (elimination) or a constraint (organ-dose
   limits, no skipping, increments, coherence) rules out at that decision;
@@ -42,7 +43,17 @@ from theradose.virtual_patients import chunk_patients
 
 DESIGNS = Path(__file__).resolve().parents[1] / "designs"
 TIMING = {"accrual_per_month": 2.0, "dlt_window_months": 1.0}
-COMBINATIONS = ("plain", "organ_limits", "timing")
+COMBINATIONS = ("plain", "organ_limits", "timing", "personalised", "backfill")
+# Levels as cumulative kidney doses (Gy) with each patient's activity from their own measured
+# Gy/GBq, capped (dose_basis = "absorbed_dose"), under the kidney limit.
+PERSONALISED = {
+    "cycles": 4,
+    "measurement_cv": 0.15,
+    "dose_basis": "absorbed_dose",
+    "prescribe_to": "kidney",
+    "max_activity_gbq": 11.1,
+    "organ": [KIDNEY],
+}
 
 
 def conformance_design(key: str, combination: str, max_patients: int = 18):
@@ -51,8 +62,14 @@ def conformance_design(key: str, combination: str, max_patients: int = 18):
         source.pop("timing", None)
     if combination == "organ_limits":
         source["dosimetry"] = {"cycles": 4, "measurement_cv": 0.15, "organ": [KIDNEY]}
-    if combination == "timing" or METHODS[key].tite:
+    if combination == "personalised":
+        source["doses"] = [8.0 + 3.0 * k for k in range(len(source["doses"]))]  # kidney Gy
+        source["dose_unit"] = "Gy"
+        source["dosimetry"] = PERSONALISED
+    if combination in ("timing", "backfill") or METHODS[key].tite:
         source["timing"] = TIMING
+    if combination == "backfill":
+        source["backfill"] = {"enabled": True, "max_per_level": 3}
     return design_from_dict(source, f"{key}-{combination}.toml")
 
 
@@ -125,8 +142,8 @@ def _run(design, scenario, n_trials, seed, monkeypatch):
         # a method that decides on responses needs them: response rising, then a plateau
         eff = np.minimum(np.linspace(0.1, 0.7, design.n_levels), 0.5).round(3)
         scenario = dataclasses.replace(scenario, eff_prob=tuple(eff))
-    patients = chunk_patients(seed, 0, n_trials, design.max_patients, timed)
-    patients = patients.head(design.max_patients).with_dosimetry(design, scenario)
+    patients = chunk_patients(seed, 0, n_trials, design.n_places, timed)
+    patients = patients.head(design.n_places).with_dosimetry(design, scenario)
     patients = patients.with_efficacy(scenario)
     state = engine.run_trials(
         design, np.asarray(scenario.dlt_prob), patients, scenario.onset, scenario.eff_prob
@@ -145,6 +162,9 @@ def test_invariants_hold_in_every_combination(key, combination, monkeypatch):
         assert (state.stop_reason != StopReason.RUNNING).all()
         assert (state.n_enrolled <= design.max_patients).all()
         assert (state.y <= state.n).all()
+    method = design.method
+    if combination == "backfill" and not (method.tite and method.turns_away):
+        assert state.n_backfill.sum() > 0  # the invariants were checked with backfill patients
 
 
 @pytest.mark.parametrize(("key", "combination"), _cases())
@@ -155,6 +175,8 @@ def test_interim_answers_equal_the_engine(key, combination, monkeypatch):
     checked against the engine in their own tests (test_tite_boin, test_tite_crm)."""
     if METHODS[key].tite:
         pytest.skip("time-to-event: interim answers from follow-up times (own tests)")
+    if combination == "backfill":
+        pytest.skip("backfill patients arrive at times an outcome string does not carry")
     design = conformance_design(key, combination, max_patients=12)
     state, mtd, _ = _run(design, _scenario(design.n_levels), 12, 3, monkeypatch)
     measured = state.patient_measured_gy_per_gbq

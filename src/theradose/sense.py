@@ -17,6 +17,13 @@ def design_warnings(design: Design) -> list[str]:
     """The warnings of ``design``, one line each, each starting with its file (or its name)."""
     where = design.path or repr(design.name)
     warnings = list(design.method.design_warnings(design))
+    method = design.method
+    never_holds = method.tite and (not method.holds_accrual or method.turns_away)
+    if design.backfill is not None and never_holds:
+        warnings.append(
+            f"[backfill]: method {method.key!r} enrols every arrival or turns it away (it never "
+            "holds accrual while it waits), so no patient will be backfilled"
+        )
     if design.dosimetry is not None:
         for index, organ in enumerate(design.dosimetry.organs, start=1):
             warnings += organ_warnings(organ, f"[dosimetry] organ[{index}] ({organ.name!r}) ")
