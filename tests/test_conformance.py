@@ -5,7 +5,8 @@ Parametrised over the registry (:data:`theradose.methods.METHODS`) × {no limits
 limits, ``[timing]``, personalised activity, backfill}: each method's example design from
 ``designs/`` is run as it is, with a kidney limit added, (for a method that is not
 time-to-event) with an accrual rate and a DLT window, with its levels as kidney doses prescribed
-from each patient's measured dosimetry under that limit, and with ``[timing]`` and backfilling. After every decision of every simulated trial, and at the end:
+from each patient's measured dosimetry under that limit, and with ``[timing]`` and backfilling.
+After every decision of every simulated trial, and at the end:
 
 - no patient is treated at a level that the method (elimination) or a constraint (organ-dose
   limits, no skipping, increments, coherence) rules out at that decision;

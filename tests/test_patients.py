@@ -47,7 +47,8 @@ def test_a_trial_with_nobody_treated_yet():
 
 def test_every_column_is_declared_once():
     names = [c.name for c in COLUMNS]
-    assert names == ["level", "dlt", "followup_days", "dlt_day"] and len(set(names)) == 4
+    assert names == ["level", "dlt", "followup_days", "dlt_day", "backfill"]
+    assert len(set(names)) == 5
     assert [c.name for c in COLUMNS if c.required] == ["level", "dlt", "followup_days"]
 
 
@@ -97,7 +98,7 @@ def test_every_column_is_declared_once():
         (
             "level,dlt,followup_days,weight_kg\n1,0,10,70\n",
             "trial.csv: row 1: unknown column 'weight_kg' (allowed: level, dlt, followup_days, "
-            "dlt_day)",
+            "dlt_day, backfill)",
         ),
         (
             "level,dlt,followup_days\n1,0\n",

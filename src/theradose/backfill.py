@@ -116,10 +116,27 @@ def observed_counts(state: TrialState, rows: np.ndarray, when: np.ndarray, windo
     return n, y
 
 
-def open_levels(
+@dataclass(frozen=True)
+class BackfillStatus:
+    """Why each level is open or closed for backfilling, [row, level] bool each: the parts of
+    :func:`open_levels`' rule, for an interim recommendation to explain it."""
+
+    cleared: np.ndarray  # below the current level and treated escalation patients
+    unsafe: np.ndarray  # its known outcomes call for de-escalation or elimination
+    ruled_out: np.ndarray  # the design did not allow it at its last decision
+    closed: np.ndarray  # unsafe or ruled out, itself or a level below it
+    room: np.ndarray  # fewer than max_per_level backfill patients treated there
+
+    @property
+    def open(self) -> np.ndarray:
+        return self.cleared & ~self.closed & self.room
+
+
+def backfill_status(
     backfill: Backfill, state: TrialState, rows: np.ndarray, when: np.ndarray, window: float
-) -> np.ndarray:
-    """Levels open for backfilling in trials ``rows`` at times ``when`` [row], [row, level]."""
+) -> BackfillStatus:
+    """The parts of the backfilling rule in trials ``rows`` at times ``when`` [row]
+    (:func:`open_levels` is their ``open``)."""
     levels = np.arange(state.n_levels)
     current = np.minimum(state.level[rows], state.next_level[rows])
     escalation = (state.patient_level[rows] >= 0) & ~state.patient_backfill[rows]
@@ -134,4 +151,11 @@ def open_levels(
     ruled_out = ~state.backfill_allowed[rows]
     closed = this_and_above(unsafe | ruled_out)
     room = state.n_backfill[rows] < backfill.max_per_level
-    return cleared & ~closed & room
+    return BackfillStatus(cleared, unsafe, ruled_out, closed, room)
+
+
+def open_levels(
+    backfill: Backfill, state: TrialState, rows: np.ndarray, when: np.ndarray, window: float
+) -> np.ndarray:
+    """Levels open for backfilling in trials ``rows`` at times ``when`` [row], [row, level]."""
+    return backfill_status(backfill, state, rows, when, window).open

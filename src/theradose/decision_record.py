@@ -24,7 +24,8 @@ never removed or renamed; levels and patients 1-based, as everywhere a user read
   string), ``sha256`` (of the patient file's bytes, or of the outcome string in UTF-8), ``text``
   (the file's text or the outcome string), ``outcomes`` (the cohorts as an outcome string),
   ``cohorts`` (per cohort: ``cohort``, ``level``, ``dlt`` flags 0/1), ``patients`` (per patient:
-  ``patient``, ``level``, ``dlt``, ``followup_days``, ``dlt_day``, ``pending``, and
+  ``patient``, ``level``, ``dlt``, ``followup_days``, ``dlt_day``, ``pending``, ``backfill``
+  when the file has that column, and
   ``<organ>_gy_per_gbq`` per organ of the design; null for an outcome string), ``n_patients``,
   ``n_dlt``;
 - ``options``: ``engine`` ("grid" or "mcmc"), ``dlt_window_days`` (``--dlt-window-days`` or
@@ -35,7 +36,9 @@ never removed or renamed; levels and patients 1-based, as everywhere a user read
   decision basis at the current level, as in the recommendation JSON), ``rule_states`` (where
   each stopping rule stands), ``mtd``, ``mtd_activity``, ``mtd_on_complete_data``,
   ``pending_patients``, ``review_in_days``, ``review_on``, ``complete_in_days``,
-  ``inadmissible_levels`` (levels the organ-dose limits rule out);
+  ``inadmissible_levels`` (levels the organ-dose limits rule out), and, for a design with
+  ``[backfill]`` only, ``backfill`` (the levels open for backfilling, their room and why the
+  others are closed: :func:`theradose.report.backfill_to_dict`);
 - ``levels``: per level ``level``, ``activity``, ``n``, ``dlt``, ``pending`` (patient files) and
   the method's estimates, ``p_exceed_<organ>`` and ``admissible`` when the design has organ
   limits (the same entries as the recommendation JSON's ``levels``);
@@ -554,6 +557,8 @@ def decision_record(
             entry["level"] for entry in shown["levels"] if entry.get("admissible") is False
         ],
     }
+    if "backfill" in shown:  # a design with [backfill] only: other records stay as they were
+        decision["backfill"] = shown["backfill"]
     record = {
         "format": RECORD_FORMAT,
         "format_version": RECORD_FORMAT_VERSION,

@@ -7,6 +7,8 @@ The first line names the columns, in any order:
 - ``followup_days`` (required): days since the patient's treatment, as of today;
 - ``dlt_day`` (optional): the day after treatment on which the DLT occurred (at most
   ``followup_days``); empty, or the column absent, when unknown or for patients without a DLT;
+- ``backfill`` (optional): 1 (or ``true``) for a patient treated by backfilling (a design with
+  ``[backfill]``, :mod:`theradose.backfill`), 0 (``false``, or empty) for an escalation patient;
 - ``<organ>_gy_per_gbq`` (optional, one per organ of the design's ``[dosimetry]``): the
   patient's measured absorbed dose per unit activity in that organ (> 0), empty when not measured.
 
@@ -89,6 +91,17 @@ def _days(text: str, n_levels: int) -> float:
     return value
 
 
+def _backfill(text: str, n_levels: int) -> bool | None:
+    if text == "":
+        return None
+    flag = text.lower()
+    if flag not in ("0", "1", "true", "false"):
+        raise ValueError(
+            f"{shown_text(text)} must be 1 or true (backfill), 0 or false (escalation)"
+        )
+    return flag in ("1", "true")
+
+
 def _optional_days(text: str, n_levels: int) -> float | None:
     return None if text == "" else _days(text, n_levels)
 
@@ -115,6 +128,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("dlt", True, "1 if the patient has had a DLT, else 0", _dlt),
     Column("followup_days", True, "days since the patient's treatment, as of today", _days),
     Column("dlt_day", False, "day of the DLT after treatment (optional)", _optional_days),
+    Column("backfill", False, "1 for a backfill patient, else 0 (optional)", _backfill),
 )
 
 
@@ -128,6 +142,7 @@ class PatientRecords:
     dlt_day: np.ndarray  # [patient] day of the DLT after treatment; NaN where not given
     path: str | None = None
     gy_per_gbq: np.ndarray | None = None  # [patient, organ] measured; NaN where not given
+    backfill: np.ndarray | None = None  # [patient] bool; None when the file has no such column
 
     @property
     def n_patients(self) -> int:
@@ -238,6 +253,7 @@ def _read(handle, n_levels: int, name: str, organs: tuple[str, ...] = ()) -> Pat
             values[key].append(value)
     if errors:
         raise PatientFileError(errors)
+    has_backfill = any(column.name == "backfill" for column in known.values())
     return PatientRecords(
         level=np.array(values["level"], dtype=np.int32),
         dlt=np.array(values["dlt"], dtype=bool),
@@ -251,6 +267,9 @@ def _read(handle, n_levels: int, name: str, organs: tuple[str, ...] = ()) -> Pat
         .reshape(len(organs), -1)
         .T
         if organs
+        else None,
+        backfill=np.array([bool(v) for v in values["backfill"]], dtype=bool)
+        if has_backfill
         else None,
     )
 

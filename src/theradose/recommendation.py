@@ -15,6 +15,27 @@ from theradose.state import NO_LEVEL, StopReason, TrialState
 
 
 @dataclass(frozen=True)
+class BackfillAdvice:
+    """Which lower levels are open for backfilling at an interim (0-based levels), by the
+    engine's rule (:func:`theradose.backfill.backfill_status`).
+
+    ``when``: "now" (the escalation waits for pending patients, or a time-to-event design
+    holds accrual), "next_cohort" (while the next cohort's DLT window is open, on the outcomes
+    known today), "stopped" (the trial stops: no backfilling) or "needs_patients" (an outcome
+    string has no follow-up: nothing computed).
+    """
+
+    when: str
+    max_per_level: int
+    open_levels: tuple[int, ...] = ()
+    room: dict[int, int] = field(default_factory=dict)  # open level → backfill patients left
+    closed: dict[int, str] = field(default_factory=dict)  # level → why closed, in words
+    treated: tuple[int, ...] = ()  # [level] backfill patients treated
+    pending: tuple[int, ...] = ()  # [level] backfill patients whose outcome is not known yet
+    current: int | None = None  # the escalation's level the rule compares with
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """The design's decision for one real trial after the data so far (0-based levels)."""
 
@@ -44,6 +65,8 @@ class Recommendation:
     basis: dict[str, float | int | bool] = field(default_factory=dict)
     mtd_on_complete_data: bool = False  # the MTD estimate and estimates leave pending patients out
     r: tuple[int, ...] = ()  # [level] responses, for a design that uses efficacy
+    # A design with [backfill]: the lower levels open for backfilling (None without [backfill]).
+    backfill: BackfillAdvice | None = None
 
     @property
     def stop(self) -> bool:
@@ -220,6 +243,7 @@ def recommend_from_patients(
     dlt_time: np.ndarray | None = None,
     gy_per_gbq: np.ndarray | None = None,
     window: float | None = None,
+    backfill: np.ndarray | None = None,
 ) -> Recommendation:
     """The design's next decision for a real trial given patient by patient, as of now.
 
@@ -234,6 +258,12 @@ def recommend_from_patients(
     gy_per_gbq : [patient, organ] measured dosimetry in the design's organ order (NaN: none)
     window : the DLT window, months; default the design's ``[timing]``. A time-to-event
         design's window is part of its method: give it a design built with that window.
+    backfill : [patient] whether each patient was treated by backfilling (a design with
+        ``[backfill]``; default none). Backfill patients form no cohort and do not count
+        towards ``max_patients``; each joins its level's counts once the outcome is known (a
+        DLT seen, or the window closed), and the decision after each cohort sees those known
+        by then (the last decision: today), as in the engine. The answer's ``backfill`` says
+        which lower levels are open for backfilling (:class:`BackfillAdvice`).
 
     A time-to-event design (``method.tite``) decides as the engine does at a new patient's
     arrival: the trial state is built at "now" = time 0, each patient arriving at −follow-up,
@@ -274,6 +304,20 @@ def recommend_from_patients(
             f"({own:g} months, not {window:g}); build the design with that window"
         )
     window = own if window is None else window
+    flagged = np.zeros(level.shape, dtype=bool) if backfill is None else np.asarray(backfill, bool)
+    if flagged.any() and design.backfill is None:
+        raise ValueError(
+            f"design {design.name!r} has no [backfill]: no patient can be a backfill one"
+        )
+    if design.backfill is not None and not tite:
+        return _recommend_with_backfill(
+            design, level, dlt, followup, unknown, flagged, gy_per_gbq, window
+        )
+    if tite and flagged.any():
+        raise ValueError(
+            f"design {design.name!r}: backfill patients in an interim recommendation are not yet "
+            "supported for a time-to-event design"
+        )
     # The engine's cohorts: blocks of enrolment for time-to-event designs, else cohorts treated.
     if tite or n == 0:
         last_cohort = n % size or size
@@ -367,7 +411,19 @@ def recommend_from_patients(
         basis=_basis(design, now),
         mtd_on_complete_data=bool(now.pending(window).any())
         and design.method.selects_on_complete_data,
+        backfill=_tite_backfill_advice(design, now, window, stopped, held),
     )
+
+
+def _tite_backfill_advice(design, now: TrialState, window: float, stopped: bool, held: bool):
+    """The backfill answer of a time-to-event design with ``[backfill]`` and no backfill
+    patients yet: it backfills while it holds accrual ("now"), else once it does."""
+    if design.backfill is None:
+        return None
+    state = now.take(np.array([0])).with_backfill()
+    state.backfill_allowed = design.allowed(state)
+    when = "stopped" if stopped else "now" if held else "next_cohort"
+    return _backfill_advice(design, state, window, when)
 
 
 def _pending(dlt: np.ndarray, followup: np.ndarray, window: float) -> np.ndarray:
@@ -492,3 +548,242 @@ def _patient_states(design, level, dlt, arrival, onset, known) -> TrialState:
     state.last_cohort_n[:] = 1
     state.last_cohort_y[:] = seen[np.arange(known.size), last]
     return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Backfilling (designs with [backfill]: Zhao et al. 2024, BF-BOIN)
+
+
+def backfill_needs_patients(design: Design) -> BackfillAdvice | None:
+    """The backfill answer for an outcome string: none computed (no follow-up, no backfill
+    flags), or None for a design without ``[backfill]``."""
+    if design.backfill is None:
+        return None
+    return BackfillAdvice("needs_patients", design.backfill.max_per_level)
+
+
+def _backfill_replay(design, level, dlt, arrival, event, backfill, gy_per_gbq, window):
+    """One trial's state after its patients, as the engine would hold it with backfilling, and
+    the cohorts given another level than the design said.
+
+    Escalation patients (``~backfill``, in enrolment order) form the cohorts; the decision
+    after each cohort whose patients all have known outcomes is made as in simulation: at the
+    cohort's window end (today for the last one), with the backfill patients treated by then and
+    the outcomes of those known by then (``arrival + event``) in the counts; the levels the
+    design allows then are kept for backfilling. Cohorts from the first one with a pending
+    patient on are treated without a decision (the design waits for them). At the end every
+    backfill patient is treated and those with outcomes known today are counted.
+
+    Returns (state, deviations, waiting): ``waiting`` whether a cohort awaits its decision.
+    The state's per-patient places hold the escalation patients first, then the backfill ones.
+    """
+    n = level.size
+    escalation, extra = np.flatnonzero(~backfill), np.flatnonzero(backfill)
+    size = design.cohort_size
+    cohorts = patient_cohorts(size, level[escalation], dlt[escalation])
+    ends = np.cumsum([len(cohort[1]) for cohort in cohorts], dtype=np.int64)
+    starts = ends - [len(cohort[1]) for cohort in cohorts]
+    known_now = arrival + event <= 0.0
+    state = TrialState.start(1, design.n_levels, design.start_level, max(n, 1))
+    state.with_backfill()
+    order = np.concatenate([escalation, extra])  # the state's places
+    places_extra = escalation.size + np.arange(extra.size)
+    treated = np.zeros(extra.size, dtype=bool)
+    counted = np.zeros(extra.size, dtype=bool)
+    one = np.array([0])
+
+    def backfill_until(t: float) -> None:
+        new = ~treated & (arrival[extra] <= t)
+        cols, rows = places_extra[new], extra[new]
+        state.patient_level[0, cols] = level[rows]
+        state.patient_dlt[0, cols] = dlt[rows]
+        state.patient_arrival[0, cols] = arrival[rows]
+        state.patient_dlt_time[0, cols] = np.where(dlt[rows], event[rows], np.nan)
+        state.patient_backfill[0, cols] = True
+        np.add.at(state.n_backfill[0], level[rows], 1)
+        treated[new] = True
+        seen = treated & ~counted & (arrival[extra] + event[extra] <= t)
+        np.add.at(state.n[0], level[extra[seen]], 1)
+        np.add.at(state.y[0], level[extra[seen]], dlt[extra[seen]].astype(state.y.dtype))
+        counted[seen] = True
+
+    deviations = []
+    waiting = False
+    for k, (lvl, flags) in enumerate(cohorts):
+        expected = int(state.next_level[0]) if state.active[0] else None
+        if expected is None:
+            deviations.append(f"cohort {k + 1} was treated after the design said stop")
+        elif lvl != expected:
+            deviations.append(
+                f"cohort {k + 1} was treated at level {lvl + 1}; the design said {expected + 1}"
+            )
+        treat_cohort(design, state, one, np.array([lvl]), np.asarray([flags], dtype=bool))
+        members = escalation[starts[k] : ends[k]]
+        cols = np.arange(starts[k], ends[k])
+        state.patient_arrival[0, cols] = arrival[members]
+        state.patient_dlt_time[0, cols] = np.where(dlt[members], event[members], np.nan)
+        waiting = waiting or not known_now[members].all()
+        if waiting:
+            continue
+        last = k == len(cohorts) - 1
+        backfill_until(0.0 if last else min(float(arrival[members].max()) + window, 0.0))
+        if gy_per_gbq is not None:
+            filled = np.zeros(n, dtype=bool)  # [place] the dosimetry measured by then
+            filled[: ends[k]] = True
+            filled[escalation.size :] = treated
+            _attach_dosimetry(design, state, np.asarray(gy_per_gbq)[order], filled[None, :])
+        decide(design, state)
+        state.backfill_allowed = design.allowed(state)
+    backfill_until(0.0)
+    return state, deviations, waiting
+
+
+def _backfill_advice(design: Design, state: TrialState, window: float, when: str):
+    """The backfill answer from a trial state (:func:`_backfill_replay`) at time 0 (today)."""
+    from theradose.backfill import backfill_status, observed_counts
+
+    rule = design.backfill
+    treated = tuple(int(v) for v in state.n_backfill[0])
+    event = np.where(state.patient_dlt[0], state.patient_dlt_time[0], window)
+    unknown = state.patient_backfill[0] & ~(state.patient_arrival[0] + event <= 0.0)
+    pending = tuple(
+        int(v) for v in np.bincount(state.patient_level[0][unknown], minlength=state.n_levels)
+    )
+    if when == "stopped":
+        closed = {b: "the trial stops: no backfilling" for b in range(state.n_levels)}
+        return BackfillAdvice(when, rule.max_per_level, (), {}, closed, treated, pending)
+    rows, now = np.array([0]), np.zeros(1)
+    status = backfill_status(rule, state, rows, now, window)
+    n_known, y_known = observed_counts(state, rows, now, window)
+    current = int(min(state.level[0], state.next_level[0]))
+    admissible = None if state.admissible is None else state.admissible[0]
+    blocking = (status.unsafe | status.ruled_out)[0]
+    open_at, closed = [], {}
+    for b in range(state.n_levels):
+        if status.open[0, b]:
+            open_at.append(b)
+        elif not status.cleared[0, b]:
+            closed[b] = (
+                f"not yet cleared (at or above the current level {current + 1})"
+                if b >= current
+                else "not yet cleared (no escalation patients treated there)"
+            )
+        elif status.ruled_out[0, b]:
+            closed[b] = (
+                "ruled out by the organ-dose limits"
+                if admissible is not None and not admissible[b]
+                else "eliminated: the design did not allow it at its last decision"
+            )
+        elif status.unsafe[0, b]:
+            closed[b] = (
+                f"its known outcomes call for de-escalation ({y_known[0, b]} DLTs in "
+                f"{n_known[0, b]} patients with known outcomes)"
+            )
+        elif status.closed[0, b]:
+            below = int(np.flatnonzero(blocking[:b])[0])
+            closed[b] = f"level {below + 1} below it is closed"
+        else:
+            closed[b] = f"full ({rule.max_per_level} backfill patients treated)"
+    room = {b: rule.max_per_level - treated[b] for b in open_at}
+    return BackfillAdvice(
+        when, rule.max_per_level, tuple(open_at), room, closed, treated, pending, current
+    )
+
+
+def _recommend_with_backfill(design, level, dlt, followup, dlt_time, backfill, gy_per_gbq, window):
+    """:func:`recommend_from_patients` for a design with ``[backfill]`` that decides on
+    complete data: the escalation patients' cohorts decide (a pending escalation patient means
+    wait), backfill patients join the counts once their outcome is known, as in the engine; the
+    answer says which lower levels are open for backfilling."""
+    onset = np.where(np.isnan(dlt_time), followup, dlt_time)  # a DLT without a day: today
+    event = np.where(dlt, onset, window)  # months after treatment until the outcome is known
+    arrival = -followup
+    escalating = ~backfill
+    pending = escalating & _pending(dlt, followup, window)
+    state, deviations, waiting = _backfill_replay(
+        design, level, dlt, arrival, event, backfill, gy_per_gbq, window
+    )
+    notes = []
+    cohorts = patient_cohorts(design.cohort_size, level[escalating], dlt[escalating])
+    if (
+        cohorts
+        and int(escalating.sum()) < design.max_patients
+        and len(cohorts[-1][1]) < design.cohort_size
+        and not waiting
+    ):
+        notes.append(
+            f"the data end within a cohort of {design.cohort_size}: this is the design's "
+            "decision on the data so far; in simulation the cohort's remaining patients join "
+            "the same level first"
+        )
+    counted = f"{int(backfill.sum())} backfill patients"
+    notes.append(
+        f"{counted} are not escalation cohorts: each joins its level's counts once the outcome "
+        "is known (a DLT, or the window closed), and none counts towards max_patients"
+    )
+    summary = {k: np.asarray(v)[0] for k, v in design.method.level_summary(state).items()}
+    summary.update(_organ_summary(design, state))
+    common = dict(
+        n=tuple(int(v) for v in state.n[0]),
+        y=tuple(int(v) for v in state.y[0]),
+        deviations=tuple(deviations),
+        pending=tuple(pending.tolist()),
+    )
+    if waiting:
+        done = ~pending
+        complete, _, _ = _backfill_replay(
+            design,
+            level[done],
+            dlt[done],
+            arrival[done],
+            event[done],
+            backfill[done],
+            None if gy_per_gbq is None else np.asarray(gy_per_gbq)[done],
+            window,
+        )
+        mtd = int(select_mtd(design, complete)[0]) if escalating[done].any() else NO_LEVEL
+        estimates = {k: np.asarray(v)[0] for k, v in design.method.level_summary(complete).items()}
+        left = window - followup[pending]
+        notes.append(
+            "the MTD estimate and the estimates per level use the patients with complete data "
+            "(a DLT, or the window closed); the counts include the pending escalation patients"
+        )
+        return Recommendation(
+            next_level=None,
+            stop_reason=None,
+            mtd=None if mtd == NO_LEVEL else mtd,
+            level_summary={**estimates, **_organ_summary(design, state)},
+            model_summary={
+                k: float(v[0]) for k, v in design.method.model_summary(complete).items()
+            },
+            notes=tuple(notes),
+            review_in=float(left.min()),
+            complete_in=float(left.max()),
+            wait=True,
+            mtd_on_complete_data=True,
+            backfill=_backfill_advice(design, state, window, "now"),
+            **common,
+        )
+    stopped = not state.active[0]
+    has_cohorts = bool(cohorts)
+    mtd = int(select_mtd(design, state)[0]) if has_cohorts else NO_LEVEL
+    if stopped:
+        advice = _backfill_advice(design, state, window, "stopped")
+    else:
+        ahead = state.take(np.array([0]))
+        ahead.level[:] = ahead.next_level  # the next cohort treated, its window open
+        advice = _backfill_advice(design, ahead, window, "next_cohort")
+    return Recommendation(
+        next_level=None if stopped else int(state.next_level[0]),
+        stop_reason=StopReason(int(state.stop_reason[0])) if stopped else None,
+        mtd=None if mtd == NO_LEVEL else mtd,
+        level_summary=summary,
+        model_summary={k: float(v[0]) for k, v in design.method.model_summary(state).items()}
+        if has_cohorts
+        else {},
+        rule_states=tuple(rule.state_text(state, 0) for rule in design.stopping),
+        notes=tuple(notes),
+        basis=_basis(design, state) if has_cohorts else {},
+        backfill=advice,
+        **common,
+    )

@@ -750,6 +750,7 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
                 "dlt_day": float(records.dlt_day[i]),  # NaN → null
                 "pending": rec.pending[i] if rec.pending else None,
             }
+            | ({} if records.backfill is None else {"backfill": bool(records.backfill[i])})
             for i in range(records.n_patients)
         ]
     return json_ready(
@@ -788,8 +789,91 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
             "target": design.target,
             "engine": "grid" if getattr(result, "mcmc", None) is None else "mcmc",
             "mcmc": mcmc_to_dict(getattr(result, "mcmc", None)),
+            # only a design with [backfill] has the key: other answers stay as they were
+            **({} if rec.backfill is None else {"backfill": backfill_to_dict(rec.backfill)}),
         }
     )
+
+
+BACKFILL_NEEDS_PATIENTS = (
+    "backfilling needs the patient file (--patients): an outcome string has neither the "
+    "follow-up that says which outcomes are known nor which patients were backfilled"
+)
+
+
+def backfill_to_dict(advice) -> dict:
+    """A :class:`~theradose.recommendation.BackfillAdvice` as JSON-ready data, 1-based levels:
+    ``when`` ("now", "next_cohort", "stopped", "needs_patients"), ``max_per_level``,
+    ``current_level``, ``open_levels``, ``room`` (open level → backfill patients it may still
+    take), ``closed`` (level → why, in words), ``treated`` and ``pending`` (backfill patients
+    per level, [level]); null where not computed (an outcome string, with ``note``)."""
+    if advice.when == "needs_patients":
+        return {
+            "when": advice.when,
+            "max_per_level": advice.max_per_level,
+            "current_level": None,
+            "open_levels": None,
+            "room": None,
+            "closed": None,
+            "treated": None,
+            "pending": None,
+            "note": BACKFILL_NEEDS_PATIENTS,
+        }
+    return {
+        "when": advice.when,
+        "max_per_level": advice.max_per_level,
+        "current_level": None if advice.current is None else advice.current + 1,
+        "open_levels": [b + 1 for b in advice.open_levels],
+        "room": {str(b + 1): v for b, v in advice.room.items()},
+        "closed": {str(b + 1): why for b, why in advice.closed.items()},
+        "treated": list(advice.treated),
+        "pending": list(advice.pending),
+        "note": None,
+    }
+
+
+def _backfill_lines(design, advice) -> list:
+    """The backfill block of a recommendation: the open levels with their room, and why each
+    other level is closed (levels with the same reason together)."""
+    from rich.text import Text
+
+    if advice is None:
+        return []
+    if advice.when == "needs_patients":
+        return [Text(f"Backfill: {BACKFILL_NEEDS_PATIENTS}.")]
+    if advice.when == "stopped":
+        return [Text("Backfill: none (the trial stops).", style="bold")]
+    when = {
+        "now": "now",
+        "next_cohort": "while the next cohort's DLT window is open (outcomes known today)",
+    }[advice.when]
+    if advice.open_levels:
+        shown = "; ".join(
+            f"{level_text(design, b)}: {advice.room[b]} more" for b in advice.open_levels
+        )
+        head = f"Backfill {when}: open at {shown} (at most {advice.max_per_level} per level)."
+    else:
+        head = f"Backfill {when}: no level open."
+    lines = [Text(head, style="bold")]
+    reasons: dict[str, list[int]] = {}
+    for b, why in advice.closed.items():
+        reasons.setdefault(why, []).append(b + 1)
+    for why, levels in reasons.items():
+        lines.append(Text(f"  closed: {_listed('level', levels)}: {why}."))
+    treated = sum(advice.treated)
+    if treated:
+        pending = sum(advice.pending)
+        per_level = ", ".join(
+            f"level {b + 1}: {v}" for b, v in enumerate(advice.treated) if v
+        )
+        lines.append(
+            Text(
+                f"  {treated} backfill patients treated ({per_level}), {pending} with outcome "
+                "not yet known.",
+                style="dim",
+            )
+        )
+    return lines
 
 
 def _basis_json(basis: Mapping[str, Any]) -> dict | None:
@@ -977,6 +1061,7 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
     target = "OBD" if design.method.uses_efficacy else "MTD"
     lines.append(Text(f"Current {target} estimate{on}: {level_text(design, rec.mtd)}."))
     lines += [Text(f"{line}.") for line in _basis_lines(rec)]
+    lines += _backfill_lines(design, rec.backfill)
     from theradose.limits import MAX_DEVIATIONS_SHOWN
 
     for deviation in rec.deviations[:MAX_DEVIATIONS_SHOWN]:

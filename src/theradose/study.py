@@ -314,7 +314,7 @@ def run_recommendation(
         For an outcome string that cannot be read or names a level the design does not have.
     """
     from theradose.outcomes import parse_outcomes
-    from theradose.recommendation import recommend
+    from theradose.recommendation import backfill_needs_patients, recommend
 
     if not isinstance(design, Design):
         from theradose.config import load_design
@@ -322,12 +322,21 @@ def run_recommendation(
         design = load_design(design)
     cohorts = parse_outcomes(outcomes, design.n_levels, design.method.uses_efficacy)
     note = _cohort_size_note(design, cohorts)
+    # Backfilling needs follow-up and backfill flags, which an outcome string has not: the
+    # answer says so rather than guess (every outcome known, every patient an escalation one).
+    backfill = backfill_needs_patients(design)
     if engine == "grid":
         recommendation = _with_notes(recommend(design, cohorts), note)
+        recommendation = _with_backfill(recommendation, backfill)
         return RecommendationResult(design, tuple(cohorts), recommendation)
     sampler, final = _mcmc_design(design, engine, mcmc_options)
     recommendation = _with_notes(recommend(design, cohorts, final_design=final), note)
+    recommendation = _with_backfill(recommendation, backfill)
     return RecommendationResult(design, tuple(cohorts), recommendation, mcmc=sampler.last_run)
+
+
+def _with_backfill(recommendation: Recommendation, backfill) -> Recommendation:
+    return recommendation if backfill is None else replace(recommendation, backfill=backfill)
 
 
 def _cohort_size_note(design: Design, cohorts) -> str | None:
@@ -430,6 +439,7 @@ def run_patient_recommendation(
             raise PatientFileError([*problems, *error.messages]) from None
     if problems:
         raise ConfigError(problems)
+    _check_backfill_patients(design, patients)
     recommendation = recommend_from_patients(
         design,
         patients.level,
@@ -438,6 +448,7 @@ def run_patient_recommendation(
         patients.dlt_day / DAYS_PER_MONTH,
         gy_per_gbq=patients.gy_per_gbq,
         window=window,
+        backfill=patients.backfill,
     )
     if note:
         recommendation = replace(recommendation, notes=(note, *recommendation.notes))
@@ -446,8 +457,43 @@ def run_patient_recommendation(
         recommendation = replace(
             recommendation, warnings=(*implausible, *recommendation.warnings)
         )
-    cohorts = patient_cohorts(design.cohort_size, patients.level, patients.dlt)
+    escalating = slice(None) if patients.backfill is None else ~patients.backfill
+    cohorts = patient_cohorts(
+        design.cohort_size, patients.level[escalating], patients.dlt[escalating]
+    )
     return RecommendationResult(design, tuple(cohorts), recommendation, patients=patients)
+
+
+def _check_backfill_patients(design: Design, patients: PatientRecords) -> None:
+    """A patient file's backfill patients need a design with ``[backfill]`` (a PatientFileError
+    in one line), and one that decides on complete data (a ConfigError). A ``backfill`` column
+    of zeros only is accepted with any design."""
+    import numpy as np
+
+    from theradose.config import ConfigError
+    from theradose.patients import PatientFileError
+
+    if patients.backfill is None or not patients.backfill.any():
+        return
+    marked = [str(int(i) + 1) for i in np.flatnonzero(patients.backfill)]
+    more = f" and {len(marked) - 3:,} more" if len(marked) > 3 else ""
+    shown = f"patient{'s' if len(marked) > 1 else ''} {', '.join(marked[:3])}{more}"
+    if design.backfill is None:
+        raise PatientFileError(
+            [
+                f"{patients.path or 'patients'}: column 'backfill' marks {shown} as backfill "
+                f"patients, but design {design.name!r} has no [backfill] (enabled = true, "
+                "max_per_level)"
+            ]
+        )
+    if design.method.tite:
+        raise ConfigError(
+            [
+                f"{design.path or design.name}: backfill patients ({shown}) in an interim "
+                f"recommendation are not yet supported for a time-to-event design "
+                f"(method {design.method_key!r})"
+            ]
+        )
 
 
 def _measured_dosimetry_warnings(design: Design, patients: PatientRecords) -> list[str]:
