@@ -140,3 +140,12 @@ def test_cli_draws_the_tree(tmp_path, suffix):
     assert result.exit_code == 0, result.output
     head = picture.read_bytes()[:200]
     assert (b"<svg" in head or b"<?xml" in head) if suffix == ".svg" else head[:4] == b"\x89PNG"
+
+
+def test_a_backfill_design_says_its_backfill_patients_are_not_enumerated():
+    design = Path(__file__).resolve().parents[1] / "designs" / "boin_backfill.toml"
+    result = CliRunner().invoke(app, ["paths", str(design), "--cohorts", "1"])
+    assert result.exit_code == 0, result.output
+    assert "backfill patients (who arrive while a cohort is pending) are not enumerated" in (
+        result.stdout
+    )

@@ -56,6 +56,11 @@ def header_lines(design: Design, nodes: Sequence[PathNode], n_cohorts: int) -> l
         lines.append(f"from the trial so far: {nodes[0].path}")
     if design.method.tite:
         lines.append("time-to-event design: every patient is shown with complete follow-up")
+    if design.backfill is not None:
+        lines.append(
+            "escalation cohorts only: backfill patients (who arrive while a cohort is pending) "
+            "are not enumerated"
+        )
     if design.dosimetry is not None and design.dosimetry.organs:
         lines.append(
             "organ-dose limits as learnt from the dosimetry measured so far (the future "
