@@ -167,14 +167,16 @@ def _schedules(design: Design, planned: np.ndarray, measured: np.ndarray | None)
     activity per cycle, capped from their measured Gy/GBq [..., design organ] when the design
     says so, or, when the levels are prescribed absorbed doses, each patient's own activity
     from their measured Gy/GBq (:func:`theradose.dosimetry.prescribed_activity`) — and
-    whether each was capped."""
-    from theradose.dosimetry import ScheduleMoments, capped_moments, prescribed_activity
+    whether each was capped. The moments are new arrays (the caller may write into them)."""
+    from theradose.dosimetry import ScheduleMoments, _capped_moments, prescribed_activity
 
     dosimetry = design.dosimetry
     if dosimetry is not None and dosimetry.personalised:
         planned = prescribed_activity(dosimetry, planned, measured)
     if dosimetry is not None and dosimetry.capping and measured is not None:
-        return capped_moments(planned, measured, dosimetry)
+        # the engine's activities and Gy/GBq are valid by construction: no checks per call
+        organ_g = [measured[..., j] for j in range(measured.shape[-1])]
+        return _capped_moments(planned, organ_g, dosimetry, dosimetry.cap_rule)
     cycles = 1 if dosimetry is None else dosimetry.cycles
     uncapped = np.zeros(planned.shape, dtype=bool)
     return ScheduleMoments(cycles * planned, cycles * planned * planned), uncapped
@@ -184,36 +186,57 @@ def _finish_dosimetry(design: Design, state: TrialState, patients: VirtualPatien
     """After the trials, every treated patient's records: activity given over the cycles,
     capping, measured Gy/GBq and, per organ with a limit in the design, the TRUE cumulative dose
     (or BED) and whether it passes the limit (NaN, False for places nobody took)."""
-    from theradose.dosimetry import EXACT_LIMIT_RTOL, true_cumulative
+    from theradose.dosimetry import EXACT_LIMIT_RTOL, _true_limit_factor
 
     if state.dosimetry_stats is None:
         return
-    enrolled = state.patient_level >= 0
-    n = enrolled.shape[1]
-    planned = np.where(enrolled, np.asarray(design.doses, dtype=float)[state.patient_level], 0.0)
+    level = state.patient_level
+    unenrolled = level < 0
+    n = level.shape[1]
+    # Values at places nobody took never reach the records (set to NaN, False below).
+    planned = np.asarray(design.doses, dtype=float)[level]
+    np.copyto(planned, 0.0, where=unenrolled)
     measured = patients.measured_gy_per_gbq
-    measured = None if measured is None else measured[:, :n]
-    schedule, capped = _schedules(design, planned, measured)
-    state.patient_total_activity = np.where(enrolled, schedule.total, np.nan)
-    state.patient_total_activity_sq = np.where(enrolled, schedule.total_sq, np.nan)
-    state.patient_capped = capped & enrolled
+    if measured is not None:
+        # each organ's [trial, patient] block C-ordered, like the records it is combined with
+        by_organ = np.empty((measured.shape[-1],) + level.shape)
+        for j in range(measured.shape[-1]):
+            by_organ[j] = measured[:, :n, j]
+        measured = by_organ.transpose(1, 2, 0)
+    (total, total_sq), capped = _schedules(design, planned, measured)
+    np.copyto(total, np.nan, where=unenrolled)
+    np.copyto(total_sq, np.nan, where=unenrolled)
+    state.patient_total_activity = total
+    state.patient_total_activity_sq = total_sq
+    np.copyto(capped, False, where=unenrolled)
+    state.patient_capped = capped
     n_organs = state.dosimetry_stats.count.shape[1]
-    state.patient_cumulative = np.full(enrolled.shape + (n_organs,), np.nan)
-    state.patient_exceeds = np.zeros(enrolled.shape + (n_organs,), dtype=bool)
+    state.patient_cumulative = np.full(level.shape + (n_organs,), np.nan)
+    state.patient_exceeds = np.zeros(level.shape + (n_organs,), dtype=bool)
     if measured is None:
         return
-    state.patient_measured_gy_per_gbq = measured.copy()
-    state.patient_measured_gy_per_gbq[~enrolled] = np.nan
+    # with one organ the C-ordered blocks are the record itself (no longer read after this)
+    record = measured if measured.shape[-1] == 1 else measured.copy()
+    np.copyto(record, np.nan, where=unenrolled[..., None])
+    state.patient_measured_gy_per_gbq = record
     truth = patients.organs
     index = truth.index(design.dosimetry.names)
     for j, model in enumerate(design.dosimetry.organs):
+        # true_cumulative's g·S1 + k·g²·S2 in place (NaN where nobody was treated)
         true_g = patients.true_gy_per_gbq[:, :n, index[j]]
-        cumulative = true_cumulative(model, truth.organs[index[j]], schedule, true_g)
-        state.patient_cumulative[..., j] = np.where(enrolled, cumulative, np.nan)
+        k = _true_limit_factor(model, truth.organs[index[j]])
+        cumulative = np.multiply(true_g, total)
+        if k != 0:
+            true_g = true_g.copy()  # C-ordered, and never the patients' array
+            np.multiply(k, true_g, out=true_g)
+            true_g *= patients.true_gy_per_gbq[:, :n, index[j]]
+            true_g *= total_sq
+            cumulative += true_g
+        np.copyto(cumulative, np.nan, where=unenrolled)
+        state.patient_cumulative[..., j] = cumulative
         # as passes_limit: a patient capped exactly onto the limit does not pass it
-        state.patient_exceeds[..., j] = enrolled & (
-            cumulative > model.limit * (1 + EXACT_LIMIT_RTOL)
-        )
+        limit = model.limit * (1 + EXACT_LIMIT_RTOL)
+        np.greater(cumulative, limit, out=state.patient_exceeds[..., j])
 
 
 def run_trials(

@@ -107,7 +107,7 @@ class VirtualPatients:
     def with_dosimetry(self, design: Design, scenario: Scenario) -> VirtualPatients:
         """These patients' organ Gy/GBq for ``design`` under ``scenario`` (common random numbers:
         the same draws whatever the design's measurement error)."""
-        from theradose.dosimetry import sample_patients
+        from theradose.dosimetry import _sample_organ_major, log_sd
         from theradose.scenario import organ_truth
 
         truth = organ_truth(scenario, design)
@@ -118,30 +118,34 @@ class VirtualPatients:
         n_trials, n_patients = self.tolerance.shape
         seed = self.dosimetry_seed or np.random.SeedSequence(0)
         rng = np.random.default_rng(seed)
-        sampled = sample_patients(
-            rng,
-            truth.organs,
-            n_trials,
-            n_patients,
-            measurement_cv=cv,
-            correlation=truth.correlation,
+        # theradose.dosimetry.sample_patients' draws, kept [organ, patient, trial]: each organ's
+        # values one contiguous block for the running sums and the engine's per-organ reads
+        true, measured = _sample_organ_major(
+            rng, truth.organs, n_trials, n_patients, float(log_sd(cv)), truth.correlation
         )
-        measured = sums = None
+        measured = true if measured is None else measured  # exact dosimetry (never written to)
+        design_measured = sums = None
         if dosimetry is not None and dosimetry.organs:
-            measured = sampled.measured_gy_per_gbq[..., truth.index(dosimetry.names)]
-            # patient-major: each running sum adds a whole [trial, organ] block (numpy's cumsum
+            index = truth.index(dosimetry.names)
+            if not np.array_equal(index, np.arange(len(truth.organs))):
+                measured = measured[index]
+            design_measured = measured.transpose(2, 1, 0)
+            # patient-major running sums: each adds a whole [organ, trial] block (numpy's cumsum
             # along a leading axis is several times slower)
-            log_g = np.log(measured).transpose(1, 0, 2)
-            sums = np.zeros((2, n_patients + 1) + log_g.shape[1:])
+            log_g = np.log(measured)
+            sums = np.empty((2, log_g.shape[0], n_patients + 1, n_trials))
+            sums[:, :, 0] = 0.0
+            square = np.empty((log_g.shape[0], n_trials))
             for k in range(n_patients):
-                np.add(sums[0, k], log_g[k], out=sums[0, k + 1])
-                np.add(sums[1, k], np.square(log_g[k]), out=sums[1, k + 1])
-            sums = (sums[0], sums[1])
+                np.add(sums[0, :, k], log_g[:, k], out=sums[0, :, k + 1])
+                np.square(log_g[:, k], out=square)
+                np.add(sums[1, :, k], square, out=sums[1, :, k + 1])
+            sums = (sums[0].transpose(1, 2, 0), sums[1].transpose(1, 2, 0))
         return replace(
             self,
             organs=truth,
-            true_gy_per_gbq=sampled.true_gy_per_gbq,
-            measured_gy_per_gbq=measured,
+            true_gy_per_gbq=true.transpose(2, 1, 0),
+            measured_gy_per_gbq=design_measured,
             measured_log_sums=sums,
         )
 
