@@ -379,3 +379,16 @@ def test_usage_errors_are_one_line_like_every_other_bad_input(args, fragment):
     result = CliRunner().invoke(app, [str(a) for a in args], prog_name="theradose")
     assert_refused(result, fragment, lines=1)
     assert "╭" not in result.output and "Usage:" not in result.output
+
+
+def test_ctrl_c_where_a_command_has_no_handler_of_its_own_is_one_line_and_130(monkeypatch):
+    import theradose.decision_record as decision_record
+
+    def interrupted(*args, **kwargs):  # Ctrl-C during a long (MCMC) recommendation
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(decision_record, "recommend_recorded", interrupted)
+    result = invoke("recommend", BOIN, "--outcomes", "1NNN")
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted\n"
+    assert "Traceback" not in result.output

@@ -60,6 +60,16 @@ class _OneLineUsageErrors(TyperGroup):
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)
 
+    def invoke(self, ctx):
+        """Run the command; Ctrl-C where the command has no handler of its own (a long MCMC
+        recommendation, the checks before a simulation starts) ends it with one line and exit
+        code 130, as everywhere else, not silently."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
 
 app = typer.Typer(
     cls=_OneLineUsageErrors,
