@@ -253,15 +253,41 @@ class TrialState:
         return np.where(self.patient_level >= 0, fraction, 0.0)
 
     def observed_dlt(self, window: float) -> np.ndarray:
-        """DLTs that have occurred by the trial's current time, [trial, patient]."""
-        onset_time = self.patient_arrival + self.patient_dlt_time
-        return self.patient_dlt & (onset_time <= self.time[:, None])
+        """DLTs that have occurred by the trial's current time, [trial, patient] (read-only:
+        kept for the state as it is now)."""
+
+        def compute():
+            onset_time = self.patient_arrival + self.patient_dlt_time
+            return self.patient_dlt & (onset_time <= self.time[:, None])
+
+        return self._now("observed_dlt", window, compute)
 
     def pending(self, window: float) -> np.ndarray:
-        """Enrolled patients still in follow-up without a DLT so far, [trial, patient]."""
-        # Times, not fractions: a window that closes exactly now must count as complete.
-        open_window = self.time[:, None] < self.patient_arrival + window
-        return (self.patient_level >= 0) & open_window & ~self.observed_dlt(window)
+        """Enrolled patients still in follow-up without a DLT so far, [trial, patient]
+        (read-only: kept for the state as it is now)."""
+
+        def compute():
+            # Times, not fractions: a window that closes exactly now must count as complete.
+            open_window = self.time[:, None] < self.patient_arrival + window
+            return (self.patient_level >= 0) & open_window & ~self.observed_dlt(window)
+
+        return self._now("pending", window, compute)
+
+    def _now(self, name: str, window: float, compute) -> np.ndarray:
+        """``compute()``, kept in the memo while the trials' times and enrolments are what they
+        were: a time-to-event design asks for the same follow-up several times per decision
+        (its counts, its current level, whether to hold accrual, the next event). Patients'
+        records change only when patients join (the places taken change)."""
+        if self.memo is None:
+            return compute()
+        key = (window, self.time.tobytes(), self.places().tobytes())
+        kept = self.memo.get(name)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        value = compute()
+        value.setflags(write=False)
+        self.memo[name] = (key, value)
+        return value
 
     def take(self, trials: np.ndarray) -> TrialState:
         """A new state holding only ``trials`` (copies)."""
