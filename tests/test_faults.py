@@ -281,6 +281,26 @@ def test_workers_die_with_their_parent_where_the_kernel_does_not_kill_them(tmp_p
 
 
 @linux_only
+def test_ending_the_workers_frees_a_pool_waiting_on_half_a_result():
+    """A worker killed while it sends a result leaves half a message in the result pipe; the
+    pool's manager thread then waits for the rest for ever, and the process's exit waits for
+    that thread (seen under load: SIGTERM, "interrupted: nothing written", and no end). Here the
+    half message is written by hand: a length header with no body."""
+    import multiprocessing
+    import struct
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(1, multiprocessing.get_context("fork"))
+    assert pool.submit(int, "7").result() == 7  # the worker and the manager thread are running
+    manager = pool._executor_manager_thread
+    os.write(pool._result_queue._writer.fileno(), struct.pack("!i", 100))
+    time.sleep(0.2)  # the manager thread is now reading the 100 bytes that will never come
+    simulation._end_workers(pool)
+    manager.join(timeout=10)
+    assert not manager.is_alive()
+
+
+@linux_only
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_run_ends_at_once_and_leaves_existing_outputs(tmp_path, sig, code):
     (tmp_path / "oc.json").write_text("earlier results\n")

@@ -3,6 +3,7 @@ trials that workers may share, with results that do not depend on the number of 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -344,12 +345,22 @@ def _watch_parent(parent: int, interval: float = 0.5) -> None:
 def _end_workers(pool: ProcessPoolExecutor) -> None:
     """Kill a pool's workers now (their chunks are abandoned) and shut it down."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API < 3.14
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown forgets them
+    result_queue = getattr(pool, "_result_queue", None)
     pool.shutdown(wait=False, cancel_futures=True)  # start no other chunk
     for process in processes:
         if process.is_alive():
             process.kill()
     for process in processes:
         process.join(timeout=5)
+    # A worker killed while sending a result leaves half a message in the result pipe, and the
+    # pool's manager thread waits for the rest for ever — and Python's exit waits for that thread
+    # (seen: SIGTERM under load, the run said "interrupted" and never ended). With every worker
+    # gone, closing this process's copy of the pipe's write end ends the wait (end of file).
+    with contextlib.suppress(AttributeError, OSError):
+        result_queue._writer.close()
+    if manager is not None:
+        manager.join(timeout=5)
     pool.shutdown(wait=True, cancel_futures=True)
 
 
