@@ -152,14 +152,7 @@ def replay(
             raise ValueError(
                 f"cohort {index + 1}: level {level + 1} is outside 1..{design.n_levels}"
             )
-        expected = int(state.next_level[0]) if state.active[0] else None
-        if expected is None:
-            deviations.append(f"cohort {index + 1} was treated after the design said stop")
-        elif level != expected:
-            deviations.append(
-                f"cohort {index + 1} was treated at level {level + 1}; "
-                f"the design said {expected + 1}"
-            )
+        deviations += _deviation(state, index, level)
         treat_cohort(
             design,
             state,
@@ -610,13 +603,7 @@ def _backfill_replay(design, level, dlt, arrival, event, backfill, gy_per_gbq, w
     deviations = []
     waiting = False
     for k, (lvl, flags) in enumerate(cohorts):
-        expected = int(state.next_level[0]) if state.active[0] else None
-        if expected is None:
-            deviations.append(f"cohort {k + 1} was treated after the design said stop")
-        elif lvl != expected:
-            deviations.append(
-                f"cohort {k + 1} was treated at level {lvl + 1}; the design said {expected + 1}"
-            )
+        deviations += _deviation(state, k, lvl)
         treat_cohort(design, state, one, np.array([lvl]), np.asarray([flags], dtype=bool))
         members = escalation[starts[k] : ends[k]]
         cols = np.arange(starts[k], ends[k])
@@ -787,3 +774,16 @@ def _recommend_with_backfill(design, level, dlt, followup, dlt_time, backfill, g
         backfill=advice,
         **common,
     )
+
+
+def _deviation(state: TrialState, index: int, level: int) -> list[str]:
+    """Whether cohort ``index`` (0-based), treated at ``level``, went where the design said
+    (one trial's state before the cohort): none, or the one line that says how it did not."""
+    if not state.active[0]:
+        return [f"cohort {index + 1} was treated after the design said stop"]
+    expected = int(state.next_level[0])
+    if level != expected:
+        return [
+            f"cohort {index + 1} was treated at level {level + 1}; the design said {expected + 1}"
+        ]
+    return []
