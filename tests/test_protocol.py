@@ -63,7 +63,7 @@ def test_cli_protocol():
     ("file", "heading", "phrase", "reference"),
     [
         ("boin_backfill.toml", "Backfilling", "up to 9 backfill patients", "Zhao Y, Yuan Y"),
-        ("boin_optimisation.toml", "Randomised dose optimisation", "20 and 20 patients",
+        ("boin_optimisation.toml", "Randomised dose optimisation", "40 new patients, 20 to the",
          "Optimizing the Dosage"),
         ("boin_psma_personalised.toml", "Design", "prescribed to the kidney", "Menda Y"),
     ],

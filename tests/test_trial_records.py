@@ -166,6 +166,100 @@ def test_rows_of_a_chunk_are_the_engine_s_trials_of_that_chunk(tmp_path):
     assert [int(r["n_1"]) for r in rows] == chunk.n[:, 0].tolist()
 
 
+STAGE = str(DESIGNS / "boin_optimisation.toml")
+BOIN12 = str(DESIGNS / "boin12_psma.toml")
+EFFICACY_SCENARIOS = str(DESIGNS / "efficacy_scenarios.toml")
+
+
+def test_stage_columns_reproduce_the_stage_figures_and_the_engine_s_arrays(tmp_path):
+    """A design with [optimisation] beside one without: per trial, the stage's arms (the
+    selected level's first), their patients, DLTs, responses and both, the optimised level and
+    the stage's months; over a design × scenario they give the stage's figures exactly (the
+    same counts divided the same way) and the stage's sums of DLTs and responses per level; a
+    re-run chunk's ChunkResult gives the same fields; the design without a stage leaves them
+    empty."""
+    path = tmp_path / "trials.csv"
+    n_trials = 900
+    study = run_study([STAGE, BOIN12], EFFICACY_SCENARIOS, n_trials=n_trials, seed=4,
+                      trials_csv=path)  # fmt: skip
+    _, rows = read_records(path)
+    stage_columns = [c for c in rows[0] if c.startswith(("stage_", "optimised_"))]
+    assert stage_columns == [
+        "optimised_level",
+        *(f"stage_arm{a}_{f}" for a in (1, 2) for f in ("level", "n", "dlt", "response", "both")),
+        "stage_duration_months",
+    ]
+    for design, scenario, sim, oc, _ in study.cells():
+        cell = [r for r in rows if (r["design"], r["scenario"]) == (design.name, scenario.name)]
+        if design.optimisation is None:
+            assert all(r[c] == "" for r in cell for c in stage_columns)
+            continue
+        opt, t, k = design.optimisation, n_trials, design.n_levels
+        arm = {
+            (a, f): np.array([number(r[f"stage_arm{a}_{f}"]) for r in cell], dtype=object)
+            for a in (1, 2)
+            for f in ("level", "n", "dlt", "response", "both")
+        }
+        optimised = [number(r["optimised_level"]) for r in cell]
+        selected = [number(r["selected_level"]) for r in cell]
+        entered = np.array([s is not None for s in selected])
+        two = np.array([v is not None for v in arm[2, "level"]])
+        assert arm[1, "level"].tolist() == selected
+        assert not (two & ~entered).any()
+        assert (arm[1, "n"][entered & two] == opt.arm_sizes[0]).all()
+        assert (arm[2, "n"][two] == opt.arm_sizes[1]).all()
+        assert (arm[1, "n"][entered & ~two] == opt.patients_per_arm).all()
+        for a in (1, 2):
+            has = entered if a == 1 else two
+            assert all(v is None for f in ("n", "dlt", "response", "both") for v in arm[a, f][~has])
+            n, y, r, b = (arm[a, f][has].astype(int) for f in ("n", "dlt", "response", "both"))
+            assert ((0 <= b) & (b <= np.minimum(y, r)) & (y <= n) & (r <= n)).all()
+        for trial, level in enumerate(optimised):
+            if level is not None:  # one of the trial's arms, and it passed the guard
+                a = 1 if level == arm[1, "level"][trial] else 2
+                assert level == arm[a, "level"][trial]
+                assert arm[a, "dlt"][trial] <= opt.max_dlt_rate * arm[a, "n"][trial] + 1e-9
+
+        # per level, from the arms
+        per_level = {f: np.zeros((t, k), dtype=np.int64) for f in ("n", "dlt", "response")}
+        for a in (1, 2):
+            has = entered if a == 1 else two
+            at = arm[a, "level"][has].astype(int) - 1
+            for f, counts in per_level.items():
+                counts[np.flatnonzero(has), at] += arm[a, f][has].astype(int)
+        values, stage = oc.values, sim.optimisation
+        selection = [100 * (optimised.count(j) / t) for j in range(1, k + 1)]
+        assert values["optimised_selection_pct"] == selection
+        assert values["optimised_no_selection_pct"] == 100 * (optimised.count(None) / t)
+        assert values["optimisation_entered_pct"] == 100 * (entered.sum() / t)
+        assert values["optimisation_one_arm_pct"] == 100 * ((entered & ~two).sum() / t)
+        assert values["optimisation_patients_mean"] == (per_level["n"].sum(axis=0) / t).tolist()
+        assert values["optimisation_n_mean"] == per_level["n"].sum() / t
+        assert stage["stage_y_sum"].tolist() == per_level["dlt"].sum(axis=0).tolist()
+        assert stage["stage_r_sum"].tolist() == per_level["response"].sum(axis=0).tolist()
+        months = [float(r["stage_duration_months"]) for r in cell if r["stage_duration_months"]]
+        assert len(months) == entered.sum()
+        assert np.mean(months) == pytest.approx(
+            values["optimisation_duration_months_mean"], rel=1e-12
+        )
+
+    # the rows of the second chunk are the engine's arrays of that chunk
+    design, scenario = study.designs[0], study.scenarios[3]  # correlated DLT and response
+    places = max(d.n_places for d in study.designs)
+    patients = simulation.chunk_patients(4, 1, CHUNK, places, timed=True)
+    chunk = simulation.run_chunk(design, scenario, patients)
+    cell = [r for r in rows if (r["design"], r["scenario"]) == (design.name, scenario.name)]
+    cell = cell[CHUNK : 2 * CHUNK]
+    at = np.array([max(number(r["stage_arm1_level"]) or 0, 1) - 1 for r in cell])
+    for f, counts in (("n", chunk.stage_n), ("dlt", chunk.stage_y),
+                      ("response", chunk.stage_r), ("both", chunk.stage_b)):  # fmt: skip
+        written = [number(r[f"stage_arm1_{f}"]) or 0 for r in cell]
+        assert written == counts[np.arange(CHUNK), at].tolist()
+    assert [number(r["optimised_level"]) for r in cell] == [
+        None if m < 0 else m + 1 for m in chunk.optimised.tolist()
+    ]
+
+
 def invoke(*args: str):
     return runner.invoke(app, list(args))
 

@@ -16,7 +16,8 @@ patients between candidate levels:
   one candidate is left (the MTD is level 1, or the other is not admissible), the stage treats
   ``patients_per_arm`` patients at it alone, unrandomised, and the rule still applies to it:
   it is selected when it passes the toxicity guard, otherwise no level is.
-- Arm sizes are fixed (permuted blocks): the stage treats ``2 × patients_per_arm`` patients,
+- Arm sizes are fixed (permuted blocks): the stage treats ``2 × patients_per_arm`` patients
+  (the file may give that total as ``patients`` instead),
   arm ``k`` receiving ``2 × patients_per_arm × ratio[k] / Σ ratio`` (the selected level's arm
   first), a whole number by validation.
 - Each patient has a DLT with the true DLT probability of the arm's level and a response with
@@ -58,6 +59,7 @@ RULES = ("response", "utility")
 OPTIMISATION_KEYS = (
     "candidates",
     "patients_per_arm",
+    "patients",
     "ratio",
     "rule",
     "max_dlt_rate",
@@ -75,7 +77,8 @@ class Optimisation:
     Attributes
     ----------
     candidates : "mtd_and_below" or "top_two_utility"
-    patients_per_arm : mean arm size; the stage treats ``2 × patients_per_arm`` patients
+    patients_per_arm : mean arm size; the stage treats ``2 × patients_per_arm`` patients (the
+        file's ``patients``, when it gives the total instead)
     ratio : allocation ratio (selected level's arm, other arm)
     rule : "response" or "utility"
     max_dlt_rate : an arm is eligible when its observed DLT rate is at most this
@@ -100,17 +103,43 @@ class Optimisation:
         share = sum(self.ratio)
         return tuple(int(round(total * r / share)) for r in self.ratio)
 
-    def describe(self) -> str:
+    def describe(self, organ_limits: bool = False) -> str:
+        """The stage as protocol text (``organ_limits``: the design has organ-dose limits)."""
         a, b = self.arm_sizes
-        what = {
-            "mtd_and_below": "the selected MTD and the next lower level",
-            "top_two_utility": "the selected level and the next best by observed utility",
-        }[self.candidates]
-        score = {"response": "response rate", "utility": "mean utility"}[self.rule]
+        utility = "utility (the method's weights)"
+        if self.utility_weights is not None:
+            weights = ", ".join(f"{w:g}" for w in self.utility_weights)
+            utility = (
+                f"utility (weights {weights} for a response without DLT, neither, both, a DLT "
+                "without response)"
+            )
+        admitted = " among the levels the organ-dose limits admit then" if organ_limits else ""
+        if self.candidates == "mtd_and_below":
+            what = f"{a} to the selected MTD and {b} to the next lower level"
+            alone = "the MTD is level 1" + (
+                ", or the organ-dose limits rule the lower level out at the end of escalation"
+                if organ_limits
+                else ""
+            )
+        else:
+            what = (
+                f"{a} to the selected level and {b} to the tried level with the next-highest "
+                f"observed {utility} among those with observed DLT rate ≤ "
+                f"{self.max_dlt_rate:g}{admitted}"
+            )
+            utility = "utility"  # described once
+            alone = "no other level qualifies"
+        if self.rule == "response":
+            score, margin = "response rate", f"{self.margin:g}"
+        else:
+            score, margin = f"mean {utility} per patient", f"{self.margin:g} utility points"
         return (
-            f"Randomised optimisation: {what}, {a} and {b} patients; the arm with the highest "
-            f"observed {score} among those with observed DLT rate ≤ {self.max_dlt_rate:g} "
-            f"(a higher level must be better by more than {self.margin:g})."
+            f"After escalation, a trial that selects a level randomises "
+            f"{a + b} new patients, {what}; with one candidate ({alone}) {self.patients_per_arm} "
+            f"patients are treated at it alone. The optimised dosage is the arm with the highest "
+            f"observed {score} among the arms whose observed DLT rate is ≤ "
+            f"{self.max_dlt_rate:g}, a higher level winning only when better by more than "
+            f"{margin}; when no arm passes, no level is selected."
         )
 
 
@@ -128,13 +157,7 @@ def read_optimisation(
     allowed = lambda c: " or ".join(show_value(x) for x in c)  # noqa: E731
     candidates = table.choice("candidates", CANDIDATES, required=allowed(CANDIDATES))
     rule = table.choice("rule", RULES) or ("response" if "rule" not in table.data else None)
-    per_arm = table.integer(
-        "patients_per_arm",
-        1,
-        required="patients per arm, an integer >= 1",
-        maximum=MAX_PATIENTS_PER_ARM,
-        why="the most patients an arm may randomise",
-    )
+    per_arm = _patients_per_arm(table)
     ratio = table.numbers("ratio", POSITIVE, "any")
     if "ratio" not in table.data:
         ratio = (1.0, 1.0)
@@ -148,10 +171,15 @@ def read_optimisation(
         sizes = [2 * per_arm * r / sum(ratio) for r in ratio]
         if any(abs(s - round(s)) > 1e-9 for s in sizes):
             shown = ", ".join(f"{s:.4g}" for s in sizes)
+            given = (
+                f"patients = {2 * per_arm}"
+                if "patients" in table.data
+                else f"patients_per_arm = {per_arm}"
+            )
             table.error(
-                f"ratio = {show_value(table.data['ratio'])}: with patients_per_arm = {per_arm} "
-                f"the arms would have {shown} patients; the ratio must split "
-                f"{2 * per_arm} patients into whole numbers"
+                f"ratio = {show_value(table.data['ratio'])}: with {given} the arms would have "
+                f"{shown} patients; the ratio must split {2 * per_arm} patients into whole "
+                "numbers"
             )
             ratio = None
     max_dlt = table.number(
@@ -189,6 +217,40 @@ def read_optimisation(
         margin=margin,
         utility_weights=weights,
     )
+
+
+def _patients_per_arm(table: TomlTable) -> int | None:
+    """``patients_per_arm``, or ``patients`` (the stage's total, 2 × patients_per_arm) instead;
+    not both."""
+    if "patients" not in table.data:
+        return table.integer(
+            "patients_per_arm",
+            1,
+            required="patients per arm, an integer >= 1; or patients, the stage's total",
+            maximum=MAX_PATIENTS_PER_ARM,
+            why="the most patients an arm may randomise",
+        )
+    if "patients_per_arm" in table.data:
+        table.error(
+            "patients and patients_per_arm: give one of them (patients = 2 × patients_per_arm, "
+            "the stage's total)"
+        )
+        return None
+    total = table.integer(
+        "patients",
+        2,
+        maximum=2 * MAX_PATIENTS_PER_ARM,
+        why="the most patients the stage may randomise",
+    )
+    if total is not None and total % 2:
+        table.value_error(
+            "patients",
+            total,
+            "must be an even number (the stage's total: two arms of patients / 2 on average, "
+            "split by ratio; a stage with one candidate treats patients / 2)",
+        )
+        return None
+    return None if total is None else total // 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,11 +353,22 @@ def _best_level(score: np.ndarray, ok: np.ndarray) -> np.ndarray:
 def candidates(design: Design, state: TrialState, selected: np.ndarray) -> np.ndarray:
     """The candidate levels of each trial, [trial, arm] (the selected level first; NO_LEVEL where
     there is no candidate, and in both arms for trials that selected no level)."""
-    opt = design.optimisation
     n_trials, n_levels = state.n.shape
     admissible = state.admissible
     if admissible is None:
         admissible = np.ones((n_trials, n_levels), dtype=bool)
+    n, y = state.n.astype(float), state.y.astype(float)
+    r = state.r.astype(float) if state.r is not None else np.zeros_like(n)
+    b = state.b.astype(float) if state.b is not None else np.zeros_like(n)
+    return candidate_levels(design, n, y, r, b, admissible, selected)
+
+
+def candidate_levels(design: Design, n, y, r, b, admissible, selected) -> np.ndarray:
+    """:func:`candidates` from the escalation's counts [trial, level] (patients, DLTs,
+    responses, both), the levels the organ limits admit [trial, level] and the selected level
+    [trial]."""
+    opt = design.optimisation
+    n_trials = n.shape[0]
     rows = np.arange(n_trials)
     first = np.where(selected >= 0, selected, NO_LEVEL)
     if opt.candidates == "mtd_and_below":
@@ -303,11 +376,7 @@ def candidates(design: Design, state: TrialState, selected: np.ndarray) -> np.nd
         ok = (below >= 0) & admissible[rows, np.maximum(below, 0)]
         second = np.where(ok, below, NO_LEVEL)
     else:
-        weights = weights_of(design)
-        n, y = state.n.astype(float), state.y.astype(float)
-        r = state.r.astype(float) if state.r is not None else np.zeros_like(n)
-        b = state.b.astype(float) if state.b is not None else np.zeros_like(n)
-        utility = utility_score(weights, n, y, r, b)
+        utility = utility_score(weights_of(design), n, y, r, b)
         ok = admissible & (n > 0) & (y <= opt.max_dlt_rate * n + _EPS)
         ok[rows, np.maximum(first, 0)] = False
         second = _best_level(np.where(ok, utility, -np.inf), ok)
@@ -339,9 +408,10 @@ def run_stage(
 ) -> dict[str, np.ndarray]:
     """Simulate the stage for every trial of a chunk (all at once); returns the
     :class:`~theradose.results.ChunkResult` fields ``optimised`` [trial] (the selected optimised
-    level, NO_LEVEL for none), ``stage_n``, ``stage_y``, ``stage_r`` [trial, level] and, with
-    ``[timing]``, ``stage_duration`` [trial] (months: the stage's accrual at the design's rate,
-    then the last patient's DLT window; 0 for trials that did not enter)."""
+    level, NO_LEVEL for none), ``stage_n``, ``stage_y``, ``stage_r``, ``stage_b`` [trial, level]
+    (patients, DLTs, responses, patients with both) and, with ``[timing]``,
+    ``stage_duration`` [trial] (months: the stage's accrual at the design's rate, then the last
+    patient's DLT window; 0 for trials that did not enter)."""
     opt = design.optimisation
     if truth.eff_prob is None:
         raise ValueError(
@@ -377,7 +447,7 @@ def run_stage(
     eligible, score = _scores(opt, weights_of(design), n, y, r, b)
     optimised = choose(levels, eligible & (levels >= 0), score, opt.margin)
     out = {"optimised": optimised}
-    for name, counts in (("stage_n", n), ("stage_y", y), ("stage_r", r)):
+    for name, counts in (("stage_n", n), ("stage_y", y), ("stage_r", r), ("stage_b", b)):
         per_level = np.zeros((n_trials, n_levels), dtype=np.int32)
         for arm in range(levels.shape[1]):
             has = levels[:, arm] >= 0

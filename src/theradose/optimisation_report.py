@@ -1,5 +1,6 @@
 """The randomised optimisation stage's operating characteristics laid out as a table and as CSV
-fields (figures: :func:`theradose.optimisation.optimisation_figures`)."""
+fields (figures: :func:`theradose.optimisation.optimisation_figures`), and what ``recommend``
+says of the stage."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from theradose.oc_report import pm
 from theradose.tables import Column, TableRecord
 
 if TYPE_CHECKING:
+    from theradose.design import Design
+    from theradose.recommendation import Recommendation
     from theradose.results import OperatingCharacteristics
     from theradose.study import StudyResult
 
@@ -104,3 +107,71 @@ def optimisation_columns(study: StudyResult) -> tuple[str, ...]:
     for key in OPTIMISATION_FIGURES:
         columns += [key, f"{key}_se"]
     return tuple(columns)
+
+
+def recommendation_note(design: Design, rec: Recommendation, cohorts) -> str | None:
+    """What ``recommend`` says of the design's randomised optimisation stage (None without one).
+
+    ``recommend`` decides the escalation only: while it runs, the note says that the stage
+    follows; once the escalation has stopped with a selected level, it names the stage's
+    candidates by the engine's own rule (:func:`theradose.optimisation.candidate_levels`), the
+    arm sizes and the rule. The next-highest observed utility (``"top_two_utility"``) needs each
+    patient's response, which only an outcome string of a method that uses efficacy gives.
+    ``cohorts``: (0-based level, DLT flags[, response flags]) as treated.
+    """
+    import numpy as np
+
+    from theradose.optimisation import candidate_levels
+    from theradose.report import level_text
+
+    opt = design.optimisation
+    if opt is None:
+        return None
+    if not rec.stop:
+        return (
+            "this decision is for the escalation; if it ends with a selected level, the design's "
+            f"randomised optimisation stage follows ({sum(opt.arm_sizes)} new patients; see the "
+            "protocol text)"
+        )
+    if rec.mtd is None:
+        return (
+            "the escalation selected no level: the design's randomised optimisation stage does "
+            "not start"
+        )
+    n_levels = design.n_levels
+    n, y = (np.asarray([v], dtype=float) for v in (rec.n, rec.y))
+    r = b = None
+    if cohorts and all(len(cohort) > 2 for cohort in cohorts):
+        r, b = np.zeros((1, n_levels)), np.zeros((1, n_levels))
+        for level, dlts, responses in cohorts:
+            r[0, level] += sum(responses)
+            b[0, level] += sum(d and e for d, e in zip(dlts, responses, strict=True))
+    admissible = rec.level_summary.get("admissible")
+    admissible = np.ones((1, n_levels), bool) if admissible is None else admissible[None, :]
+    first = level_text(design, rec.mtd)
+    guard = f"observed DLT rate ≤ {opt.max_dlt_rate:g}"
+    over = "the escalation is over: the design's randomised optimisation stage comes next"
+    after = "recommend does not decide within the stage (its arms are fixed in advance)"
+    if opt.candidates == "top_two_utility" and r is None:
+        return (
+            f"{over}: randomise {opt.arm_sizes[0]} new patients to {first} and "
+            f"{opt.arm_sizes[1]} to the tried level with the next-highest observed utility "
+            f"({guard}), which needs each patient's response (not in these data); {after}"
+        )
+    if r is None:  # "mtd_and_below": the candidates need no responses
+        r = b = np.zeros((1, n_levels))
+    levels = candidate_levels(design, n, y, r, b, admissible, np.array([rec.mtd]))[0]
+    if levels[1] < 0:
+        return (
+            f"{over}: treat {opt.patients_per_arm} new patients at {first} alone (no other "
+            f"candidate); it is the optimised dosage if its observed DLT rate is ≤ "
+            f"{opt.max_dlt_rate:g}, otherwise no level is; "
+            f"{after}"
+        )
+    score = "response rate" if opt.rule == "response" else "mean utility"
+    return (
+        f"{over}: randomise {opt.arm_sizes[0]} new patients to {first} and {opt.arm_sizes[1]} "
+        f"to {level_text(design, int(levels[1]))}; the optimised dosage is the arm with the "
+        f"highest observed {score} among those with {guard} (the higher level only when better "
+        f"by more than {opt.margin:g}); {after}"
+    )

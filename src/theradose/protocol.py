@@ -27,6 +27,11 @@ DOSAGE_OPTIMISATION_REFERENCE = (
     "U.S. Food and Drug Administration (2024). Optimizing the Dosage of Human Prescription Drugs "
     "and Biological Products for the Treatment of Oncologic Diseases. Guidance for Industry."
 )
+RADIOPHARMACEUTICAL_DOSAGE_REFERENCE = (
+    "U.S. Food and Drug Administration (2025). Oncology Therapeutic Radiopharmaceuticals: "
+    "Dosage Optimization During Clinical Development. Draft Guidance for Industry (docket "
+    "FDA-2025-D-1757)."
+)
 
 
 def _levels(design: Design) -> str:
@@ -85,7 +90,9 @@ def protocol_sections(design: Design) -> list[tuple[str, str]]:
     if design.backfill is not None:
         sections.append(("Backfilling", design.backfill.describe()))
     if design.optimisation is not None:
-        sections.append(("Randomised dose optimisation", design.optimisation.describe()))
+        organ_limits = design.dosimetry is not None and bool(design.dosimetry.organs)
+        text = design.optimisation.describe(organ_limits)
+        sections.append(("Randomised dose optimisation", text))
     return sections
 
 
@@ -96,7 +103,7 @@ def protocol_references(design: Design) -> list[str]:
     if design.backfill is not None:
         refs.append(BACKFILL_REFERENCE)
     if design.optimisation is not None:
-        refs.append(DOSAGE_OPTIMISATION_REFERENCE)
+        refs += [DOSAGE_OPTIMISATION_REFERENCE, RADIOPHARMACEUTICAL_DOSAGE_REFERENCE]
     return refs
 
 

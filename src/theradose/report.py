@@ -217,6 +217,9 @@ def design_header_lines(design: Design) -> list[str]:
     lines += [constraint.describe() for constraint in design.constraints]
     lines += _prior_exceedance_lines(design)
     lines += [rule.describe() for rule in design.stopping if rule.can_fire(design.max_patients)]
+    if design.optimisation is not None:  # the table is the escalation's; the stage follows it
+        organ_limits = design.dosimetry is not None and bool(design.dosimetry.organs)
+        lines.append(design.optimisation.describe(organ_limits))
     source = f" ({design.path})" if design.path else ""
     lines.append(f"theradose {__version__}{source}")
     return lines

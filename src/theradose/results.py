@@ -42,6 +42,7 @@ class ChunkResult:
     stage_n: np.ndarray | None = None  # [trial, level] stage patients
     stage_y: np.ndarray | None = None  # [trial, level] stage DLTs
     stage_r: np.ndarray | None = None  # [trial, level] stage responses
+    stage_b: np.ndarray | None = None  # [trial, level] stage patients with a DLT and a response
     stage_duration: np.ndarray | None = None  # [trial] months of the stage (with [timing])
 
 

@@ -327,12 +327,23 @@ def run_recommendation(
     backfill = backfill_needs_patients(design)
     if engine == "grid":
         recommendation = _with_notes(recommend(design, cohorts), note)
-        recommendation = _with_backfill(recommendation, backfill)
+        recommendation = _with_backfill(_with_stage_note(design, recommendation, cohorts), backfill)
         return RecommendationResult(design, tuple(cohorts), recommendation)
     sampler, final = _mcmc_design(design, engine, mcmc_options)
     recommendation = _with_notes(recommend(design, cohorts, final_design=final), note)
-    recommendation = _with_backfill(recommendation, backfill)
+    recommendation = _with_backfill(_with_stage_note(design, recommendation, cohorts), backfill)
     return RecommendationResult(design, tuple(cohorts), recommendation, mcmc=sampler.last_run)
+
+
+def _with_stage_note(design: Design, recommendation: Recommendation, cohorts) -> Recommendation:
+    """The recommendation with, last among its notes, what it means for the design's randomised
+    optimisation stage (:func:`theradose.optimisation_report.recommendation_note`)."""
+    if design.optimisation is None:
+        return recommendation
+    from theradose.optimisation_report import recommendation_note
+
+    note = recommendation_note(design, recommendation, cohorts)
+    return replace(recommendation, notes=(*recommendation.notes, note))
 
 
 def _with_backfill(recommendation: Recommendation, backfill) -> Recommendation:
@@ -461,6 +472,7 @@ def run_patient_recommendation(
     cohorts = patient_cohorts(
         design.cohort_size, patients.level[escalating], patients.dlt[escalating]
     )
+    recommendation = _with_stage_note(design, recommendation, cohorts)
     return RecommendationResult(design, tuple(cohorts), recommendation, patients=patients)
 
 

@@ -27,11 +27,20 @@ File contract (columns may be added, never removed or renamed):
   for a design without [timing]); and, when a design has organ limits, ``exceed_<organ>`` per
   organ of any design (patients whose TRUE cumulative absorbed dose or BED passed the limit;
   empty for a design without that organ) and ``ruled_out_n_1`` … ``ruled_out_n_K`` (patients
-  enrolled when the organ-dose constraint first ruled the level out; empty if it never did).
+  enrolled when the organ-dose constraint first ruled the level out; empty if it never did);
+  and, when a design has ``[optimisation]`` (the randomised stage after escalation),
+  ``optimised_level`` (1-based: the level the stage selected; empty for none), per arm
+  ``stage_arm1_*`` (the selected level's arm) and ``stage_arm2_*`` (the other candidate):
+  ``level`` (1-based), ``n``, ``dlt``, ``response`` and ``both`` (patients with a DLT and a
+  response), empty where the trial had no such arm (no level selected after escalation; one
+  candidate), and ``stage_duration_months`` (empty without [timing] or without the stage).
+  Stage patients within an arm are exchangeable (fixed arm sizes, no decision within the
+  stage), so these counts of the four outcomes are each arm's complete record.
 
 Averages of these columns over a design × scenario reproduce the summary: e.g. the share of rows
 with ``selected_level`` = k is ``selection_pct`` of level k, the mean of ``n_k`` is
-``patients_mean`` of level k.
+``patients_mean`` of level k, the share with ``optimised_level`` = k is
+``optimised_selection_pct`` of level k.
 """
 
 from __future__ import annotations
@@ -65,6 +74,14 @@ def _organs(designs: Sequence[Design]) -> tuple[str, ...]:
     return tuple(names)
 
 
+STAGE_ARM_FIELDS = ("level", "n", "dlt", "response", "both")
+
+
+def _stage_columns() -> list[str]:
+    arms = [f"stage_arm{arm}_{name}" for arm in (1, 2) for name in STAGE_ARM_FIELDS]
+    return ["optimised_level", *arms, "stage_duration_months"]
+
+
 def trial_columns(designs: Sequence[Design]) -> tuple[str, ...]:
     """The CSV columns for a run of ``designs`` (see the module's file contract)."""
     n_levels = max(design.n_levels for design in designs)
@@ -76,6 +93,8 @@ def trial_columns(designs: Sequence[Design]) -> tuple[str, ...]:
     if organs:
         columns += [f"exceed_{organ}" for organ in organs]
         columns += [f"ruled_out_n_{k}" for k in levels]
+    if any(design.optimisation is not None for design in designs):
+        columns += _stage_columns()
     return tuple(columns)
 
 
@@ -86,6 +105,7 @@ def trial_rows(
     first_trial: int,
     n_levels: int,
     organs: Sequence[str] = (),
+    stage: bool = False,
 ) -> Iterator[tuple]:
     """The rows of one chunk of one design × scenario, in :func:`trial_columns` order.
 
@@ -97,6 +117,8 @@ def trial_rows(
     first_trial : the run's index of the chunk's first trial
     n_levels, organs : the run's levels and organs (the columns); a design with fewer levels,
         or without an organ, leaves those fields empty (None)
+    stage : the run has a design with ``[optimisation]`` (the stage's columns; empty for a
+        design without one)
     """
     n_trials, k = chunk.n.shape
     empty = [None] * n_trials
@@ -128,7 +150,43 @@ def trial_rows(
                 columns.append(empty)
             else:
                 columns.append([None if v < 0 else v for v in ruled[:, j].tolist()])
+    if stage:
+        if chunk.optimised is None:
+            columns += [empty] * len(_stage_columns())
+        else:
+            columns += _stage_fields(chunk)
     return zip(*columns, strict=True)
+
+
+def _stage_fields(chunk: ChunkResult) -> list[list]:
+    """The stage's columns of a chunk (:func:`_stage_columns` order): the selected level's arm,
+    then the other candidate's, read from the per-level stage counts."""
+    n_trials = chunk.n.shape[0]
+    rows = np.arange(n_trials)
+    entered = chunk.mtd >= 0
+    other = chunk.stage_n > 0
+    other[rows, np.maximum(chunk.mtd, 0)] = False
+    arms = [
+        np.where(entered, chunk.mtd, NO_LEVEL),
+        np.where(entered & other.any(axis=1), np.argmax(other, axis=1), NO_LEVEL),
+    ]
+    out = [[None if m == NO_LEVEL else m + 1 for m in chunk.optimised.tolist()]]
+    for level in arms:
+        has, at = level >= 0, np.maximum(level, 0)
+        out.append([None if v == NO_LEVEL else v + 1 for v in level.tolist()])
+        for counts in (chunk.stage_n, chunk.stage_y, chunk.stage_r, chunk.stage_b):
+            if counts is None:  # a run folder's chunk kept before stage_b existed
+                out.append([None] * n_trials)
+                continue
+            values = counts[rows, at].astype(np.int64)
+            kept = zip(values.tolist(), has.tolist(), strict=True)
+            out.append([v if ok else None for v, ok in kept])
+    if chunk.stage_duration is None:
+        out.append([None] * n_trials)
+    else:
+        months = chunk.stage_duration.tolist()
+        out.append([m if ok else None for m, ok in zip(months, entered.tolist(), strict=True)])
+    return out
 
 
 class TrialRecordWriter:
@@ -150,6 +208,7 @@ class TrialRecordWriter:
         self.columns = trial_columns(self.designs)
         self.n_levels = max(design.n_levels for design in self.designs)
         self.organs = _organs(self.designs)
+        self.stage = any(design.optimisation is not None for design in self.designs)
         # Every text field quoted (empty ones too), so that a '#' in a design's or scenario's
         # name is not read as the start of a comment.
         self._csv = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
@@ -179,6 +238,7 @@ class TrialRecordWriter:
                         self.trials_written,
                         self.n_levels,
                         self.organs,
+                        self.stage,
                     )
                 )
         self.chunks_written += 1
