@@ -169,6 +169,7 @@ def test_rows_of_a_chunk_are_the_engine_s_trials_of_that_chunk(tmp_path):
 STAGE = str(DESIGNS / "boin_optimisation.toml")
 BOIN12 = str(DESIGNS / "boin12_psma.toml")
 EFFICACY_SCENARIOS = str(DESIGNS / "efficacy_scenarios.toml")
+PSMA = str(DESIGNS / "boin_psma.toml")
 
 
 def test_stage_columns_reproduce_the_stage_figures_and_the_engine_s_arrays(tmp_path):
@@ -258,6 +259,47 @@ def test_stage_columns_reproduce_the_stage_figures_and_the_engine_s_arrays(tmp_p
     assert [number(r["optimised_level"]) for r in cell] == [
         None if m < 0 else m + 1 for m in chunk.optimised.tolist()
     ]
+
+
+def test_response_columns_reproduce_the_response_figures_and_the_engine_s_arrays(tmp_path):
+    """With efficacy scenarios, per trial and level the escalation's responses and patients
+    with both a DLT and a response: their means are the summary's ``response_mean`` exactly, a
+    patient's response and DLT bound ``both``, and a re-run chunk gives the same arrays; a run
+    without efficacy has no such columns."""
+    path = tmp_path / "trials.csv"
+    n_trials = 600
+    study = run_study([BOIN12, PSMA], EFFICACY_SCENARIOS, n_trials=n_trials, seed=5,
+                      trials_csv=path)  # fmt: skip
+    _, rows = read_records(path)
+    k = max(design.n_levels for design in study.designs)
+    assert [c for c in rows[0] if c.startswith(("response_", "both_"))] == [
+        *(f"response_{j}" for j in range(1, k + 1)),
+        *(f"both_{j}" for j in range(1, k + 1)),
+    ]
+    for design, scenario, _, oc, _ in study.cells():
+        cell = [r for r in rows if (r["design"], r["scenario"]) == (design.name, scenario.name)]
+        levels = range(1, design.n_levels + 1)
+        r = np.array([[int(row[f"response_{j}"]) for j in levels] for row in cell])
+        b = np.array([[int(row[f"both_{j}"]) for j in levels] for row in cell])
+        n = np.array([[int(row[f"n_{j}"]) for j in levels] for row in cell])
+        y = np.array([[int(row[f"dlt_{j}"]) for j in levels] for row in cell])
+        assert ((0 <= b) & (b <= np.minimum(r, y)) & (r <= n)).all()
+        assert (r.sum(axis=0) / n_trials).tolist() == oc.values["response_mean"]
+    design, scenario = study.designs[0], study.scenarios[3]  # correlated DLT and response
+    places = max(d.n_places for d in study.designs)  # the run's patients serve every design
+    timed = design.timing is not None
+    patients = simulation.chunk_patients(5, 1, n_trials - CHUNK, places, timed=timed)
+    chunk = simulation.run_chunk(design, scenario, patients)
+    cell = [r for r in rows if (r["design"], r["scenario"]) == (design.name, scenario.name)]
+    cell = cell[CHUNK:]
+    for name, counts in (("response", chunk.r), ("both", chunk.b)):
+        written = [[int(r[f"{name}_{j}"]) for j in range(1, design.n_levels + 1)] for r in cell]
+        assert written == counts.astype(int).tolist()
+
+    plain = tmp_path / "plain.csv"
+    run_study([BOIN], SCENARIOS, n_trials=100, seed=5, trials_csv=plain)
+    _, rows = read_records(plain)
+    assert not [c for c in rows[0] if c.startswith(("response_", "both_"))]
 
 
 def invoke(*args: str):

@@ -35,7 +35,10 @@ File contract (columns may be added, never removed or renamed):
   response), empty where the trial had no such arm (no level selected after escalation; one
   candidate), and ``stage_duration_months`` (empty without [timing] or without the stage).
   Stage patients within an arm are exchangeable (fixed arm sizes, no decision within the
-  stage), so these counts of the four outcomes are each arm's complete record.
+  stage), so these counts of the four outcomes are each arm's complete record; and, when a
+  scenario simulates efficacy, the escalation's ``response_1`` … ``response_K`` (patients who
+  responded at each level) and ``both_1`` … ``both_K`` (patients with a DLT and a response;
+  empty for a scenario without efficacy).
 
 Averages of these columns over a design × scenario reproduce the summary: e.g. the share of rows
 with ``selected_level`` = k is ``selection_pct`` of level k, the mean of ``n_k`` is
@@ -82,8 +85,9 @@ def _stage_columns() -> list[str]:
     return ["optimised_level", *arms, "stage_duration_months"]
 
 
-def trial_columns(designs: Sequence[Design]) -> tuple[str, ...]:
-    """The CSV columns for a run of ``designs`` (see the module's file contract)."""
+def trial_columns(designs: Sequence[Design], efficacy: bool = False) -> tuple[str, ...]:
+    """The CSV columns for a run of ``designs`` (see the module's file contract); ``efficacy``:
+    a scenario of the run simulates responses (the escalation's responses per level)."""
     n_levels = max(design.n_levels for design in designs)
     levels = range(1, n_levels + 1)
     columns = ["design", "scenario", "trial", "selected_level", "stop_reason"]
@@ -95,6 +99,8 @@ def trial_columns(designs: Sequence[Design]) -> tuple[str, ...]:
         columns += [f"ruled_out_n_{k}" for k in levels]
     if any(design.optimisation is not None for design in designs):
         columns += _stage_columns()
+    if efficacy:
+        columns += [*(f"response_{k}" for k in levels), *(f"both_{k}" for k in levels)]
     return tuple(columns)
 
 
@@ -106,6 +112,7 @@ def trial_rows(
     n_levels: int,
     organs: Sequence[str] = (),
     stage: bool = False,
+    efficacy: bool = False,
 ) -> Iterator[tuple]:
     """The rows of one chunk of one design × scenario, in :func:`trial_columns` order.
 
@@ -119,6 +126,8 @@ def trial_rows(
         or without an organ, leaves those fields empty (None)
     stage : the run has a design with ``[optimisation]`` (the stage's columns; empty for a
         design without one)
+    efficacy : the run has a scenario with efficacy (the responses' columns; empty for a
+        scenario without)
     """
     n_trials, k = chunk.n.shape
     empty = [None] * n_trials
@@ -155,6 +164,13 @@ def trial_rows(
             columns += [empty] * len(_stage_columns())
         else:
             columns += _stage_fields(chunk)
+    if efficacy:
+        for counts in (chunk.r, chunk.b):
+            if counts is None:
+                columns += [empty] * n_levels
+            else:
+                counts = counts.astype(np.int64)
+                columns += [counts[:, j].tolist() for j in range(k)] + [empty] * (n_levels - k)
     return zip(*columns, strict=True)
 
 
@@ -205,7 +221,8 @@ class TrialRecordWriter:
     def __init__(self, handle: IO[str], designs: Sequence[Design], scenarios: Sequence[Scenario]):
         self.designs = tuple(designs)
         self.scenarios = tuple(scenarios)
-        self.columns = trial_columns(self.designs)
+        self.efficacy = any(scenario.efficacy for scenario in self.scenarios)
+        self.columns = trial_columns(self.designs, self.efficacy)
         self.n_levels = max(design.n_levels for design in self.designs)
         self.organs = _organs(self.designs)
         self.stage = any(design.optimisation is not None for design in self.designs)
@@ -239,6 +256,7 @@ class TrialRecordWriter:
                         self.n_levels,
                         self.organs,
                         self.stage,
+                        self.efficacy,
                     )
                 )
         self.chunks_written += 1
