@@ -392,3 +392,27 @@ def test_ctrl_c_where_a_command_has_no_handler_of_its_own_is_one_line_and_130(mo
     assert result.exit_code == 130
     assert result.stderr == "interrupted\n"
     assert "Traceback" not in result.output
+
+
+def test_a_bug_in_a_command_surfaces_as_itself_and_an_abort_as_interrupted(monkeypatch):
+    """An exception the CLI does not expect reaches the user as itself (a report can name
+    it), not hidden behind an error of the CLI's own handling; click's Abort (a prompt's Ctrl-C)
+    is one line and exit code 130."""
+    import typer
+
+    import theradose.decision_record as decision_record
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(decision_record, "recommend_recorded", broken)
+    result = invoke("recommend", BOIN, "--outcomes", "1NNN")
+    assert isinstance(result.exception, ZeroDivisionError)
+
+    def aborted(*args, **kwargs):
+        raise typer.Abort()
+
+    monkeypatch.setattr(decision_record, "recommend_recorded", aborted)
+    result = invoke("recommend", BOIN, "--outcomes", "1NNN")
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted: nothing written\n"

@@ -55,7 +55,7 @@ class _OneLineUsageErrors(TyperGroup):
             hint = f" (see '{where.command_path} --help')" if where is not None else ""
             typer.echo(f"error: {error.format_message()}{hint}", err=True)
             sys.exit(error.exit_code)
-        except _click_errors.Abort:
+        except typer.Abort:  # click's Abort (typer < 0.29 re-exports it; >= 0.29 has its own)
             typer.echo("interrupted: nothing written", err=True)
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)
