@@ -2,10 +2,11 @@
 the decision pipeline promises.
 
 Parametrised over the registry (:data:`theradose.methods.METHODS`) × {no limits, organ-dose
-limits, ``[timing]``, personalised activity, backfill}: each method's example design from
-``designs/`` is run as it is, with a kidney limit added, (for a method that is not
+limits, ``[timing]``, personalised activity, backfill, tumour response}: each method's example
+design from ``designs/`` is run as it is, with a kidney limit added, (for a method that is not
 time-to-event) with an accrual rate and a DLT window, with its levels as kidney doses prescribed
-from each patient's measured dosimetry under that limit, and with ``[timing]`` and backfilling.
+from each patient's measured dosimetry under that limit, with ``[timing]`` and backfilling, and
+with the kidney limit under a scenario whose responses follow each patient's own tumour dose.
 After every decision of every simulated trial, and at the end:
 
 - no patient is treated at a level that the method (elimination) or a constraint (organ-dose
@@ -33,18 +34,25 @@ from hypothesis import HealthCheck, given, settings
 from factories import KIDNEY, assert_simulation_matches_exact, example_source, true_probabilities
 from theradose import engine, pipeline
 from theradose.config import design_from_dict
+from theradose.dosimetry import DosimetryTruth, Efficacy, OrganTruth
 from theradose.exact import is_count_based
 from theradose.methods import METHODS
 from theradose.methods.interval import DECISION_COLUMNS
 from theradose.pipeline import admissible_levels, select_mtd
 from theradose.recommendation import patient_cohorts, recommend
-from theradose.scenario import Scenario
+from theradose.scenario import Scenario, truth_for
 from theradose.state import NO_LEVEL, StopReason, TrialState, highest_level
 from theradose.virtual_patients import chunk_patients
 
 DESIGNS = Path(__file__).resolve().parents[1] / "designs"
 TIMING = {"accrual_per_month": 2.0, "dlt_window_months": 1.0}
-COMBINATIONS = ("plain", "organ_limits", "timing", "personalised", "backfill")
+COMBINATIONS = ("plain", "organ_limits", "timing", "personalised", "backfill", "tumour_response")
+# "tumour_response": the organ-limit design under a scenario whose responses follow each
+# patient's own tumour dose ([scenario.efficacy]); methods that do not use efficacy ignore them.
+TUMOUR = DosimetryTruth(
+    organs=(OrganTruth(name="tumour", gy_per_gbq_median=1.5, gy_per_gbq_cv=0.7),),
+    efficacy=Efficacy(organ="tumour", d50_gy=40.0, gamma50=1.0),
+)
 # Levels as cumulative kidney doses (Gy) with each patient's activity from their own measured
 # Gy/GBq, capped (dose_basis = "absorbed_dose"), under the kidney limit.
 PERSONALISED = {
@@ -61,14 +69,16 @@ def conformance_design(key: str, combination: str, max_patients: int = 18):
     source = {**example_source(key), "max_patients": max_patients, "name": f"{key} {combination}"}
     if not METHODS[key].tite:
         source.pop("timing", None)
-    if combination == "organ_limits":
+    if combination in ("organ_limits", "tumour_response"):
         source["dosimetry"] = {"cycles": 4, "measurement_cv": 0.15, "organ": [KIDNEY]}
     if combination == "personalised":
         source["doses"] = [8.0 + 3.0 * k for k in range(len(source["doses"]))]  # kidney Gy
         source["dose_unit"] = "Gy"
         source["dosimetry"] = PERSONALISED
     if combination in ("timing", "backfill") or METHODS[key].tite:
-        source["timing"] = TIMING
+        # the example's efficacy window stays (TITE-BOIN12 needs one)
+        late = {k: v for k, v in source.get("timing", {}).items() if k == "efficacy_window_months"}
+        source["timing"] = {**TIMING, **late}
     if combination == "backfill":
         source["backfill"] = {"enabled": True, "max_per_level": 3}
     return design_from_dict(source, f"{key}-{combination}.toml")
@@ -84,8 +94,9 @@ def _cases():
     ]
 
 
-def _scenario(n_levels: int, high: float = 0.55) -> Scenario:
-    return Scenario("S", tuple(np.linspace(0.04, high, n_levels).round(3)))
+def _scenario(n_levels: int, high: float = 0.55, combination: str = "plain") -> Scenario:
+    truth = TUMOUR if combination == "tumour_response" else None
+    return Scenario("S", tuple(np.linspace(0.04, high, n_levels).round(3)), truth=truth)
 
 
 class DecisionLog:
@@ -146,8 +157,11 @@ def _run(design, scenario, n_trials, seed, monkeypatch):
     patients = chunk_patients(seed, 0, n_trials, design.n_places, timed)
     patients = patients.head(design.n_places).with_dosimetry(design, scenario)
     patients = patients.with_efficacy(scenario)
+    eff_prob = scenario.eff_prob
+    if scenario.tumour_response is not None:  # the levels' truths; each patient's own p_E
+        eff_prob = truth_for(scenario, design).eff_prob
     state = engine.run_trials(
-        design, np.asarray(scenario.dlt_prob), patients, scenario.onset, scenario.eff_prob
+        design, np.asarray(scenario.dlt_prob), patients, scenario.onset, eff_prob
     )
     return state, select_mtd(design, state), log
 
@@ -156,7 +170,7 @@ def _run(design, scenario, n_trials, seed, monkeypatch):
 def test_invariants_hold_in_every_combination(key, combination, monkeypatch):
     design = conformance_design(key, combination)
     for high in (0.3, 0.55, 0.9):
-        scenario = _scenario(design.n_levels, high)
+        scenario = _scenario(design.n_levels, high, combination)
         state, mtd, log = _run(design, scenario, 200, 7, monkeypatch)
         assert log.violations == [], log.violations[:5]
         assert final_violations(design, state, mtd) == []
@@ -166,6 +180,8 @@ def test_invariants_hold_in_every_combination(key, combination, monkeypatch):
     method = design.method
     if combination == "backfill" and not (method.tite and method.turns_away):
         assert state.n_backfill.sum() > 0  # the invariants were checked with backfill patients
+    if combination == "tumour_response":
+        assert 0 < state.r.sum() < state.n.sum()  # each patient's response from their dose
 
 
 @pytest.mark.parametrize(("key", "combination"), _cases())
@@ -179,7 +195,8 @@ def test_interim_answers_equal_the_engine(key, combination, monkeypatch):
     if combination == "backfill":
         pytest.skip("backfill patients arrive at times an outcome string does not carry")
     design = conformance_design(key, combination, max_patients=12)
-    state, mtd, _ = _run(design, _scenario(design.n_levels), 12, 3, monkeypatch)
+    state, mtd, _ = _run(design, _scenario(design.n_levels, combination=combination), 12, 3,
+                         monkeypatch)
     measured = state.patient_measured_gy_per_gbq
     for trial in range(state.n_trials):
         enrolled = int(state.n_enrolled[trial])

@@ -100,13 +100,29 @@ def closes_table(method, target: float, n_max: int) -> np.ndarray:
     return (moves == Decision.DEESCALATE) | eliminate
 
 
+def outcome_known(
+    state: TrialState, rows: np.ndarray, when: np.ndarray, window: float
+) -> np.ndarray:
+    """Whether each patient's DLT outcome is known at times ``when`` [row], [row, patient]: a
+    patient with a DLT once it has occurred (arrival + DLT time ≤ when), one without once the
+    DLT window has closed (arrival + ``window`` ≤ when); False at places nobody took. The DLTs
+    seen by then are ``known & state.patient_dlt[rows]``.
+
+    One rule for the engine (backfill outcomes joining the counts, the levels open for
+    backfilling) and for an interim recommendation's replay of a real trial. An outcome, once
+    known, is final: a DLT recorded after the window (real data only; the engine's onsets lie
+    within it) is known when it occurs, not at the window's end without it.
+    """
+    event = np.where(state.patient_dlt[rows], state.patient_dlt_time[rows], window)
+    return state.patient_arrival[rows] + event <= when[:, None]
+
+
 def observed_counts(state: TrialState, rows: np.ndarray, when: np.ndarray, window: float):
     """(patients with known outcomes, DLTs seen) per level at times ``when`` [row], [row, level]
-    each: a DLT whose onset has passed, or a window that has closed."""
-    arrival = state.patient_arrival[rows]
-    seen_dlt = state.patient_dlt[rows] & (arrival + state.patient_dlt_time[rows] <= when[:, None])
+    each (:func:`outcome_known`)."""
+    known = outcome_known(state, rows, when, window)
+    seen_dlt = known & state.patient_dlt[rows]
     level = state.patient_level[rows]
-    known = (level >= 0) & (seen_dlt | (arrival + window <= when[:, None]))
     n = np.zeros((rows.size, state.n_levels), dtype=np.int64)
     y = np.zeros_like(n)
     for b in range(state.n_levels):
@@ -114,6 +130,36 @@ def observed_counts(state: TrialState, rows: np.ndarray, when: np.ndarray, windo
         n[:, b] = (known & here).sum(axis=1)
         y[:, b] = (seen_dlt & here).sum(axis=1)
     return n, y
+
+
+def see_backfill_outcomes(state: TrialState, window: float, rows: np.ndarray | None = None):
+    """Add to the counts the backfill patients (of a design that decides on complete data) whose
+    outcome is known at each trial's time (:func:`outcome_known`) — or, without ``rows``, every
+    one of them (the trials' follow-up completes)."""
+    unseen = state.backfill_unseen
+    if rows is None:
+        known = unseen.copy()
+    else:
+        known = np.zeros_like(unseen)
+        known[rows] = unseen[rows] & outcome_known(state, rows, state.time[rows], window)
+    if not known.any():
+        return
+    t, c = np.nonzero(known)
+    response = None if state.patient_response is None else state.patient_response[t, c]
+    count_patients(
+        state, t, state.patient_level[t, c].astype(np.intp), state.patient_dlt[t, c], response
+    )
+    unseen &= ~known
+
+
+def count_patients(state: TrialState, rows, level, dlt, response=None) -> None:
+    """Add one patient per row at ``level`` [row] to the counts per level (``dlt``, ``response``
+    [row] their outcomes)."""
+    np.add.at(state.n, (rows, level), 1)
+    np.add.at(state.y, (rows, level), dlt.astype(state.y.dtype))
+    if state.r is not None and response is not None:
+        np.add.at(state.r, (rows, level), response.astype(state.r.dtype))
+        np.add.at(state.b, (rows, level), (response & dlt).astype(state.b.dtype))
 
 
 @dataclass(frozen=True)

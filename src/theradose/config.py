@@ -221,7 +221,7 @@ def _read_dosimetry(top: TomlTable, fields: DesignFields) -> Any:
     return _build_record(table, Dosimetry, {"organs": tuple(organs), **values})
 
 
-TIMING_KEYS = ("accrual_per_month", "accrual", "dlt_window_months")
+TIMING_KEYS = ("accrual_per_month", "accrual", "dlt_window_months", "efficacy_window_months")
 
 
 def _read_timing(top: TomlTable, fields: DesignFields, spec: MethodSpec | None) -> None:
@@ -240,8 +240,23 @@ def _read_timing(top: TomlTable, fields: DesignFields, spec: MethodSpec | None) 
     accrual = table.choice("accrual", ACCRUALS) or (
         "poisson" if "accrual" not in table.data else None
     )
-    if None not in (rate, window, accrual):
-        fields.timing = Timing(rate, window, accrual)
+    # The efficacy assessment window: for a method that decides on responses (BOIN12 waits for
+    # it before each decision; TITE-BOIN12 sees each response when it occurs within it, by
+    # default within the DLT window).
+    efficacy_window = None
+    if spec is not None and spec.late_efficacy:
+        efficacy_window = table.number("efficacy_window_months", POSITIVE, default=window)
+    elif "efficacy_window_months" in table.data:
+        if spec is not None and not spec.uses_efficacy:
+            table.error(
+                f"efficacy_window_months: only with a method that decides on responses "
+                f"(boin12, tite-boin12), not method = {show_value(spec.key)}"
+            )
+        else:
+            efficacy_window = table.number("efficacy_window_months", POSITIVE)
+    late = spec is not None and spec.late_efficacy
+    if None not in (rate, window, accrual) and not (late and efficacy_window is None):
+        fields.timing = Timing(rate, window, accrual, efficacy_window)
 
 
 BACKFILL_KEYS = ("enabled", "max_per_level")
@@ -468,16 +483,21 @@ SCENARIO_KEYS: tuple[str, ...] = (
     "toxicity",
     "correlation",
     "eff_prob",
+    "efficacy",
     "tox_eff_correlation",
+    "response_onset",
+    "response_onset_shape",
 )
+EFFICACY_KEYS = ("model", "organ", "d50_gy", "gamma50", "dose")
 
 
 def _read_organ_truth(table: TomlTable) -> Any:
-    """``[scenario.organ.<name>]`` and ``[scenario.toxicity]`` → DosimetryTruth (or None)."""
+    """``[scenario.organ.<name>]``, ``[scenario.toxicity]`` and ``[scenario.efficacy]`` →
+    DosimetryTruth (or None)."""
     data = table.data
-    if "organ" not in data and "toxicity" not in data:
+    if "organ" not in data and "toxicity" not in data and "efficacy" not in data:
         return None
-    from theradose.dosimetry import DosimetryTruth, OrganNtcp, OrganTruth, Toxicity
+    from theradose.dosimetry import DosimetryTruth, Efficacy, OrganNtcp, OrganTruth, Toxicity
 
     organs = []
     section = table.section("organ")
@@ -503,9 +523,21 @@ def _read_organ_truth(table: TomlTable) -> Any:
         scalars = {k: tox.data[k] for k in TOXICITY_KEYS if k in tox.data}
         if None not in ntcps:
             toxicity = _build_record(tox, Toxicity, {**scalars, "organs": tuple(ntcps)})
+    efficacy = None
+    if "efficacy" in data:
+        sub = table.section("efficacy")
+        if "tox_eff_correlation" in sub.data:
+            sub.error(
+                "tox_eff_correlation: give it in the [[scenario]] table itself, beside "
+                "[scenario.efficacy] (as with eff_prob)"
+            )
+        sub.check_keys((*EFFICACY_KEYS, "tox_eff_correlation"))
+        efficacy = _build_record(sub, Efficacy, dict(sub.data))
+        if efficacy is None:
+            return None
     if None in organs or ("toxicity" in data and toxicity is None):
         return None
-    values = {"organs": tuple(organs), "toxicity": toxicity}
+    values = {"organs": tuple(organs), "toxicity": toxicity, "efficacy": efficacy}
     if "correlation" in data:
         values["correlation"] = data["correlation"]
     return _build_record(table, DosimetryTruth, values)
@@ -575,21 +607,58 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
             table.error('onset_shape: only with dlt_onset = "late" or "early"')
         # Efficacy: the true response probability of each level (any shape: it may plateau or
         # fall) and the copula correlation of DLT and response within a patient.
+        # Or each patient's response probability from their own tumour dose ([efficacy]).
         eff_prob = table.numbers("eff_prob", CLOSED_UNIT, "any")
         rho = table.number("tox_eff_correlation", Interval(-1.0, 1.0), default=0.0)
-        if "tox_eff_correlation" in table.data and "eff_prob" not in table.data:
-            table.error("tox_eff_correlation: only with eff_prob (the response probabilities)")
+        given = "eff_prob" in table.data or "efficacy" in table.data
+        if "tox_eff_correlation" in table.data and not given:
+            table.error(
+                "tox_eff_correlation: only with eff_prob (the response probabilities) or "
+                "[scenario.efficacy] (responses from each patient's tumour dose)"
+            )
+        if "eff_prob" in table.data and "efficacy" in table.data:
+            table.error(
+                "eff_prob: not with [scenario.efficacy] (there each patient's response "
+                "probability follows their own tumour dose); give one or the other"
+            )
         if eff_prob is not None and dlt_prob and len(eff_prob) != len(dlt_prob):
             table.error(
                 f"eff_prob: has {len(eff_prob)} values, dlt_prob {len(dlt_prob)}; give one "
                 "response probability per level"
             )
+        response_onset = _read_response_onset(table)
         if name is not None and dlt_prob is not None and kind is not None and shape is not None:
             scenarios.append(
-                Scenario(name, dlt_prob, Onset(kind, shape), truth, eff_prob, rho or 0.0)
+                Scenario(
+                    name,
+                    dlt_prob,
+                    Onset(kind, shape),
+                    truth,
+                    eff_prob,
+                    rho or 0.0,
+                    response_onset=response_onset or Onset(),
+                )
             )
     report.raise_if_any()
     return scenarios
+
+
+def _read_response_onset(table: TomlTable) -> Onset | None:
+    """``response_onset`` ("uniform", "late", "early") and ``response_onset_shape``: when in the
+    efficacy window a response occurs (None when invalid; errors go to the table's report)."""
+    kind = table.choice("response_onset", ONSETS) or (
+        "uniform" if "response_onset" not in table.data else None
+    )
+    shape = table.number("response_onset_shape", POSITIVE, default=DEFAULT_ONSET_SHAPE)
+    if "response_onset_shape" in table.data and kind == "uniform":
+        table.error('response_onset_shape: only with response_onset = "late" or "early"')
+    efficacy = "eff_prob" in table.data or "efficacy" in table.data
+    if "response_onset" in table.data and not efficacy:
+        table.error(
+            "response_onset: only with eff_prob (the response probabilities) or "
+            "[scenario.efficacy]"
+        )
+    return None if kind is None or shape is None else Onset(kind, shape)
 
 
 def load_scenarios(path: str | os.PathLike[str]) -> list[Scenario]:
@@ -622,20 +691,29 @@ def check_scenarios_fit(
                 f"scenario[{index}] ({show_value(scenario.name)}): DLTs come from organ doses, but "
                 f"design {show_value(design.name)}{where} gives no activity per level ('doses')"
             )
+        elif scenario.tumour_response is not None and design.doses is None:
+            report.add(
+                f"scenario[{index}] ({show_value(scenario.name)}): responses come from tumour "
+                f"doses ([efficacy]), but design {show_value(design.name)}{where} gives no "
+                "activity per level ('doses')"
+            )
         if design.optimisation is not None and not scenario.efficacy:
             report.add(
                 f"scenario[{index}] ({show_value(scenario.name)}): design "
                 f"{show_value(design.name)}{where} has [optimisation], whose stage draws "
-                "responses; give eff_prob, the true response probability of each level"
+                "responses; give eff_prob, the true response probability of each level, or "
+                "[scenario.efficacy]"
             )
         elif design.method.uses_efficacy and not scenario.efficacy:
             report.add(
                 f"scenario[{index}] ({show_value(scenario.name)}): design "
                 f"{show_value(design.name)}{where} (method {design.method.key}) decides on "
-                "responses; give eff_prob, the true response probability of each level"
+                "responses; give eff_prob, the true response probability of each level, or "
+                "[scenario.efficacy]"
             )
         dlt_fits = scenario.n_levels is None or scenario.n_levels == design.n_levels
-        if scenario.efficacy and len(scenario.eff_prob) != design.n_levels and dlt_fits:
+        eff_prob = scenario.eff_prob
+        if eff_prob is not None and len(eff_prob) != design.n_levels and dlt_fits:
             report.add(
                 f"scenario[{index}] ({show_value(scenario.name)}) eff_prob: has "
                 f"{len(scenario.eff_prob)} values, but design {show_value(design.name)}{where} "

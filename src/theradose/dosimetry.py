@@ -21,8 +21,9 @@ in closed form for any schedule (:func:`gy_per_gbq_threshold`). Everything below
 What lives here
 ---------------
 - Records built one-to-one from the TOML tables: :class:`OrganModel` and :class:`Dosimetry`
-  (the design's ``[dosimetry]``), :class:`OrganTruth`, :class:`OrganNtcp`, :class:`Toxicity`
-  and :class:`DosimetryTruth` (a scenario's ``[scenario.organ.*]`` and ``[scenario.toxicity]``).
+  (the design's ``[dosimetry]``), :class:`OrganTruth`, :class:`OrganNtcp`, :class:`Toxicity`,
+  :class:`Efficacy` and :class:`DosimetryTruth` (a scenario's ``[scenario.organ.*]``,
+  ``[scenario.toxicity]`` and ``[scenario.efficacy]``).
   Invalid values raise :class:`DosimetryError` (a ``ValueError``) whose ``messages`` are one line
   each, ``key = value: what is allowed``; ``problems()`` returns them without raising.
 - Learning each organ's population of log Gy/GBq from the patients' measured dosimetry by a
@@ -31,8 +32,9 @@ What lives here
   each level (:func:`exceedance_prob`) and the admissible levels (:func:`admissible_levels`).
 - Patient capping of later cycles (:func:`cap_activities`).
 - Virtual patients (:func:`sample_patients`), each patient's DLT probability from NTCP
-  (:func:`patient_dlt_prob`) and each level's true population DLT and exceedance probabilities
-  (:func:`level_truths`).
+  (:func:`patient_dlt_prob`) and response probability from their tumour dose
+  (:func:`patient_response_prob`), and each level's true population DLT, exceedance and
+  response probabilities (:func:`level_truths`).
 
 Axes: ``[trial, organ]`` for posteriors and sufficient statistics, ``[trial, level, organ]`` for
 exceedance, ``[trial, patient, organ]`` for Gy/GBq, ``[..., cycle]`` for activities. Organs are
@@ -62,6 +64,7 @@ __all__ = [
     "DosimetryError",
     "DosimetryStats",
     "DosimetryTruth",
+    "Efficacy",
     "GyPerGbqPosterior",
     "LevelTruths",
     "OrganModel",
@@ -88,6 +91,7 @@ __all__ = [
     "logistic_ntcp",
     "passes_limit",
     "patient_dlt_prob",
+    "patient_response_prob",
     "prescribed_activity",
     "sample_patients",
     "true_cumulative",
@@ -97,6 +101,8 @@ __all__ = [
 CAP_RULES = ("reduce", "cycles")
 DOSE_BASES = ("activity", "absorbed_dose")
 TOXICITY_MODELS = ("ntcp", "dlt_prob")
+EFFICACY_MODELS = ("tumour_dose",)
+EFFICACY_DOSES = ("absorbed", "eqd2")
 PREDICTIVES = ("true", "measured")
 RADIOBIOLOGY_KEYS = ("alpha_beta_gy", "repair_half_time_h", "effective_half_time_h")
 
@@ -769,13 +775,72 @@ class Toxicity(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Efficacy(_Record):
+    """``[scenario.efficacy]`` with ``model = "tumour_dose"``: each patient's probability of a
+    response follows their own cumulative tumour absorbed dose D over the cycles they receive,
+
+        p_E(D) = 1 / (1 + (D50 / D)^(4·γ50))
+
+    the logistic dose–response in the normalised-slope form of Niemierko (Gay & Niemierko 2007,
+    *Phys Med* 23:115; :func:`logistic_ntcp`, as a tumour control probability here): 50% at
+    ``d50_gy``, slope γ50 = D·dp/dD at D50; 0 at D = 0. ``dose = "eqd2"`` takes D as the EQD2 of
+    the cumulative BED with the tumour organ's radiobiology (:meth:`OrganTruth.eud` form), which
+    ``"absorbed"`` (the default) does not use. Tumour absorbed dose predicting response:
+    177Lu-DOTATATE in neuroendocrine tumours (Ilan et al. 2015, *J Nucl Med* 56:177),
+    177Lu-PSMA-617 (Violet et al. 2019, *J Nucl Med* 60:517).
+
+    Attributes
+    ----------
+    organ : the tumour, one of the scenario's ``[scenario.organ.<name>]`` (its Gy/GBq, correlated
+        with the other organs by the scenario's ``correlation``), not one with an NTCP
+    d50_gy : the tumour dose (Gy) with a 50% probability of a response
+    gamma50 : the normalised slope at d50_gy
+    model : "tumour_dose"
+    dose : "absorbed" or "eqd2"
+    """
+
+    organ: str
+    d50_gy: float
+    gamma50: float
+    model: str = "tumour_dose"
+    dose: str = "absorbed"
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.model not in EFFICACY_MODELS:
+            allowed = ", ".join(show_value(m) for m in EFFICACY_MODELS)
+            out.append(f"model = {show_value(self.model)}: must be one of {allowed}")
+        if not isinstance(self.organ, str) or not self.organ.strip():
+            out.append(
+                f"organ = {show_value(self.organ)}: must name the tumour, one of the scenario's "
+                "[scenario.organ.<name>]"
+            )
+        _check_number(out, "d50_gy", self.d50_gy, 0.0)
+        _check_number(out, "gamma50", self.gamma50, 0.0)
+        if self.dose not in EFFICACY_DOSES:
+            allowed = ", ".join(show_value(d) for d in EFFICACY_DOSES)
+            out.append(f"dose = {show_value(self.dose)}: must be one of {allowed}")
+        return out
+
+    def response_prob(self, organ: OrganTruth, g, s1, s2):
+        """p_E [...] of true tumour Gy/GBq ``g`` under schedules of moments ``s1``, ``s2``
+        (:class:`ScheduleMoments`), for the tumour ``organ`` (its radiobiology for EQD2)."""
+        dose = g * s1
+        if self.dose == "eqd2":
+            dose = eqd2(_cumulative(g, s1, s2, organ.bed_factor), organ.alpha_beta_gy)
+        return logistic_ntcp(dose, self.d50_gy, self.gamma50)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DosimetryTruth(_Record):
     """The truth about a scenario's patients: each organ's Gy/GBq, optionally correlated between
-    organs (on the log scale, in ``organs`` order), and the toxicity model."""
+    organs (on the log scale, in ``organs`` order), the toxicity model and, optionally, the
+    efficacy model (a response from the patient's own tumour dose, :class:`Efficacy`)."""
 
     organs: tuple[OrganTruth, ...]
     toxicity: Toxicity | None = None
     correlation: tuple[tuple[float, ...], ...] | None = None
+    efficacy: Efficacy | None = None
     _sequences = ("organs", "correlation")
 
     def problems(self) -> list[str]:
@@ -791,7 +856,35 @@ class DosimetryTruth(_Record):
                         f"toxicity.{ntcp.name}: no [scenario.organ.{ntcp.name}] gives its Gy/GBq"
                     )
         out += correlation_problems(self.correlation, len(self.organs))
+        if self.efficacy is not None:
+            out += self._efficacy_problems()
         return out
+
+    def _efficacy_problems(self) -> list[str]:
+        """The response organ against the organs: one of them, no NTCP, radiobiology for EQD2."""
+        eff = self.efficacy
+        if not isinstance(eff.organ, str) or not eff.organ.strip():
+            return []  # reported by the record itself
+        shown = show_value(eff.organ)
+        if eff.organ not in self.names:
+            names = ", ".join(self.names) or "none given"
+            return [
+                f"[efficacy] organ = {shown}: must be one of the scenario's organs "
+                f"([scenario.organ.<name>]: {names})"
+            ]
+        toxicity = () if self.toxicity is None else self.toxicity.organs
+        if eff.organ in {o.name for o in toxicity}:
+            return [
+                f"[efficacy] organ = {shown}: has an NTCP ([scenario.toxicity.{eff.organ}]); "
+                "the response organ is a tumour, not an organ at risk"
+            ]
+        organ = self.organs[self.names.index(eff.organ)]
+        if eff.dose == "eqd2" and not organ.has_radiobiology:
+            return [
+                f'[efficacy] dose = "eqd2": needs the radiobiology of [scenario.organ.{eff.organ}] '
+                f"({', '.join(RADIOBIOLOGY_KEYS)}), or dose = \"absorbed\""
+            ]
+        return []
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -909,6 +1002,32 @@ def patient_dlt_prob(gy_per_gbq, activities, truth: DosimetryTruth):
     array [...]
     """
     return _combined(_cause_probs(gy_per_gbq, activities, truth))
+
+
+def patient_response_prob(gy_per_gbq, activities, truth: DosimetryTruth):
+    """Each patient's response probability from their own cumulative tumour dose
+    (:class:`Efficacy`): p_E = 1 / (1 + (D50/D)^(4·γ50)) with D the tumour organ's cumulative
+    absorbed dose (or EQD2) over ``activities``. A virtual patient responds iff v' < p_E, v' their
+    response variable (:meth:`theradose.virtual_patients.VirtualPatients.with_efficacy`).
+
+    Parameters
+    ----------
+    gy_per_gbq : array [..., organ], true Gy/GBq in ``truth.organs`` order
+    activities : array [..., cycle] (GBq) or :class:`ScheduleMoments`, broadcast against
+        ``gy_per_gbq[..., 0]``
+    truth : the scenario (its ``efficacy`` must be given)
+
+    Returns
+    -------
+    array [...]
+    """
+    eff = truth.efficacy
+    if eff is None:
+        raise ValueError("patient response probabilities need the scenario's [efficacy]")
+    j = int(truth.index([eff.organ])[0])
+    s1, s2 = _moments(activities)
+    g = _nonnegative("Gy/GBq", gy_per_gbq)[..., j]
+    return eff.response_prob(truth.organs[j], g, s1, s2)
 
 
 def dlt_prob_from_causes(causes):
@@ -1454,6 +1573,12 @@ class LevelTruths:
         replicate means (a guide: see :func:`level_truths`)
     capped : whether patient capping was applied
     method : "quadrature" or "qmc"
+    eff_prob : [level] population P(response) = E over patients of p_E (:class:`Efficacy`);
+        None without the scenario's efficacy
+    both_prob : [level] population P(DLT and response) = E over patients of
+        C_ρ(P(DLT | patient), p_E) (:func:`theradose.scenario.joint_prob`); None without efficacy
+        or without DLT probabilities
+    eff_prob_se, both_prob_se : their numerical standard errors, as ``dlt_prob_se``
     """
 
     dlt_prob: np.ndarray | None
@@ -1462,6 +1587,10 @@ class LevelTruths:
     exceed_prob_se: np.ndarray
     capped: bool
     method: str
+    eff_prob: np.ndarray | None = None
+    both_prob: np.ndarray | None = None
+    eff_prob_se: np.ndarray | None = None
+    both_prob_se: np.ndarray | None = None
 
 
 @cache
@@ -1528,8 +1657,11 @@ def level_truths(
     qmc_points: int = 2**15,
     qmc_replicates: int = 16,
     seed: int = 0,
+    tox_eff_correlation: float = 0.0,
+    dlt_prob=None,
 ) -> LevelTruths:
-    """True population DLT and exceedance probabilities of each level.
+    """True population DLT and exceedance probabilities of each level, and with the scenario's
+    efficacy (``truth.efficacy``) its response and DLT-and-response probabilities.
 
     P(DLT at level d) = E over patients [1 − (1 − background)·Π_organs (1 − NTCP(EUD_organ))],
     P(exceed at level d) = P(the patient's TRUE cumulative absorbed dose or BED > limit), where a
@@ -1545,6 +1677,14 @@ def level_truths(
     their measured Gy/GBq of the prescribed organ (``patient_cap`` is ignored): computed as
     with capping, the outer integral over that organ's measured value (split where the activity
     reaches ``max_activity_gbq``), or by quasi-Monte Carlo when organs are correlated.
+
+    With efficacy, P(response at level d) = E over patients [p_E(D_tumour)] on the same
+    schedules, and P(DLT and response) = E over patients [C_ρ(P(DLT | patient), p_E)], C_ρ the
+    Gaussian copula of ρ = ``tox_eff_correlation`` (the patients' DLT and response variables are
+    joined by it) and P(DLT | patient) from NTCP, or ``dlt_prob`` [level] when the scenario gives
+    the levels' DLT probabilities. With ρ = 0 and independent organs the tumour's dose is
+    independent of the organs at risk given the schedule, so the expectation of the product is the
+    product of the expectations, node by node of the outer integral.
 
     Methods
     -------
@@ -1562,7 +1702,8 @@ def level_truths(
     exceedance given ĝ is closed form. Agreement with scipy.integrate.quad: < 1e-10 uncapped,
     < 1e-9 capped (measured 5e-16 and 1e-10; tests/test_dosimetry.py).
 
-    "qmc" (otherwise: correlated organs, or capping by several organs): randomised
+    "qmc" (otherwise: correlated organs, capping by several organs, or efficacy with ρ ≠ 0 and
+    DLTs from NTCP — P(DLT and response) then needs every organ jointly): randomised
     quasi-Monte Carlo, ``qmc_replicates`` independently scrambled Sobol' sets of
     ``qmc_points`` points. With capping the points draw the measured log Gy/GBq of the design's
     organs from their joint normal, then the true values from their conditional normal given
@@ -1579,6 +1720,9 @@ def level_truths(
     dosimetry : the design's organs (limits, protocol radiobiology), cycles, measurement error
         and capping rule
     activity : [level] activity per cycle (GBq)
+    tox_eff_correlation : ρ of the Gaussian copula between a patient's DLT and response
+    dlt_prob : [level] the scenario's DLT probabilities when its toxicity is not NTCP (for
+        P(DLT and response)); ignored with NTCP
 
     Returns
     -------
@@ -1595,18 +1739,29 @@ def level_truths(
         raise ValueError(f"activity must be [level], got shape {activity.shape}")
     truth.index(dosimetry.names)  # every design organ needs a truth
     single = len(dosimetry.organs) == 1 or dosimetry.personalised
-    quadrature_ok = truth.independent and (not capped or single)
+    ntcp = truth.toxicity is not None and truth.toxicity.uses_ntcp
+    rho = float(tox_eff_correlation)
+    efficacy = None
+    if truth.efficacy is not None:
+        level_dlt = None if ntcp or dlt_prob is None else np.asarray(dlt_prob, dtype=float)
+        if level_dlt is not None and level_dlt.shape != activity.shape:
+            raise ValueError(f"dlt_prob must be [level] like activity, got {level_dlt.shape}")
+        efficacy = (rho, level_dlt)
+    joint = efficacy is not None and rho != 0.0 and ntcp
+    quadrature_ok = truth.independent and (not capped or single) and not joint
     if method == "auto":
         method = "quadrature" if quadrature_ok else "qmc"
     if method == "quadrature":
         if not quadrature_ok:
             raise ValueError(
-                "quadrature needs independent organs and, with capping, a single design organ; "
-                'use method="qmc"'
+                "quadrature needs independent organs, with capping a single design organ, and "
+                'with efficacy from NTCP patients tox_eff_correlation = 0; use method="qmc"'
             )
-        return _truths_quadrature(truth, dosimetry, activity, capped)
+        return _truths_quadrature(truth, dosimetry, activity, capped, efficacy)
     if method == "qmc":
-        return _truths_qmc(truth, dosimetry, activity, capped, qmc_points, qmc_replicates, seed)
+        return _truths_qmc(
+            truth, dosimetry, activity, capped, qmc_points, qmc_replicates, seed, efficacy
+        )
     raise ValueError(f'method = {method!r}: must be "auto", "quadrature" or "qmc"')
 
 
@@ -1678,7 +1833,7 @@ def _personal_outer_nodes(truth: DosimetryTruth, dosimetry: Dosimetry, prescribe
     return weight, schedules, mu + rho * (w - mu), np.full(w.shape, math.sqrt(rho * tau2))
 
 
-def _truths_quadrature(truth, dosimetry, activity, capped) -> LevelTruths:
+def _truths_quadrature(truth, dosimetry, activity, capped, efficacy=None) -> LevelTruths:
     n_levels = activity.size
     capped_organ = -1
     if capped:
@@ -1700,7 +1855,7 @@ def _truths_quadrature(truth, dosimetry, activity, capped) -> LevelTruths:
         organ = truth.organs[j]
         return np.full(s1.shape, organ.log_median), np.full(s1.shape, organ.log_sd)
 
-    dlt = None
+    dlt = spare = None
     tox = truth.toxicity
     if tox is not None and tox.uses_ntcp:
         z, wz = _inner_rule()
@@ -1711,6 +1866,26 @@ def _truths_quadrature(truth, dosimetry, activity, capped) -> LevelTruths:
             eud = truth.organs[j]._eud(g, s1[..., None], s2[..., None])
             spare = spare * ((1 - ntcp.ntcp(eud)) @ wz)
         dlt = ((1 - spare) * weight).sum(axis=1)
+
+    eff = both = None
+    if efficacy is not None:
+        from theradose.scenario import joint_prob
+
+        rho, level_dlt = efficacy
+        z, wz = _inner_rule()
+        j = int(truth.index([truth.efficacy.organ])[0])
+        mean, sd = conditional(j)
+        g = np.exp(mean[..., None] + sd[..., None] * z)  # [level, node, inner]
+        p_e = truth.efficacy.response_prob(truth.organs[j], g, s1[..., None], s2[..., None])
+        at_node = p_e @ wz  # [level, node]: E[p_E | outer node]
+        eff = (at_node * weight).sum(axis=1)
+        if spare is not None:
+            # ρ = 0 (quadrature's condition): given the node, the tumour's Gy/GBq is independent
+            # of the organs at risk', so E[p_T·p_E | node] = E[p_T | node]·E[p_E | node]
+            both = ((1 - spare) * at_node * weight).sum(axis=1)
+        elif level_dlt is not None:
+            p_t = level_dlt[:, None, None]
+            both = ((joint_prob(p_t, p_e, rho) @ wz) * weight).sum(axis=1)
 
     if capped:
         exceed = np.empty((n_levels, len(dosimetry.organs)))
@@ -1731,6 +1906,10 @@ def _truths_quadrature(truth, dosimetry, activity, capped) -> LevelTruths:
         exceed_prob_se=np.zeros(exceed.shape),
         capped=capped and not dosimetry.personalised,
         method="quadrature",
+        eff_prob=eff,
+        both_prob=both,
+        eff_prob_se=None if eff is None else np.zeros(n_levels),
+        both_prob_se=None if both is None else np.zeros(n_levels),
     )
 
 
@@ -1740,7 +1919,9 @@ def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
     return vectors * np.sqrt(np.clip(values, 0.0, None))
 
 
-def _truths_qmc(truth, dosimetry, activity, capped, points, replicates, seed) -> LevelTruths:
+def _truths_qmc(
+    truth, dosimetry, activity, capped, points, replicates, seed, efficacy=None
+) -> LevelTruths:
     if points < 2 or points & (points - 1):
         raise ValueError(f"qmc_points must be a power of 2, got {points}")
     if replicates < 2:
@@ -1776,6 +1957,8 @@ def _truths_qmc(truth, dosimetry, activity, capped, points, replicates, seed) ->
         dims = n_truth
     dlt = np.zeros((replicates, activity.size))
     exceed = np.zeros((replicates, activity.size, n_design))
+    eff, both = np.zeros((replicates, activity.size)), np.zeros((replicates, activity.size))
+    with_both = efficacy is not None and (with_dlt or efficacy[1] is not None)
     from scipy.stats import qmc  # here: scipy.stats takes most of a second to import
 
     for r, child in enumerate(np.random.SeedSequence(seed).spawn(replicates)):
@@ -1799,8 +1982,19 @@ def _truths_qmc(truth, dosimetry, activity, capped, points, replicates, seed) ->
         else:
             log_g = mu + z @ root.T
             schedules = np.repeat(activity[:, None, None], dosimetry.cycles, axis=2)
+        p_t, g = None, np.exp(log_g)
         if with_dlt:
-            dlt[r] = patient_dlt_prob(np.exp(log_g), schedules, truth).mean(axis=-1)
+            p_t = patient_dlt_prob(g, schedules, truth)  # [level, point]
+            dlt[r] = p_t.mean(axis=-1)
+        if efficacy is not None:
+            from theradose.scenario import joint_prob
+
+            rho, level_dlt = efficacy
+            p_e = patient_response_prob(g, schedules, truth)  # [level, point]
+            eff[r] = p_e.mean(axis=-1)
+            if with_both:
+                p_t = level_dlt[:, None] if p_t is None else p_t
+                both[r] = joint_prob(p_t, p_e, rho).mean(axis=-1)
     se = lambda v: v.std(axis=0, ddof=1) / math.sqrt(replicates)  # noqa: E731
     if capped:
         exceed_prob, exceed_se = exceed.mean(axis=0), se(exceed)
@@ -1814,4 +2008,8 @@ def _truths_qmc(truth, dosimetry, activity, capped, points, replicates, seed) ->
         exceed_prob_se=exceed_se,
         capped=capped and not dosimetry.personalised,
         method="qmc",
+        eff_prob=None if efficacy is None else eff.mean(axis=0),
+        both_prob=both.mean(axis=0) if with_both else None,
+        eff_prob_se=None if efficacy is None else se(eff),
+        both_prob_se=se(both) if with_both else None,
     )

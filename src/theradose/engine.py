@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theradose.backfill import open_levels
+from theradose.backfill import count_patients, open_levels, see_backfill_outcomes
 from theradose.design import Design
 from theradose.pipeline import admissible_levels, decide
 from theradose.state import StopReason, TrialState, highest_level
@@ -29,13 +29,16 @@ def _enrol(
     onset: Onset,
     arrive_now: bool = False,
     eff_prob: np.ndarray | None = None,
+    response_onset: Onset | None = None,
 ) -> None:
     """Treat the next ``size[row]`` patients of each trial in ``rows`` at its next level.
 
     With timing, they arrive one accrual gap after another from the trial's current time (the
     first of them at that time itself when ``arrive_now``), and the trial's time moves to the
     last arrival. With ``eff_prob`` [level] (the state keeps efficacy), a patient responds iff
-    their latent v' < the level's response probability.
+    their latent v' < the level's response probability; when the state keeps response times
+    (a method with late efficacy), each response occurs within the efficacy window as
+    ``response_onset`` (the scenario's; uniform by default) says.
     """
     level = state.next_level[rows]
     p_dlt = dlt_prob[level][:, None]
@@ -53,6 +56,11 @@ def _enrol(
         p_dlt, onset_fraction = _treat_with_dosimetry(
             design, state, patients, rows, cols, enrolled, level, p_dlt, onset
         )
+    p_eff = None
+    if eff_prob is not None:  # [row, 1], or [row, slot] from each patient's tumour dose
+        p_eff = eff_prob[level][:, None]
+        if dosimetry:
+            p_eff = _response_prob(design, patients, rows, cols, level, eff_prob)
     if timing is None and lockstep:
         # The cohort engine: every trial fills the same places, written as rows × a slice.
         places = slice(int(first[0]), int(first[0]) + design.cohort_size)
@@ -63,7 +71,7 @@ def _enrol(
         if eff_prob is None:
             state.record_cohort(rows, size, count_true(dlt))
             return
-        response = patients.response[at, places] < eff_prob[level][:, None]
+        response = patients.response[at, places] < p_eff
         state.patient_response[at, places] = response
         state.record_cohort(
             rows, size, count_true(dlt), count_true(response), count_true(response & dlt)
@@ -92,11 +100,23 @@ def _enrol(
     if eff_prob is None:
         state.record_cohort(rows, size, count_true(dlt))
         return
-    response = (patients.response[rows[:, None], cols] < eff_prob[level][:, None]) & enrolled
+    response = (patients.response[rows[:, None], cols] < p_eff) & enrolled
     state.patient_response[r, c] = response[enrolled]
+    if state.patient_response_time is not None:
+        _response_times(design, state, patients, rows, cols, enrolled, response, response_onset)
     state.record_cohort(
         rows, size, count_true(dlt), count_true(response), count_true(response & dlt)
     )
+
+
+def _response_times(design, state, patients, rows, cols, enrolled, response, onset) -> None:
+    """When each responder's response is seen: the scenario's response onset (uniform when
+    None) of the patient's own draw (its own stream), as a fraction of the efficacy window."""
+    onset = Onset() if onset is None else onset
+    fraction = onset.fraction(patients.response_onset[rows[:, None], cols])
+    months = design.timing.efficacy_window_months * fraction
+    r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
+    state.patient_response_time[r, c] = np.where(response, months, np.nan)[enrolled]
 
 
 def count_true(flags: np.ndarray) -> np.ndarray:
@@ -160,6 +180,23 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
                 fraction = np.where(cause == k, organ_onset.fraction(uniform), fraction)
         return dlt_prob_from_causes(causes), fraction
     return p_dlt, None
+
+
+def _response_prob(design, patients, rows, cols, level, eff_prob) -> np.ndarray:
+    """Each patient's response probability: the level's, [row, 1], or, when the scenario's
+    responses follow each patient's own tumour dose, from their true tumour Gy/GBq on the
+    schedule they receive (capped or personalised as for their organs at risk), [row, slot]
+    (:func:`theradose.dosimetry.patient_response_prob`)."""
+    organs = patients.organs
+    if organs is None or organs.efficacy is None:
+        return eff_prob[level][:, None]
+    from theradose.dosimetry import patient_response_prob
+
+    r, c = rows[:, None], cols
+    planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
+    measured = patients.measured_gy_per_gbq
+    schedule, _ = _schedules(design, planned, None if measured is None else measured[r, c])
+    return patient_response_prob(patients.true_gy_per_gbq[r, c], schedule, organs)
 
 
 def _schedules(design: Design, planned: np.ndarray, measured: np.ndarray | None):
@@ -245,6 +282,7 @@ def run_trials(
     tolerance: np.ndarray | VirtualPatients,
     onset: Onset | None = None,
     eff_prob: np.ndarray | None = None,
+    response_onset: Onset | None = None,
 ) -> TrialState:
     """Simulate one trial per row of the patients' draws [trial, patient].
 
@@ -254,7 +292,10 @@ def run_trials(
 
     ``eff_prob`` [level]: the true response probabilities (the patients then need their
     response variables, :meth:`VirtualPatients.with_efficacy`); the state keeps responses. A
-    method that uses efficacy needs them.
+    method that uses efficacy needs them. A method with late efficacy (``late_efficacy``) sees
+    each response when it occurs within ``[timing] efficacy_window_months``, as the scenario's
+    ``response_onset`` says (uniform when None), from the patients' response-time draws
+    (:meth:`VirtualPatients.with_response_draws`).
     """
     patients = tolerance if isinstance(tolerance, VirtualPatients) else VirtualPatients(tolerance)
     onset = Onset() if onset is None else onset
@@ -277,14 +318,18 @@ def run_trials(
     if eff_prob is not None:
         eff_prob = np.asarray(eff_prob, dtype=float)
         state.with_efficacy()
+        if design.method.late_efficacy:
+            patients = patients.with_response_draws()
+            state.with_response_times()
     if design.dosimetry is not None or patients.organs is not None:
         n_organs = 0 if design.dosimetry is None else len(design.dosimetry.organs)
         state.with_dosimetry(n_organs)
         _admit_start(design, state)
     if design.method.tite:
-        _run_tite(design, state, dlt_prob, patients, onset, eff_prob)
+        _run_tite(design, state, dlt_prob, patients, onset, eff_prob, response_onset)
     else:
-        window = 0.0 if design.timing is None else design.timing.dlt_window_months
+        # every outcome known before the decision: responses too, with an efficacy window
+        window = 0.0 if design.timing is None else design.timing.follow_up_months
         backfilling = None
         if design.backfill is not None:
             backfilling = Backfilling(design, dlt_prob, patients, onset, eff_prob)
@@ -311,11 +356,13 @@ def run_trials(
 class Backfilling:
     """Arrivals while a design holds accrual, treated at a level open for backfilling
     (:mod:`theradose.backfill`) or turned away. Their accrual gaps come from the patients'
-    backfill stream, so a design without backfilling draws exactly what it drew before."""
+    backfill stream, so a design without backfilling draws exactly what it drew before. (The
+    rule and the counting of outcomes are :mod:`theradose.backfill`'s; treating a patient —
+    dosimetry, response, onset, as :func:`_enrol` does — is the engine's, hence here.)"""
 
-    def __init__(self, design, dlt_prob, patients, onset, eff_prob) -> None:
+    def __init__(self, design, dlt_prob, patients, onset, eff_prob, response_onset=None) -> None:
         self.design, self.dlt_prob, self.patients = design, dlt_prob, patients
-        self.onset, self.eff_prob = onset, eff_prob
+        self.onset, self.eff_prob, self.response_onset = onset, eff_prob, response_onset
         self.rng = np.random.default_rng(patients.backfill_seed or np.random.SeedSequence(0))
 
     def arrivals(self, state: TrialState, rows: np.ndarray, until: np.ndarray) -> None:
@@ -364,44 +411,20 @@ class Backfilling:
         state.patient_backfill[r, c] = True
         response = None
         if self.eff_prob is not None:
-            response = patients.response[r, c] < self.eff_prob[level]
+            p_eff = _response_prob(design, patients, rows, cols, level, self.eff_prob)
+            response = patients.response[r, c] < np.reshape(p_eff, -1)
             state.patient_response[r, c] = response
+            if state.patient_response_time is not None:
+                flags = response[:, None]
+                _response_times(
+                    design, state, patients, rows, cols, enrolled, flags, self.response_onset
+                )
         state.n_backfill[r, level] += 1
         if design.method.tite:
             # a time-to-event design counts a patient when treated and weighs the follow-up
-            _count(state, r, level, dlt, response)
+            count_patients(state, r, level, dlt, response)
         else:
             state.backfill_unseen[r, c] = True
-
-
-def _count(state: TrialState, rows, level, dlt, response) -> None:
-    """Add one patient per row at ``level`` [row] to the counts per level."""
-    np.add.at(state.n, (rows, level), 1)
-    np.add.at(state.y, (rows, level), dlt.astype(state.y.dtype))
-    if state.r is not None and response is not None:
-        np.add.at(state.r, (rows, level), response.astype(state.r.dtype))
-        np.add.at(state.b, (rows, level), (response & dlt).astype(state.b.dtype))
-
-
-def see_backfill_outcomes(state: TrialState, window: float, rows: np.ndarray | None = None):
-    """Add to the counts the backfill patients (of a design that decides on complete data) whose
-    outcome is known at each trial's time — a DLT seen, or the window complete — or, without
-    ``rows``, every one of them (the trials' follow-up completes)."""
-    unseen = state.backfill_unseen
-    if rows is None:
-        known = unseen.copy()
-    else:
-        known = np.zeros_like(unseen)
-        now = state.time[rows, None]
-        arrival = state.patient_arrival[rows]
-        seen_dlt = state.patient_dlt[rows] & (arrival + state.patient_dlt_time[rows] <= now)
-        known[rows] = unseen[rows] & (seen_dlt | (arrival + window <= now))
-    if not known.any():
-        return
-    t, c = np.nonzero(known)
-    response = None if state.patient_response is None else state.patient_response[t, c]
-    _count(state, t, state.patient_level[t, c].astype(np.intp), state.patient_dlt[t, c], response)
-    unseen &= ~known
 
 
 def _note_allowed(design: Design, state: TrialState) -> None:
@@ -423,18 +446,20 @@ def _admit_start(design: Design, state: TrialState) -> None:
     state.active &= ~none
 
 
-def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None) -> None:
+def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None, response_onset=None):
     """Patient by patient: at the arrival that opens each cohort, decide from the follow-up
     available then; the cohort's other patients join the same level as they arrive."""
     window = design.timing.dlt_window_months
+    efficacy_window = _late_efficacy_window(design)
     turns_away = design.method.turns_away
     spare_gaps = np.random.default_rng(patients.turned_away_seed or np.random.SeedSequence(0))
     one = np.ones(state.n_trials, dtype=np.int32)
     backfilling = None
     if design.backfill is not None:
-        backfilling = Backfilling(design, dlt_prob, patients, onset, eff_prob)
+        backfilling = Backfilling(design, dlt_prob, patients, onset, eff_prob, response_onset)
+    late = {"eff_prob": eff_prob, "response_onset": response_onset}
     rows = np.flatnonzero(state.active)
-    _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, eff_prob=eff_prob)
+    _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, **late)
     while True:
         rows = np.flatnonzero(state.active)
         if rows.size == 0:
@@ -447,7 +472,7 @@ def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None) -> None:
         # The next patient arrives one gap later; decide with the data available then.
         state.time[rows] += design.timing.gaps(patients.arrival[rows, state.n_enrolled[rows]])
         if state.n_enrolled[rows[0]] % design.cohort_size:
-            _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, True, eff_prob)
+            _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, True, **late)
             continue
         decide(design, state)
         suspended = suspended_trials(design, state)
@@ -463,7 +488,7 @@ def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None) -> None:
             # Accrual waits until the next pending patient has a DLT or completes the window;
             # with backfilling, the patients arriving meanwhile are backfilled. (Arrivals that a
             # start-up turns away are not: its wait runs from the last arrival.)
-            until = next_event(state, window)
+            until = next_event(state, window, efficacy_window)
             if backfilling is not None:
                 held = np.flatnonzero(suspended)
                 _note_allowed(design, state)
@@ -472,13 +497,31 @@ def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None) -> None:
             decide(design, state)
             suspended = suspended_trials(design, state)
         rows = np.flatnonzero(state.active)
-        _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, True, eff_prob)
+        _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, True, **late)
     # Everyone's follow-up completes: the final selection uses complete data.
     with np.errstate(all="ignore"):
         last = np.nanmax(
             np.where(np.isnan(state.patient_arrival), -np.inf, state.patient_arrival), 1
         )
-    state.time[:] = np.where(np.isfinite(last), last + window, 0.0)
+    follow_up = design.timing.follow_up_months
+    state.time[:] = np.where(np.isfinite(last), last + follow_up, 0.0)
+    if design.method.late_efficacy:
+        _last_decision(design, state)
+
+
+def _last_decision(design: Design, state: TrialState) -> None:
+    """The method's decision after the last patient, on complete data, for the trials that
+    reached ``max_patients`` (which the loop above ends without one): a stop that selects no
+    level (BOIN12's "no acceptable level near the current one") replaces MAX_PATIENTS, as
+    BOIN12's decision after its last cohort does."""
+    ended = np.flatnonzero(state.stop_reason == StopReason.MAX_PATIENTS)
+    if ended.size == 0:
+        return
+    last = state.take(ended)
+    last.active[:] = True
+    _, stop = design.method.propose(last)
+    no_level = np.isin(stop, [r.value for r in StopReason if not r.selects_mtd])
+    state.stop_reason[ended[no_level]] = stop[no_level]
 
 
 def suspended_trials(design: Design, state: TrialState) -> np.ndarray:
@@ -487,14 +530,29 @@ def suspended_trials(design: Design, state: TrialState) -> np.ndarray:
     held = state.active & design.method.suspend(state)
     if design.method.turns_away:
         return held  # time moves on with each arrival turned away
-    return held & np.isfinite(next_event(state, design.timing.dlt_window_months))
+    window = design.timing.dlt_window_months
+    return held & np.isfinite(next_event(state, window, _late_efficacy_window(design)))
 
 
-def next_event(state: TrialState, window: float) -> np.ndarray:
-    """The next time a pending patient's outcome becomes known (DLT onset or window end)."""
+def _late_efficacy_window(design: Design) -> float | None:
+    """The efficacy window of a method that sees responses as they occur, else None."""
+    return design.timing.efficacy_window_months if design.method.late_efficacy else None
+
+
+def next_event(state: TrialState, window: float, efficacy_window: float | None = None):
+    """The next time a pending patient's outcome becomes known (DLT onset or window end), [trial];
+    with ``efficacy_window``, a pending response too (its onset or the efficacy window's end)."""
     pending = state.pending(window)
     onset = state.patient_arrival + state.patient_dlt_time
     end = state.patient_arrival + window
     event = np.where(state.patient_dlt & (onset < end), onset, end)
     event = np.where(pending & (event > state.time[:, None]), event, np.inf)
-    return event.min(axis=1)
+    soonest = event.min(axis=1)
+    if efficacy_window is None or state.patient_response_time is None:
+        return soonest
+    pending = state.efficacy_pending(efficacy_window)
+    seen = state.patient_arrival + state.patient_response_time
+    end = state.patient_arrival + efficacy_window
+    event = np.where(state.patient_response & (seen < end), seen, end)
+    event = np.where(pending & (event > state.time[:, None]), event, np.inf)
+    return np.minimum(soonest, event.min(axis=1))

@@ -449,7 +449,26 @@ def scenario_title(study: StudyResult, j: int) -> str:
     title = f"Scenario {scenario.name}: true DLT probability {probs}"
     if target is not None:
         title += f"; target {target:g}"
-    return title + f"; true MTD {truth}"
+    return title + f"; true MTD {truth}" + _tumour_response_words(scenario, column)
+
+
+def _tumour_response_words(scenario, column) -> str:
+    """'; true response probability …, from each patient's tumour dose (…)' for a scenario
+    whose responses follow each patient's own tumour dose; empty otherwise."""
+    model = scenario.tumour_response
+    if model is None:
+        return ""
+    effs = _shared([tuple(np.round(sim.eff_prob, 3)) for _, sim, _, _ in column])
+    probs = (
+        "depends on the design's schedule (see JSON true_eff_prob)"
+        if effs is None
+        else ", ".join(f"{p:g}" for p in effs)
+    )
+    dose = "EQD2" if model.dose == "eqd2" else "absorbed dose"
+    return (
+        f"; true response probability {probs}, from each patient's cumulative {model.organ} "
+        f"{dose} (50% at {model.d50_gy:g} Gy, γ50 {model.gamma50:g})"
+    )
 
 
 def prior_exceedance(design: Design) -> dict[str, list[float]] | None:

@@ -58,8 +58,9 @@ def header_lines(design: Design, nodes: Sequence[PathNode], n_cohorts: int) -> l
         lines.append("time-to-event design: every patient is shown with complete follow-up")
     if design.backfill is not None:
         lines.append(
-            "escalation cohorts only: backfill patients (who arrive while a cohort is pending) "
-            "are not enumerated"
+            "escalation cohorts only: no further backfill patients are assumed (they arrive at "
+            "random while a cohort is pending); backfill patients already treated (--patients) "
+            "count at their level with complete follow-up"
         )
     if design.dosimetry is not None and design.dosimetry.organs:
         lines.append(

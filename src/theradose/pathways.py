@@ -10,6 +10,13 @@ simulation and interim recommendations cannot disagree.
 Time-to-event designs are shown with complete follow-up (an outcome carries no times). Organ-dose
 limits are learnt from the dosimetry measured so far; the future patients' dosimetry is unknown,
 so it does not move the limits along a pathway.
+
+A design with ``[backfill]`` (Zhao et al. 2024): the pathways are those of the escalation
+cohorts. Backfill patients arrive at random while a cohort is pending — how many, when, and so at
+which open level, depends on accrual, not on the outcomes enumerated — so none is assumed along a
+pathway: each node is the decision if nobody is backfilled meanwhile. Backfill patients already
+treated (a patient file's ``backfill`` column) count at their level with their outcomes, with
+complete follow-up (:func:`theradose.recommendation.replay_complete_with_backfill`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from theradose.design import Design
 from theradose.outcomes import format_outcomes
 from theradose.pipeline import decide, select_mtd
 from theradose.recommendation import replay, treat_cohort
-from theradose.state import NO_LEVEL, StopReason
+from theradose.state import NO_LEVEL, StopReason, TrialState
 
 MAX_PATH_NODES = 100_000
 
@@ -107,16 +114,27 @@ def dose_paths(
     PathwaysTooLarge
         When the tree could have more than :data:`MAX_PATH_NODES` nodes (checked before any work).
     """
+    _check_size(design, n_cohorts)
+    spare = n_cohorts * design.cohort_size
+    state, _ = replay(design, history, gy_per_gbq=gy_per_gbq, spare_patients=spare)
+    return _grow(design, state, format_outcomes(history), n_cohorts)
+
+
+def _check_size(design: Design, n_cohorts: int) -> None:
+    """Refuse a tree that could have more than :data:`MAX_PATH_NODES` nodes, before any work."""
     size = design.cohort_size
-    efficacy = design.method.uses_efficacy
-    most = n_path_nodes(size, n_cohorts, efficacy)
+    most = n_path_nodes(size, n_cohorts, design.method.uses_efficacy)
     if most > MAX_PATH_NODES:
         raise PathwaysTooLarge(
             f"{n_cohorts} cohorts of {size} make up to {most:,} pathway nodes; at most "
             f"{MAX_PATH_NODES:,} are computed: ask for fewer cohorts"
         )
-    state, _ = replay(design, history, gy_per_gbq=gy_per_gbq, spare_patients=n_cohorts * size)
-    prefix = format_outcomes(history)
+
+
+def _grow(design: Design, state: TrialState, prefix: str, n_cohorts: int) -> list[PathNode]:
+    """The tree from one trial's state (``prefix``: its outcome string), breadth first."""
+    size = design.cohort_size
+    efficacy = design.method.uses_efficacy
     nodes = _nodes(design, state, [prefix], [""], 0, [None])
     frontier, first = state, 0
     for depth in range(1, n_cohorts + 1):
@@ -168,18 +186,40 @@ def pathways_from_data(
     """The pathways from a trial's outcome string or patient file (``None``: from the start).
 
     A patient file's patients are grouped into cohorts as :func:`theradose.recommendation.
-    patient_cohorts` does and read with complete follow-up, with their measured dosimetry.
+    patient_cohorts` does and read with complete follow-up, with their measured dosimetry. Its
+    backfill patients (a design with ``[backfill]``) form no cohort: they count at their level
+    with their outcomes, as the trial will stand once every window has closed.
     """
     from theradose.outcomes import parse_outcomes
 
     if patients is not None:
         from theradose.patients import read_patients
-        from theradose.recommendation import patient_cohorts
+        from theradose.recommendation import patient_cohorts, replay_complete_with_backfill
+        from theradose.study import check_backfill_patients
+        from theradose.timing import DAYS_PER_MONTH
 
         organs = () if design.dosimetry is None else design.dosimetry.names
         records = read_patients(patients, design.n_levels, organs=organs)
-        history = patient_cohorts(design.cohort_size, records.level, records.dlt)
-        return dose_paths(design, history, n_cohorts, gy_per_gbq=records.gy_per_gbq)
+        check_backfill_patients(design, records)
+        flagged = records.backfill
+        if flagged is None or not flagged.any():
+            history = patient_cohorts(design.cohort_size, records.level, records.dlt)
+            return dose_paths(design, history, n_cohorts, gy_per_gbq=records.gy_per_gbq)
+        _check_size(design, n_cohorts)
+        state = replay_complete_with_backfill(
+            design,
+            records.level,
+            records.dlt,
+            records.followup_days / DAYS_PER_MONTH,
+            records.dlt_day / DAYS_PER_MONTH,
+            flagged,
+            records.gy_per_gbq,
+            spare_patients=n_cohorts * design.cohort_size,
+        )
+        escalating = ~flagged
+        level, dlt = records.level[escalating], records.dlt[escalating]
+        history = patient_cohorts(design.cohort_size, level, dlt)
+        return _grow(design, state, format_outcomes(history), n_cohorts)
     history = parse_outcomes(outcomes or "", design.n_levels, design.method.uses_efficacy)
     return dose_paths(design, history, n_cohorts)
 

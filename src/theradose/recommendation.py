@@ -181,10 +181,10 @@ def treat_cohort(
     of ``rows``, whatever the design said, and let those trials go on.
 
     An outcome carries no times: every window has closed (complete follow-up), so time-to-event
-    designs see every DLT.
+    designs see every DLT. The cohort takes the next free places (after any backfill patients).
     """
     size = dlts.shape[1]
-    cols = state.n_enrolled[rows, None] + np.arange(size)  # [row, patient]
+    cols = state.places()[rows, None] + np.arange(size)  # [row, patient]
     at = rows[:, None]
     state.patient_level[at, cols] = level[:, None]
     state.patient_dlt[at, cols] = dlts
@@ -253,17 +253,20 @@ def recommend_from_patients(
         design's window is part of its method: give it a design built with that window.
     backfill : [patient] whether each patient was treated by backfilling (a design with
         ``[backfill]``; default none). Backfill patients form no cohort and do not count
-        towards ``max_patients``; each joins its level's counts once the outcome is known (a
-        DLT seen, or the window closed), and the decision after each cohort sees those known
-        by then (the last decision: today), as in the engine. The answer's ``backfill`` says
-        which lower levels are open for backfilling (:class:`BackfillAdvice`).
+        towards ``max_patients``. With a design that decides on complete data each joins its
+        level's counts once the outcome is known (a DLT seen, or the window closed), and the
+        decision after each cohort sees those known by then (the last decision: today); a
+        time-to-event design sees each one from treatment, its follow-up weighted as any
+        patient's at that level — both as in the engine. The answer's ``backfill`` says which
+        lower levels are open for backfilling (:class:`BackfillAdvice`).
 
     A time-to-event design (``method.tite``) decides as the engine does at a new patient's
     arrival: the trial state is built at "now" = time 0, each patient arriving at −follow-up,
     and :func:`decide` runs on it; then the design's suspension rule may hold accrual
     (``suspended``, ``next_level`` None). The decision that opened each earlier cohort (the
-    engine's cohorts: ``cohort_size`` patients in enrolment order) is recomputed from the data
-    known at that patient's arrival — in the same batch of trial states — to list deviations.
+    engine's cohorts: ``cohort_size`` escalation patients in enrolment order) is recomputed
+    from the data known at that patient's arrival — the patients above it in the file, backfill
+    ones included — in the same batch of trial states, to list deviations.
 
     Other designs decide on complete data, as in simulation, where each cohort's window closes
     before the next decision. While a patient without a DLT is within the window (a patient
@@ -288,6 +291,12 @@ def recommend_from_patients(
     n, size = level.size, design.cohort_size
     days = lambda months: f"{months * DAYS_PER_MONTH:.4g}"  # noqa: E731
     tite = design.method.tite
+    if design.method.late_efficacy:
+        raise ValueError(
+            f"design {design.name!r}: method {design.method.key!r} decides on responses with "
+            "their times, which a patient file does not carry yet; give outcome strings "
+            "(complete follow-up) or simulate"
+        )
     own = None if design.timing is None else design.timing.dlt_window_months
     if window is None and own is None:
         raise ValueError(f"design {design.name!r}: patients' follow-up needs the DLT window")
@@ -306,19 +315,16 @@ def recommend_from_patients(
         return _recommend_with_backfill(
             design, level, dlt, followup, unknown, flagged, gy_per_gbq, window
         )
-    if tite and flagged.any():
-        raise ValueError(
-            f"design {design.name!r}: backfill patients in an interim recommendation are not yet "
-            "supported for a time-to-event design"
-        )
+    escalation = np.flatnonzero(~flagged)  # a time-to-event design's cohorts: blocks of these
+    n_escalation = escalation.size
     # The engine's cohorts: blocks of enrolment for time-to-event designs, else cohorts treated.
     if tite or n == 0:
-        last_cohort = n % size or size
+        last_cohort = n_escalation % size or size
     else:
         last_cohort = len(patient_cohorts(size, level, dlt)[-1][1])
     notes = []
     waiting = not tite and _pending(dlt, followup, window).any()
-    if n < design.max_patients and last_cohort < size and not waiting:
+    if n_escalation < design.max_patients and last_cohort < size and not waiting:
         notes.append(
             f"the data end within a cohort of {size}: this is the design's decision on the data "
             "so far; in simulation the cohort's remaining patients join the same level first"
@@ -327,28 +333,35 @@ def recommend_from_patients(
         return _wait_for_complete_data(
             design, level, dlt, followup, window, gy_per_gbq, tuple(notes)
         )
-    if n == 0:
+    if n_escalation == 0:
         return recommend(design, [])
+    if flagged.any():
+        notes.append(
+            f"{int(flagged.sum())} backfill patients are not escalation cohorts: each enters its "
+            "level's data when treated, its follow-up weighted as any patient's there, and none "
+            "counts towards max_patients"
+        )
 
     onset = np.where(np.isnan(unknown), followup, unknown)
-    openers = np.arange(size, n, size)  # the patients whose arrival opened a later cohort
+    openers = escalation[size::size]  # the patients whose arrival opened a later cohort
     known = np.append(openers, n)  # patients enrolled at each decision, the last one now
-    state = _patient_states(design, level, dlt, -followup, onset, known)
+    state = _patient_states(design, level, dlt, -followup, onset, known, flagged)
     enrolled = np.arange(n)[None, :] < known[:, None]
     _attach_dosimetry(design, state, gy_per_gbq, enrolled)
     decide(design, state)
     suspended = suspended_trials(design, state)
 
     deviations = []
-    if level[0] != design.start_level:
+    if level[escalation[0]] != design.start_level:
         deviations.append(
-            f"patient 1 was treated at level {level[0] + 1}; the design starts at "
-            f"{design.start_level + 1}"
+            f"patient {escalation[0] + 1} was treated at level {level[escalation[0]] + 1}; the "
+            f"design starts at {design.start_level + 1}"
         )
-    for j in range(1, n):
-        row = j // size - 1  # the decision that opened patient j's cohort
-        if j % size:
-            first = j - j % size
+    for e in range(1, n_escalation):  # escalation patients only: backfill ones form no cohort
+        j = escalation[e]
+        row = e // size - 1  # the decision that opened patient j's cohort
+        if e % size:
+            first = escalation[e - e % size]
             if level[j] != level[first]:
                 deviations.append(
                     f"patient {j + 1} was treated at level {level[j] + 1}; its cohort (from "
@@ -409,11 +422,12 @@ def recommend_from_patients(
 
 
 def _tite_backfill_advice(design, now: TrialState, window: float, stopped: bool, held: bool):
-    """The backfill answer of a time-to-event design with ``[backfill]`` and no backfill
-    patients yet: it backfills while it holds accrual ("now"), else once it does."""
+    """The backfill answer of a time-to-event design with ``[backfill]`` (its state holds the
+    backfill patients, :func:`_patient_states`): it backfills while it holds accrual ("now"),
+    else once it does."""
     if design.backfill is None:
         return None
-    state = now.take(np.array([0])).with_backfill()
+    state = now.take(np.array([0]))
     state.backfill_allowed = design.allowed(state)
     when = "stopped" if stopped else "now" if held else "next_cohort"
     return _backfill_advice(design, state, window, when)
@@ -518,25 +532,35 @@ def _listed(noun: str, items) -> str:
     return f"{noun}{'' if len(items) == 1 else 's'} {text}"
 
 
-def _patient_states(design, level, dlt, arrival, onset, known) -> TrialState:
+def _patient_states(design, level, dlt, arrival, onset, known, backfill=None) -> TrialState:
     """One trial state per decision ``r``: the first ``known[r]`` patients as they stood when
-    patient ``known[r]`` arrived (the last: now, time 0) — follow-up so far, DLTs seen by then."""
+    patient ``known[r]`` arrived (the last: now, time 0) — follow-up so far, DLTs seen by then.
+
+    With ``backfill`` [patient] flags (a design with ``[backfill]``), the backfill patients among
+    them are held as the engine holds them: at their level from treatment (their follow-up
+    weighted as any patient's), outside the escalation's count and its current level."""
     n = level.size
     state = TrialState.start(known.size, design.n_levels, design.start_level, n)
     enrolled = np.arange(n)[None, :] < known[:, None]  # [decision, patient]
+    escalating = enrolled if backfill is None else enrolled & ~backfill
     state.time[:] = np.append(arrival[known[:-1]], 0.0)
     state.patient_level[:] = np.where(enrolled, level, NO_LEVEL)
     state.patient_dlt[:] = enrolled & dlt
     state.patient_arrival[:] = np.where(enrolled, arrival, np.nan)
     state.patient_dlt_time[:] = np.where(enrolled & dlt, onset, np.nan)
-    seen = state.observed_dlt(design.timing.dlt_window_months) & enrolled
     at_level = level[None, :, None] == np.arange(design.n_levels)  # [., patient, level]
+    if design.backfill is not None:
+        state.with_backfill()
+        state.patient_backfill[:] = enrolled & ~escalating
+        state.n_backfill[:] = (state.patient_backfill[:, :, None] & at_level).sum(axis=1)
+    seen = state.observed_dlt(design.timing.dlt_window_months) & enrolled
     state.n[:] = (enrolled[:, :, None] & at_level).sum(axis=1)
     state.y[:] = (seen[:, :, None] & at_level).sum(axis=1)
-    last = known - 1
+    # each decision's last escalation patient (every decision has one: see the caller)
+    last = n - 1 - np.argmax(escalating[:, ::-1], axis=1)
     state.level[:] = level[last]
     state.next_level[:] = level[last]
-    state.n_enrolled[:] = known
+    state.n_enrolled[:] = escalating.sum(axis=1)
     # The engine enrols time-to-event designs one patient at a time.
     state.last_cohort_n[:] = 1
     state.last_cohort_y[:] = seen[np.arange(known.size), last]
@@ -555,39 +579,45 @@ def backfill_needs_patients(design: Design) -> BackfillAdvice | None:
     return BackfillAdvice("needs_patients", design.backfill.max_per_level)
 
 
-def _backfill_replay(design, level, dlt, arrival, event, backfill, gy_per_gbq, window):
+def _backfill_replay(
+    design, level, dlt, arrival, event, backfill, gy_per_gbq, window, spare_patients: int = 0
+):
     """One trial's state after its patients, as the engine would hold it with backfilling, and
     the cohorts given another level than the design said.
 
     Escalation patients (``~backfill``, in enrolment order) form the cohorts; the decision
     after each cohort whose patients all have known outcomes is made as in simulation: at the
-    cohort's window end (today for the last one), with the backfill patients treated by then and
-    the outcomes of those known by then (``arrival + event``) in the counts; the levels the
-    design allows then are kept for backfilling. Cohorts from the first one with a pending
-    patient on are treated without a decision (the design waits for them). At the end every
-    backfill patient is treated and those with outcomes known today are counted.
+    cohort's window end (today for the last one), with the backfill patients treated by then
+    (arrival ≤ that time) and, for a design that decides on complete data, those whose outcome
+    is known by then (:func:`theradose.backfill.outcome_known`, ``event`` months after arrival)
+    in the counts — a time-to-event design counts each one when treated, as the engine does.
+    The levels the design allows then are kept for backfilling. Cohorts from the first one with
+    a pending patient on are treated without a decision (the design waits for them). At the end
+    every backfill patient is treated and those with outcomes known today are counted.
 
-    Returns (state, deviations, waiting): ``waiting`` whether a cohort awaits its decision.
-    The state's per-patient places hold the escalation patients first, then the backfill ones.
+    Returns (state, deviations, waiting): ``waiting`` whether a cohort awaits its decision. The
+    state's per-patient places hold the patients in the order the replay treats them (as the
+    engine's), with room for ``spare_patients`` more (dose transition pathways treat them).
     """
+    from theradose.backfill import count_patients, outcome_known, see_backfill_outcomes
+
     n = level.size
     escalation, extra = np.flatnonzero(~backfill), np.flatnonzero(backfill)
     size = design.cohort_size
     cohorts = patient_cohorts(size, level[escalation], dlt[escalation])
     ends = np.cumsum([len(cohort[1]) for cohort in cohorts], dtype=np.int64)
     starts = ends - [len(cohort[1]) for cohort in cohorts]
-    known_now = arrival + event <= 0.0
-    state = TrialState.start(1, design.n_levels, design.start_level, max(n, 1))
+    state = TrialState.start(1, design.n_levels, design.start_level, max(n + spare_patients, 1))
     state.with_backfill()
-    order = np.concatenate([escalation, extra])  # the state's places
-    places_extra = escalation.size + np.arange(extra.size)
+    order = np.full(state.patient_level.shape[1], -1)  # [place] the patient's row in the input
     treated = np.zeros(extra.size, dtype=bool)
-    counted = np.zeros(extra.size, dtype=bool)
-    one = np.array([0])
+    one, today = np.array([0]), np.zeros(1)
 
     def backfill_until(t: float) -> None:
         new = ~treated & (arrival[extra] <= t)
-        cols, rows = places_extra[new], extra[new]
+        rows = extra[new]
+        cols = state.places()[0] + np.arange(rows.size)
+        order[cols] = rows
         state.patient_level[0, cols] = level[rows]
         state.patient_dlt[0, cols] = dlt[rows]
         state.patient_arrival[0, cols] = arrival[rows]
@@ -595,51 +625,85 @@ def _backfill_replay(design, level, dlt, arrival, event, backfill, gy_per_gbq, w
         state.patient_backfill[0, cols] = True
         np.add.at(state.n_backfill[0], level[rows], 1)
         treated[new] = True
-        seen = treated & ~counted & (arrival[extra] + event[extra] <= t)
-        np.add.at(state.n[0], level[extra[seen]], 1)
-        np.add.at(state.y[0], level[extra[seen]], dlt[extra[seen]].astype(state.y.dtype))
-        counted[seen] = True
+        state.time[0] = t
+        if design.method.tite:
+            count_patients(state, np.zeros(rows.size, dtype=np.intp), level[rows], dlt[rows])
+        else:
+            state.backfill_unseen[0, cols] = True
+            see_backfill_outcomes(state, window, one)
 
     deviations = []
     waiting = False
     for k, (lvl, flags) in enumerate(cohorts):
         deviations += _deviation(state, k, lvl)
+        cols = state.places()[0] + np.arange(len(flags))
         treat_cohort(design, state, one, np.array([lvl]), np.asarray([flags], dtype=bool))
         members = escalation[starts[k] : ends[k]]
-        cols = np.arange(starts[k], ends[k])
+        order[cols] = members
         state.patient_arrival[0, cols] = arrival[members]
         state.patient_dlt_time[0, cols] = np.where(dlt[members], event[members], np.nan)
-        waiting = waiting or not known_now[members].all()
+        waiting = waiting or not outcome_known(state, one, today, window)[0, cols].all()
         if waiting:
             continue
         last = k == len(cohorts) - 1
         backfill_until(0.0 if last else min(float(arrival[members].max()) + window, 0.0))
         if gy_per_gbq is not None:
-            filled = np.zeros(n, dtype=bool)  # [place] the dosimetry measured by then
-            filled[: ends[k]] = True
-            filled[escalation.size :] = treated
-            _attach_dosimetry(design, state, np.asarray(gy_per_gbq)[order], filled[None, :])
+            # the dosimetry of the patients treated by then, in the state's places
+            given = np.asarray(gy_per_gbq)
+            placed = int(state.places()[0])
+            measured = np.full((order.size, given.shape[1]), np.nan)
+            measured[:placed] = given[order[:placed]]
+            filled = np.arange(order.size) < placed
+            _attach_dosimetry(design, state, measured, filled[None, :])
         decide(design, state)
         state.backfill_allowed = design.allowed(state)
     backfill_until(0.0)
     return state, deviations, waiting
 
 
+def replay_complete_with_backfill(
+    design: Design,
+    level: np.ndarray,
+    dlt: np.ndarray,
+    followup: np.ndarray,
+    dlt_time: np.ndarray,
+    backfill: np.ndarray,
+    gy_per_gbq: np.ndarray | None = None,
+    spare_patients: int = 0,
+) -> TrialState:
+    """One trial's state with its backfill patients once every patient's outcome is known — the
+    trial as it will stand when the last DLT window closes, if nobody else is treated meanwhile
+    (dose transition pathways' complete follow-up). Arguments as
+    :func:`recommend_from_patients` (``dlt_time`` NaN where not known: taken as today).
+
+    Every follow-up is lengthened by the same amount, so the earlier decisions keep their times
+    relative to the patients' (:func:`_backfill_replay`), and the last decision counts every
+    patient."""
+    window = design.timing.dlt_window_months
+    onset = np.where(np.isnan(dlt_time), followup, dlt_time)  # a DLT without a day: today
+    event = np.where(dlt, onset, window)  # months after treatment until the outcome is known
+    later = max(float(np.max(event - followup, initial=0.0)), 0.0)
+    followup = np.maximum(followup + later, event)  # (the maximum: rounding of the sum)
+    state, _, _ = _backfill_replay(
+        design, level, dlt, -followup, event, backfill, gy_per_gbq, window, spare_patients
+    )
+    return state
+
+
 def _backfill_advice(design: Design, state: TrialState, window: float, when: str):
     """The backfill answer from a trial state (:func:`_backfill_replay`) at time 0 (today)."""
-    from theradose.backfill import backfill_status, observed_counts
+    from theradose.backfill import backfill_status, observed_counts, outcome_known
 
     rule = design.backfill
     treated = tuple(int(v) for v in state.n_backfill[0])
-    event = np.where(state.patient_dlt[0], state.patient_dlt_time[0], window)
-    unknown = state.patient_backfill[0] & ~(state.patient_arrival[0] + event <= 0.0)
+    rows, now = np.array([0]), np.zeros(1)
+    unknown = state.patient_backfill[0] & ~outcome_known(state, rows, now, window)[0]
     pending = tuple(
         int(v) for v in np.bincount(state.patient_level[0][unknown], minlength=state.n_levels)
     )
     if when == "stopped":
         closed = {b: "the trial stops: no backfilling" for b in range(state.n_levels)}
         return BackfillAdvice(when, rule.max_per_level, (), {}, closed, treated, pending)
-    rows, now = np.array([0]), np.zeros(1)
     status = backfill_status(rule, state, rows, now, window)
     n_known, y_known = observed_counts(state, rows, now, window)
     current = int(min(state.level[0], state.next_level[0]))

@@ -307,7 +307,8 @@ def study_to_dict(study: StudyResult) -> dict:
             "scenarios": [
                 {"name": s.name, "dlt_prob": list(s.dlt_prob)}
                 | ({} if s.eff_prob is None else {"eff_prob": list(s.eff_prob)})
-                | ({"tox_eff_correlation": s.tox_eff_correlation} if s.eff_prob else {})
+                | _tumour_response_entry(s)
+                | ({"tox_eff_correlation": s.tox_eff_correlation} if s.efficacy else {})
                 for s in study.scenarios
             ],
             "results": [_result_entry(*cell) for cell in study.cells()],
@@ -319,6 +320,16 @@ def study_to_dict(study: StudyResult) -> dict:
             | (OPTIMISATION_DEFINITIONS if any(d.optimisation for d in study.designs) else {}),
         }
     )
+
+
+def _tumour_response_entry(scenario) -> dict:
+    """``{"efficacy": {...}}``: the response model of a scenario whose responses follow each
+    patient's own tumour dose (README, "Tumour dose–response"); empty otherwise."""
+    model = scenario.tumour_response
+    if model is None:
+        return {}
+    keys = ("model", "organ", "d50_gy", "gamma50", "dose")
+    return {"efficacy": {key: getattr(model, key) for key in keys}}
 
 
 CSV_COLUMNS = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,8 +18,9 @@ _TIE = 1e-12
 @dataclass(frozen=True)
 class Scenario:
     """True DLT probability of each level (non-decreasing, in [0, 1]); optionally the true
-    response probability of each level (``eff_prob``) and the association of DLT and response
-    within a patient (``tox_eff_correlation``, the Gaussian copula's ρ: see
+    response probability of each level (``eff_prob``), or each patient's from their own tumour
+    dose (``truth.efficacy``, :class:`theradose.dosimetry.Efficacy`), and the association of DLT
+    and response within a patient (``tox_eff_correlation``, the Gaussian copula's ρ: see
     :meth:`theradose.virtual_patients.VirtualPatients.with_efficacy`)."""
 
     name: str
@@ -27,10 +29,19 @@ class Scenario:
     truth: object = None  # theradose.dosimetry.DosimetryTruth: the patients' organ Gy/GBq
     eff_prob: tuple[float, ...] | None = None  # [level] P(response); None: no efficacy
     tox_eff_correlation: float = 0.0  # Gaussian copula ρ between DLT and response, in (−1, 1)
+    # when responses occur within the efficacy window (a design's [timing]
+    # efficacy_window_months; read by a method with late efficacy, TITE-BOIN12)
+    response_onset: Onset = field(default_factory=Onset)
 
     @property
     def efficacy(self) -> bool:
-        return self.eff_prob is not None
+        return self.eff_prob is not None or self.tumour_response is not None
+
+    @property
+    def tumour_response(self) -> object | None:
+        """The :class:`theradose.dosimetry.Efficacy` of a scenario whose responses follow each
+        patient's own tumour dose (None otherwise)."""
+        return None if self.truth is None else self.truth.efficacy
 
     @property
     def n_levels(self) -> int | None:
@@ -120,6 +131,41 @@ def both_prob(dlt_prob, eff_prob, rho: float) -> np.ndarray:
     return out
 
 
+def joint_prob(p_t, p_e, rho: float) -> np.ndarray:
+    """:func:`both_prob` element by element over arrays of any (broadcast) shape — one value per
+    virtual patient of a quadrature or quasi-Monte Carlo rule: C_ρ(p_T, p_E) =
+    Φ₂(Φ⁻¹(p_T), Φ⁻¹(p_E); ρ), by Owen's T function (Owen 1956, *Ann Math Stat* 27:1075) ::
+
+        Φ₂(h, k; ρ) = ½[Φ(h) + Φ(k)] − T(h, a_h) − T(k, a_k) − β,
+        a_h = (k − ρh) / (h√(1 − ρ²)),   a_k = (h − ρk) / (k√(1 − ρ²)),
+        β = 0 when hk > 0 or (hk = 0 and h + k ≥ 0), else ½
+
+    (T(0, ±∞) = ±¼; Φ₂(0, 0; ρ) = ¼ + asin(ρ)/2π). p_T · p_E when ρ = 0; the copula's bounds at
+    p = 0 or 1. Agrees with scipy's bivariate normal to 1e-15 (tests/test_tumour_response.py).
+    """
+    p_t, p_e = np.broadcast_arrays(np.asarray(p_t, dtype=float), np.asarray(p_e, dtype=float))
+    if rho == 0.0:
+        return p_t * p_e
+    from theradose import special_functions as special
+
+    inner = (p_t > 0) & (p_t < 1) & (p_e > 0) & (p_e < 1)
+    out = np.where(p_t >= 1, p_e, np.where(p_e >= 1, p_t, 0.0))  # exact at the margins
+    h, k = special.ndtri(p_t[inner]), special.ndtri(p_e[inner])
+    s = np.sqrt(1.0 - rho * rho)
+
+    def owens(x, y):  # T(x, (y − ρx) / (x√(1 − ρ²))), its limit ±¼ at x = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = special.owens_t(x, (y - rho * x) / (x * s))
+        return np.where(x == 0, 0.25 * np.sign(y - rho * x), t)
+
+    t_h, t_k = owens(h, k), owens(k, h)
+    beta = np.where((h * k > 0) | ((h * k == 0) & (h + k >= 0)), 0.0, 0.5)
+    value = 0.5 * (special.ndtr(h) + special.ndtr(k)) - t_h - t_k - beta
+    value = np.where((h == 0) & (k == 0), 0.25 + np.arcsin(rho) / (2 * np.pi), value)
+    out[inner] = np.clip(value, 0.0, np.minimum(p_t[inner], p_e[inner]))
+    return out
+
+
 def organ_truth(scenario: Scenario, design) -> object | None:
     """The scenario's patients as a DosimetryTruth covering the design's organs: organs the
     scenario does not describe behave as the design's prior expects (its median and CV)."""
@@ -135,8 +181,21 @@ def organ_truth(scenario: Scenario, design) -> object | None:
         return None
     if scenario.truth is not None and len(organs) == len(scenario.truth.organs):
         return scenario.truth
-    toxicity = None if scenario.truth is None else scenario.truth.toxicity
-    return DosimetryTruth(organs=tuple(organs), toxicity=toxicity)
+    if scenario.truth is None:
+        return DosimetryTruth(organs=tuple(organs))
+    correlation = scenario.truth.correlation
+    if correlation is not None:
+        # the design's organs the scenario does not describe vary independently of its own
+        padded = np.eye(len(organs))
+        n = len(scenario.truth.organs)
+        padded[:n, :n] = np.asarray(correlation)
+        correlation = padded
+    return DosimetryTruth(
+        organs=tuple(organs),
+        toxicity=scenario.truth.toxicity,
+        correlation=correlation,
+        efficacy=scenario.truth.efficacy,
+    )
 
 
 def truth_for(scenario: Scenario, design) -> DesignTruth:
@@ -146,13 +205,26 @@ def truth_for(scenario: Scenario, design) -> DesignTruth:
     dosimetry = design.dosimetry or Dosimetry(organs=(), cycles=1)
     truth = organ_truth(scenario, design)
     doses = None if design.doses is None else np.asarray(design.doses, dtype=float)
+    tumour = scenario.tumour_response is not None
+    received = None  # the truths on the schedules patients receive (capped, personalised)
+    if scenario.uses_ntcp or tumour:
+        level_dlt = None if scenario.uses_ntcp else np.asarray(scenario.dlt_prob, dtype=float)
+        received = level_truths(
+            truth,
+            dosimetry,
+            doses,
+            tox_eff_correlation=scenario.tox_eff_correlation,
+            dlt_prob=level_dlt,
+        )
     if scenario.uses_ntcp:
-        dlt_prob = np.asarray(level_truths(truth, dosimetry, doses).dlt_prob, dtype=float)
+        dlt_prob = np.asarray(received.dlt_prob, dtype=float)
     else:
         dlt_prob = np.asarray(scenario.dlt_prob, dtype=float)
     exceed = None
     admissible = np.ones(dlt_prob.size, dtype=bool)
     if dosimetry.organs:
+        if tumour:  # the planned schedule's exceedance alone: no response truths again
+            truth = dataclasses.replace(truth, efficacy=None)
         planned = level_truths(truth, dosimetry, doses, patient_cap=False)
         exceed = np.asarray(planned.exceed_prob)
         limits = np.array([o.max_exceed_prob for o in dosimetry.organs])
@@ -165,8 +237,12 @@ def truth_for(scenario: Scenario, design) -> DesignTruth:
         optimum = optimum if np.isfinite(candidates[optimum]) else NO_LEVEL
     if not scenario.efficacy:
         return DesignTruth(dlt_prob, exceed, mtd, admissible, optimum)
-    eff_prob = np.asarray(scenario.eff_prob, dtype=float)
-    both = both_prob(dlt_prob, eff_prob, scenario.tox_eff_correlation)
+    if tumour:
+        eff_prob = np.asarray(received.eff_prob, dtype=float)
+        both = np.asarray(received.both_prob, dtype=float)
+    else:
+        eff_prob = np.asarray(scenario.eff_prob, dtype=float)
+        both = both_prob(dlt_prob, eff_prob, scenario.tox_eff_correlation)
     utility, obd = None, NO_LEVEL
     if design.method.uses_efficacy:
         utility = np.asarray(design.method.utility(dlt_prob, eff_prob, both), dtype=float)

@@ -68,11 +68,13 @@ def run_chunk(
     truth = truth_for(scenario, design) if truth is None else truth
     patients = patients.head(design.n_places).with_dosimetry(design, scenario)
     patients = patients.with_efficacy(scenario)
-    state = run_trials(design, truth.dlt_prob, patients, scenario.onset, truth.eff_prob)
+    state = run_trials(
+        design, truth.dlt_prob, patients, scenario.onset, truth.eff_prob, scenario.response_onset
+    )
     enrolled = state.patient_level >= 0
     extra = {}
     if design.timing is not None:
-        window = design.timing.dlt_window_months
+        window = design.timing.follow_up_months  # the last patient's outcomes known
         onset_time = state.patient_arrival + state.patient_dlt_time
         late = state.patient_dlt & (onset_time > state.stopped_at[:, None])
         with np.errstate(all="ignore"):
@@ -245,6 +247,11 @@ def simulate(
             if scenario.uses_ntcp and design.doses is None:
                 raise ValueError(
                     f"scenario {scenario.name!r} derives DLTs from organ doses: design "
+                    f"{design.name!r} must give the activity of each level (doses)"
+                )
+            if scenario.tumour_response is not None and design.doses is None:
+                raise ValueError(
+                    f"scenario {scenario.name!r} derives responses from tumour doses: design "
                     f"{design.name!r} must give the activity of each level (doses)"
                 )
     truths = tuple(tuple(truth_for(s, d) for s in scenarios) for d in designs)

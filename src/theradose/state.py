@@ -117,6 +117,9 @@ class TrialState:
     r: np.ndarray | None = None  # [trial, level] responses observed
     b: np.ndarray | None = None  # [trial, level] patients with a DLT and a response
     patient_response: np.ndarray | None = None  # [trial, patient] bool
+    # months after arrival until the response is seen; NaN without one (a method with late
+    # efficacy only, :meth:`with_response_times`; None: every response is known at once)
+    patient_response_time: np.ndarray | None = None
     # Backfilling (designs with [backfill]; None otherwise): backfill patients take places in the
     # per-patient arrays in order of arrival, but not in n_enrolled (the escalation's patients).
     n_backfill: np.ndarray | None = None  # [trial, level] backfill patients treated
@@ -215,6 +218,11 @@ class TrialState:
             self.patient_response = np.zeros(self.patient_level.shape, dtype=bool)
         return self
 
+    def with_response_times(self) -> TrialState:
+        """Add when each response is seen (none yet), for a method with late efficacy."""
+        self.patient_response_time = np.full(self.patient_level.shape, np.nan)
+        return self
+
     def with_backfill(self) -> TrialState:
         """Add the backfill records (none treated yet; every level allowed before the first
         decision)."""
@@ -272,6 +280,30 @@ class TrialState:
             return (self.patient_level >= 0) & open_window & ~self.observed_dlt(window)
 
         return self._now("pending", window, compute)
+
+    def observed_response(self, window: float) -> np.ndarray:
+        """Responses seen by the trial's current time, [trial, patient] (read-only): every
+        response when the state keeps no response times (an outcome string: complete data)."""
+
+        def compute():
+            if self.patient_response_time is None:
+                return self.patient_response.copy()
+            seen = self.patient_arrival + self.patient_response_time
+            return self.patient_response & (seen <= self.time[:, None])
+
+        return self._now("observed_response", window, compute)
+
+    def efficacy_pending(self, window: float) -> np.ndarray:
+        """Enrolled patients still within the efficacy window ``window`` without a response so
+        far, [trial, patient] (read-only; none without response times)."""
+
+        def compute():
+            if self.patient_response_time is None:
+                return np.zeros(self.patient_level.shape, dtype=bool)
+            open_window = self.time[:, None] < self.patient_arrival + window
+            return (self.patient_level >= 0) & open_window & ~self.observed_response(window)
+
+        return self._now("efficacy_pending", window, compute)
 
     def _now(self, name: str, window: float, compute) -> np.ndarray:
         """``compute()``, kept in the memo while the trials' times and enrolments are what they

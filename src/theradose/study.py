@@ -438,6 +438,14 @@ def run_patient_recommendation(
     from theradose.patients import PatientFileError
 
     problems = []  # every problem at once: no window, and the patient file's
+    if design.method.late_efficacy:
+        raise ConfigError(
+            [
+                f"{design.path or design.name}: --patients is not yet supported for method "
+                f"{design.method_key!r} (it needs each response and its time); give --outcomes "
+                "(complete follow-up)"
+            ]
+        )
     try:
         design, window, note = _with_dlt_window(design, dlt_window_days)
     except ConfigError as error:
@@ -450,7 +458,7 @@ def run_patient_recommendation(
             raise PatientFileError([*problems, *error.messages]) from None
     if problems:
         raise ConfigError(problems)
-    _check_backfill_patients(design, patients)
+    check_backfill_patients(design, patients)
     recommendation = recommend_from_patients(
         design,
         patients.level,
@@ -476,13 +484,11 @@ def run_patient_recommendation(
     return RecommendationResult(design, tuple(cohorts), recommendation, patients=patients)
 
 
-def _check_backfill_patients(design: Design, patients: PatientRecords) -> None:
+def check_backfill_patients(design: Design, patients: PatientRecords) -> None:
     """A patient file's backfill patients need a design with ``[backfill]`` (a PatientFileError
-    in one line), and one that decides on complete data (a ConfigError). A ``backfill`` column
-    of zeros only is accepted with any design."""
+    in one line). A ``backfill`` column of zeros only is accepted with any design."""
     import numpy as np
 
-    from theradose.config import ConfigError
     from theradose.patients import PatientFileError
 
     if patients.backfill is None or not patients.backfill.any():
@@ -496,14 +502,6 @@ def _check_backfill_patients(design: Design, patients: PatientRecords) -> None:
                 f"{patients.path or 'patients'}: column 'backfill' marks {shown} as backfill "
                 f"patients, but design {design.name!r} has no [backfill] (enabled = true, "
                 "max_per_level)"
-            ]
-        )
-    if design.method.tite:
-        raise ConfigError(
-            [
-                f"{design.path or design.name}: backfill patients ({shown}) in an interim "
-                f"recommendation are not yet supported for a time-to-event design "
-                f"(method {design.method_key!r})"
             ]
         )
 

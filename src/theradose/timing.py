@@ -10,6 +10,10 @@ follow-up, depend on accrual and on the DLT window. Times are in months from the
   and scale equal to the window, truncated to it, so most DLTs fall in the window's second half
   for k ≥ 2, or "early": its mirror image (fraction 1 − x for a "late" x), most DLTs in the
   first half (e.g. blood counts after a radiopharmaceutical, with kidney damage "late").
+- Onset of a patient's response within the efficacy window (a scenario's ``response_onset``):
+  the same three shapes, for a method that sees responses only when they occur (TITE-BOIN12);
+  a radioligand's PSA or radiological response is typically assessed months after the first
+  cycle.
 """
 
 from __future__ import annotations
@@ -26,19 +30,36 @@ DEFAULT_ONSET_SHAPE = 3.0
 
 @dataclass(frozen=True)
 class Timing:
-    """The ``[timing]`` section of a design: accrual and the DLT assessment window."""
+    """The ``[timing]`` section of a design: accrual, the DLT assessment window and, for a
+    method that decides on responses, the efficacy assessment window (None: responses are
+    known when the DLT window closes)."""
 
     accrual_per_month: float
     dlt_window_months: float
     accrual: str = "poisson"
+    efficacy_window_months: float | None = None
+
+    @property
+    def follow_up_months(self) -> float:
+        """How long each patient's outcomes take to be known: the longer of the two windows."""
+        if self.efficacy_window_months is None:
+            return self.dlt_window_months
+        return max(self.dlt_window_months, self.efficacy_window_months)
 
     def describe(self) -> str:
         how = "Poisson" if self.accrual == "poisson" else "fixed spacing"
         days = self.dlt_window_months * DAYS_PER_MONTH
-        return (
+        text = (
             f"Accrual {self.accrual_per_month:g} patient(s) a month ({how}); DLT window "
-            f"{self.dlt_window_months:g} months ({days:.0f} days)."
+            f"{self.dlt_window_months:g} months ({days:.0f} days)"
         )
+        if self.efficacy_window_months is not None:
+            days = self.efficacy_window_months * DAYS_PER_MONTH
+            text += (
+                f"; response assessed within {self.efficacy_window_months:g} months "
+                f"({days:.0f} days)"
+            )
+        return text + "."
 
     def gaps(self, uniform: np.ndarray) -> np.ndarray:
         """Months between consecutive arrivals, from U(0, 1) draws of the same shape."""
@@ -49,7 +70,8 @@ class Timing:
 
 @dataclass(frozen=True)
 class Onset:
-    """When a DLT occurs within the window, as a fraction of it (a scenario's ``dlt_onset``)."""
+    """When a DLT (or a response) occurs within its window, as a fraction of it (a scenario's
+    ``dlt_onset``, ``response_onset``)."""
 
     kind: str = "uniform"
     shape: float = DEFAULT_ONSET_SHAPE

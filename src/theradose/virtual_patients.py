@@ -24,6 +24,7 @@ TURNED_AWAY_STREAM = 4
 EFFICACY_STREAM = 5
 BACKFILL_STREAM = 6
 OPTIMISATION_STREAM = 7  # the randomised stage's patients (theradose.optimisation)
+RESPONSE_TIME_STREAM = 8  # when in the efficacy window each response occurs (TITE-BOIN12)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class VirtualPatients:
     response: np.ndarray | None = None
     backfill_seed: np.random.SeedSequence | None = None
     optimisation_seed: np.random.SeedSequence | None = None  # the randomised stage's stream
+    # U(0, 1) draws turned into response times by the scenario's response onset, [trial, patient]
+    # (:meth:`with_response_draws`, from ``response_time_seed``: a method with late efficacy)
+    response_onset: np.ndarray | None = None
+    response_time_seed: np.random.SeedSequence | None = None
 
     def head(self, n_patients: int) -> VirtualPatients:
         """The first ``n_patients`` patients of every trial."""
@@ -72,11 +77,23 @@ class VirtualPatients:
             measured_gy_per_gbq=cut(self.measured_gy_per_gbq),
             measured_log_sums=None if sums is None else tuple(a[: n_patients + 1] for a in sums),
             response=cut(self.response),
+            response_onset=cut(self.response_onset),
         )
+
+    def with_response_draws(self) -> VirtualPatients:
+        """These patients with their U(0, 1) response-time draws (drawn patient-major from their
+        own stream on first use, so no other design pays for them or sees them change)."""
+        if self.response_onset is not None:
+            return self
+        n_trials, n_patients = self.tolerance.shape
+        rng = np.random.default_rng(self.response_time_seed or np.random.SeedSequence(0))
+        return replace(self, response_onset=rng.random((n_patients, n_trials)).T)
 
     def with_efficacy(self, scenario: Scenario) -> VirtualPatients:
         """These patients' latent response variable v' under ``scenario`` (itself when the
-        scenario gives no ``eff_prob``).
+        scenario gives no efficacy: neither ``eff_prob`` nor ``[scenario.efficacy]``). A patient
+        responds iff v' < p_E: the level's, or their own from their tumour dose
+        (:func:`theradose.dosimetry.patient_response_prob`).
 
         Each patient has a second uniform v from its own stream (so the tolerances u, and every
         result without efficacy, are those of a run without it), drawn patient-major like u: a
@@ -188,4 +205,5 @@ def chunk_patients(
         efficacy_seed=efficacy_seed,
         backfill_seed=np.random.SeedSequence(seed, spawn_key=(chunk, BACKFILL_STREAM)),
         optimisation_seed=optimisation_seed,
+        response_time_seed=np.random.SeedSequence(seed, spawn_key=(chunk, RESPONSE_TIME_STREAM)),
     )

@@ -75,6 +75,7 @@ METHODS = MethodRegistry(
         "keyboard": ("keyboard", "keyboard"),
         "mtpi2": ("mtpi2", "mtpi2"),
         "tite-boin": ("tite_boin", "boin"),
+        "tite-boin12": ("tite_boin12", "boin12"),
         "tite-crm": ("tite_crm", "crm"),
     }
 )

@@ -63,7 +63,10 @@ class Method:
     letters (E, B), answers ``utility(dlt_prob, eff_prob, both_prob) -> [level]`` (the true
     mean utility of each level) and ``true_obd(dlt_prob, eff_prob, utility) -> level`` (the
     optimal biological dose the operating characteristics judge it against), and selects an OBD
-    rather than an MTD.
+    rather than an MTD. ``late_efficacy``: a time-to-event method that sees each response only
+    when it occurs within the efficacy window (TITE-BOIN12): it needs ``[timing]
+    efficacy_window_months``, the engine records each patient's response time and waits for
+    pending responses as well as pending DLTs while accrual is held.
     """
 
     key: ClassVar[str] = ""
@@ -76,6 +79,7 @@ class Method:
     selects_on_complete_data: ClassVar[bool] = False
     select_tried_only: ClassVar[bool] = True
     uses_efficacy: ClassVar[bool] = False
+    late_efficacy: ClassVar[bool] = False
     estimate_labels: ClassVar[dict[str, str]] = {}
     references: ClassVar[tuple[str, ...]] = ()
 

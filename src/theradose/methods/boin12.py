@@ -213,16 +213,26 @@ class Boin12(Method):
     def _scores(self, state: TrialState) -> np.ndarray:
         return self.desirability(state.n, state.y, state.r, state.b)
 
+    def _dlt_rate(self, state: TrialState) -> np.ndarray:
+        """The DLT rate at each trial's current level that the boundaries judge, [trial]."""
+        return state.current(state.y) / np.maximum(state.current(state.n), 1)
+
+    def _near_estimates(self, state: TrialState, near: np.ndarray):
+        """(desirability, acceptable), [trial, level], as a decision reads them: only where
+        ``near`` (d − 1, d, d + 1) in running trials need be right."""
+        return self._scores(state), self.acceptable(state)
+
     def propose(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
         rows = np.arange(state.n_trials)
         top = self.n_levels - 1
         d = np.maximum(state.level, 0)
-        n_d, y_d = state.n[rows, d], state.y[rows, d]
-        p_t = y_d / np.maximum(n_d, 1)
+        n_d = state.n[rows, d]
+        p_t = self._dlt_rate(state)
         lambda_e, lambda_d = self.lambdas
-        score = self._scores(state)
         levels = np.arange(self.n_levels)
-        acceptable = self.acceptable(state) & (np.abs(levels[None, :] - d[:, None]) <= 1)
+        near = np.abs(levels[None, :] - d[:, None]) <= 1
+        score, acceptable = self._near_estimates(state, near)
+        acceptable = acceptable & near
         below = np.maximum(d - 1, 0)
         up = np.minimum(d + 1, top)
 
@@ -257,17 +267,22 @@ class Boin12(Method):
         return proposal, stop
 
     def select_mtd(self, state: TrialState) -> np.ndarray:
-        """The OBD as ``escalation``'s ``select_boin12_obd``: the highest treated level whose
-        isotonic DLT-rate estimate is closest to φ_T is the MTD; the OBD is the level at or
-        below it with the highest desirability score (the lowest on a tie)."""
-        treated = state.n > 0
-        rate = state.y / np.maximum(state.n, 1)
+        """The OBD as ``escalation``'s ``select_boin12_obd`` (:meth:`select_obd`)."""
+        return self.select_obd(state.n, state.y, state.r, state.b)
+
+    def select_obd(self, n, y, r, b) -> np.ndarray:
+        """The OBD from the counts per level (patients, DLTs, responses, both), [trial]: the
+        highest treated level whose isotonic DLT-rate estimate is closest to φ_T is the MTD; the
+        OBD is the level at or below it with the highest desirability score (the lowest on a
+        tie)."""
+        treated = n > 0
+        rate = y / np.maximum(n, 1)
         iso = isotonic_increasing(rate, treated.astype(float))
         distance = np.where(treated, np.abs(iso - self.target), np.inf)
         closest = treated & (distance == distance.min(axis=1, keepdims=True))
         mtd = highest_level(closest)
         levels = np.arange(self.n_levels)
-        score = np.where(levels[None, :] <= mtd[:, None], self._scores(state), -np.inf)
+        score = np.where(levels[None, :] <= mtd[:, None], self.desirability(n, y, r, b), -np.inf)
         return np.where(mtd == NO_LEVEL, NO_LEVEL, score.argmax(axis=1))
 
     def level_summary(self, state: TrialState) -> dict[str, np.ndarray]:

@@ -77,6 +77,14 @@ class MethodSpec:
     def tite(self) -> bool:
         return self.method_class.tite
 
+    @property
+    def uses_efficacy(self) -> bool:
+        return self.method_class.uses_efficacy
+
+    @property
+    def late_efficacy(self) -> bool:
+        return self.method_class.late_efficacy
+
 
 def extended(base: Any, cls: type, **extra: Any) -> Any:
     """A ``cls`` (a time-to-event method) with every setting of ``base`` (its method) plus
