@@ -8,6 +8,8 @@ import io
 import json
 import math
 import os
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -456,3 +458,17 @@ def test_recommendation_json_from_outcomes_has_no_patients_or_warnings():
     assert (data["warnings"], data["notes"], data["suspended"]) == ([], [], False)
     assert data["patients"] is None and data["patients_path"] is None
     assert data["review_in_days"] is None and "pending" not in data["levels"][0]
+
+
+DESIGNS = Path(__file__).resolve().parents[1] / "designs"
+
+
+def test_json_records_each_scenario_as_read_from_its_file():
+    """A dosimetry-driven scenario's organs, NTCP and onsets are not in its dlt_prob: the JSON
+    keeps the scenario's table as read, enough to re-run it after the file changed."""
+    scenarios = DESIGNS / "dosimetry_scenarios.toml"
+    study = run_study([DESIGNS / "boin_psma_dosimetry.toml"], scenarios, n_trials=50, seed=1)
+    data = json.loads(report.to_json(report.study_to_dict(study)))
+    with open(scenarios, "rb") as f:
+        tables = tomllib.load(f)["scenario"]
+    assert [s["source"] for s in data["scenarios"]] == json.loads(json.dumps(tables))

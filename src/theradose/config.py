@@ -637,6 +637,7 @@ def scenarios_from_dict(data: Mapping[str, Any], path: str | os.PathLike[str]) -
                     eff_prob,
                     rho or 0.0,
                     response_onset=response_onset or Onset(),
+                    source=dict(entry),
                 )
             )
     report.raise_if_any()

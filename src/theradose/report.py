@@ -309,6 +309,7 @@ def study_to_dict(study: StudyResult) -> dict:
                 | ({} if s.eff_prob is None else {"eff_prob": list(s.eff_prob)})
                 | _tumour_response_entry(s)
                 | ({"tox_eff_correlation": s.tox_eff_correlation} if s.efficacy else {})
+                | ({"source": s.source} if s.source else {})
                 for s in study.scenarios
             ],
             "results": [_result_entry(*cell) for cell in study.cells()],

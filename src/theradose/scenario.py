@@ -32,6 +32,9 @@ class Scenario:
     # when responses occur within the efficacy window (a design's [timing]
     # efficacy_window_months; read by a method with late efficacy, TITE-BOIN12)
     response_onset: Onset = field(default_factory=Onset)
+    # the [[scenario]] table as read from its file (empty when built in code): every output
+    # records it, so a run can be repeated after the file has changed
+    source: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def efficacy(self) -> bool:
