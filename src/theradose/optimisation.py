@@ -460,7 +460,7 @@ def run_stage(
         gaps = design.timing.gaps(rng.random((n_total, n_trials)).T)
         gaps = np.where(np.arange(n_total)[None, :] < total[:, None], gaps, 0.0)
         out["stage_duration"] = np.where(
-            total > 0, gaps.sum(axis=1) + design.timing.dlt_window_months, 0.0
+            total > 0, gaps.sum(axis=1) + design.timing.follow_up_months, 0.0
         )
     return out
 
