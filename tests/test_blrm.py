@@ -26,7 +26,8 @@ from theradose.constraints import MaxIncrement
 from theradose.engine import run_trials
 from theradose.methods import blrm as blrm_module
 from theradose.pipeline import select_mtd
-from theradose.posterior import smoothed_step
+from theradose.posterior import lattice_log_expit, sheared_lattice, smoothed_step, step_sums
+from theradose.posterior import log_expit as numpy_log_expit
 from theradose.recommendation import recommend
 from theradose.state import StopReason, TrialState
 
@@ -147,6 +148,86 @@ def test_smoothed_step_integrates_the_cubic_interpolant():
     s = np.linspace(-3, 3, 61)
     np.testing.assert_allclose(smoothed_step(s) + smoothed_step(-s), 1.0, atol=1e-14)
     assert np.all(np.diff(smoothed_step(np.linspace(-2, 2, 401))) >= -0.02)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    states=st.integers(1, 3),
+    rows=st.integers(1, 6),
+    levels=st.integers(1, 3),
+    h=st.floats(0.05, 2.0),
+    centre=st.floats(-30.0, 30.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_step_sums_are_the_smoothed_steps_summed_over_nodes(states, rows, levels, h, centre, seed):
+    """The compiled row kernel against the plain sum Σ_i,j w·smoothed_step(s_0 + i) over every
+    node, with steps before, inside and past the rows of 25 nodes."""
+    rng = np.random.default_rng(seed)
+    n_i = 25
+    w = rng.random((states, n_i, rows))
+    eta_first = centre + rng.normal(0.0, 10.0 * h, (states, levels, rows))
+    h1 = h * rng.uniform(0.5, 1.5, states)
+    cuts = np.array([-1.6, -0.7, 0.4])
+    got = step_sums(w, eta_first, h1, cuts)  # [state, cut, level]
+    s0 = (eta_first[:, None] - cuts[:, None, None]) / h1[:, None, None, None]  # [s, c, l, j]
+    i = np.arange(n_i)[:, None]
+    steps = smoothed_step(s0[..., None, :] + i)  # [state, cut, level, i, j]
+    expected = (w[:, None, None] * steps).sum(axis=(3, 4))
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scale=st.floats(1e-3, 800.0),
+    shift=st.floats(-50.0, 50.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_lattice_log_expit_is_log_expit_of_the_sum(scale, shift, seed):
+    """Bit for bit what numpy's log_expit gives on θ1 + slope (the engine's results do not
+    change with it), and scipy's log_expit to 1e-15 relative."""
+    rng = np.random.default_rng(seed)
+    theta1 = shift + scale * rng.normal(size=(2, 5, 7))
+    slope = scale * rng.normal(size=(2, 3, 7))
+    slope[0, 0, :3] = -theta1[0, 0, :3]  # η = 0 exactly
+    got = lattice_log_expit(theta1, slope)
+    eta = theta1[:, None] + slope[:, :, None]
+    np.testing.assert_array_equal(got, numpy_log_expit(eta))
+    np.testing.assert_allclose(got, log_expit(eta), rtol=1e-15, atol=1e-300)
+
+
+def test_sheared_lattice_rows_broadcast():
+    """θ2 [state, 1, j] is constant along a row; with θ1 [state, i, j] the lattice has the prior's
+    moments when weighted by the prior (trapezoidal rule, spacing 0.25 sd: exact but for the
+    tails past ±6.5 sd, 2·6.5·φ(6.5) ≈ 3e-9 of the variance)."""
+    mean = np.array([[0.5, -0.2]])
+    cov = np.array([[[1.0, 0.3], [0.3, 0.5]]])
+    theta1, theta2, h1 = sheared_lattice(mean, cov, 6.5, 0.25)
+    assert theta1.shape == (1, 53, 53) and theta2.shape == (1, 1, 53) and h1.shape == (1,)
+    np.testing.assert_allclose(np.diff(theta1, axis=1), h1[0])  # rows rise in θ1 by h1
+    d = np.stack(np.broadcast_arrays(theta1, theta2), axis=-1).reshape(-1, 2) - mean
+    w = np.exp(-0.5 * ((d @ np.linalg.inv(cov[0])) * d).sum(axis=1))
+    w /= w.sum()
+    np.testing.assert_allclose(w @ d, 0.0, atol=1e-12)
+    np.testing.assert_allclose((w[:, None] * d).T @ d, cov[0], rtol=5e-9)
+
+
+def test_rules_get_the_same_probabilities_without_the_posterior_means():
+    """The rules do not compute the posterior means of p: every other summary is bit for bit the
+    same (also on lattices of their own, vague prior), and p_est is computed when asked for."""
+    method = blrm_design(prior_sd=(2.0, 1.0), prior_corr=0.0).method
+    rng = np.random.default_rng(5)
+    n = rng.integers(0, 8, size=(300, 15)) * (rng.random((300, 15)) < 0.3)
+    y = rng.binomial(n, np.sort(rng.random((300, 15)), axis=1))
+    full = method.grid_posterior(n, y)
+    rules = method.grid_posterior(n, y, p_mean=False)
+    assert full.own_lattice.sum() > 100 and np.isnan(rules.p_mean).all()
+    assert np.isfinite(full.p_mean).all()
+    for name in ("prob_at_least", "theta_mean", "theta_cov", "own_lattice"):
+        np.testing.assert_array_equal(getattr(rules, name), getattr(full, name))
+    state = _state(n[0], y[0])
+    assert set(method.probabilities(state, p_est=False)) == {"p_target", "p_overdose"}
+    # one state alone: the matrix products may round differently from those of the batch
+    np.testing.assert_allclose(method.probabilities(state)["p_est"][0], full.p_mean[0], rtol=1e-12)
 
 
 def test_decision_is_the_admissible_level_with_highest_target_probability():

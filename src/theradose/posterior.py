@@ -241,6 +241,51 @@ def log_expit(eta: np.ndarray) -> np.ndarray:
     return out
 
 
+def lattice_log_expit(theta1: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """log p = log_expit(η) for η = θ1 + slope on sheared lattices, [state, level, i, j], from
+    θ1 [state, i, j] and the slope term [state, level, j] (constant along a row j).
+
+    The values of ``log_expit(theta1[:, None] + slope[:, :, None])``, by the same operations,
+    but η, −|η| and min(η, 0) come from one compiled pass (:func:`log_expit_parts`) instead of
+    five numpy passes; numpy's exp and log1p do the rest.
+    """
+    shape = (theta1.shape[0], slope.shape[1], *theta1.shape[1:])
+    tail = np.empty(shape)
+    out = np.empty(shape)
+    _parts_kernel()(
+        np.ascontiguousarray(theta1, dtype=float),
+        np.ascontiguousarray(slope, dtype=float),
+        tail,
+        out,
+    )
+    np.exp(tail, out=tail)
+    np.log1p(tail, out=tail)
+    out -= tail
+    return out
+
+
+def log_expit_parts(theta1, slope, neg_abs, low) -> None:
+    """−|η| and min(η, 0) of η = θ1 + slope, into ``neg_abs`` and ``low`` [state, level, i, j].
+
+    ``min(η, 0)`` as numpy's ``minimum(eta, 0.0)`` gives it: 0 for η ≥ 0 (also −0), NaN for NaN.
+    """
+    n_states, n_i, n_j = theta1.shape
+    for state in range(n_states):
+        for level in range(slope.shape[1]):
+            for i in range(n_i):
+                for j in range(n_j):
+                    eta = theta1[state, i, j] + slope[state, level, j]
+                    neg_abs[state, level, i, j] = -abs(eta)
+                    low[state, level, i, j] = 0.0 if eta >= 0.0 else eta
+
+
+@cache
+def _parts_kernel():
+    import numba  # on first use: importing it takes a noticeable part of a second
+
+    return numba.njit(cache=True, nogil=True)(log_expit_parts)
+
+
 def step_sums(
     w: np.ndarray, eta_first: np.ndarray, h: np.ndarray, cuts: np.ndarray
 ) -> np.ndarray:
@@ -250,41 +295,101 @@ def step_sums(
     a sheared lattice do in θ1: ``w`` [state, i, j] are the weights (i along a row),
     ``eta_first`` [state, level, j] is η at i = 0 and ``h`` [state]. With s_i = s_0 + i, the step
     is 0 up to s = −2 and 1 from s = 2, so each row needs its tail sum past s = 2 and the four
-    nodes in between: O(rows) work instead of O(nodes).
+    nodes in between: O(rows) work instead of O(nodes). The rows' terms come from a compiled
+    kernel (:func:`step_row_terms`), their sum over rows from numpy.
+    """
+    n_states, _, n_j = w.shape
+    terms = np.empty((n_states, cuts.size, eta_first.shape[1], n_j))  # [state, cut, level, j]
+    _step_kernel()(
+        np.ascontiguousarray(w, dtype=float),
+        np.ascontiguousarray(eta_first, dtype=float),
+        np.ascontiguousarray(h, dtype=float),
+        np.ascontiguousarray(cuts, dtype=float),
+        terms,
+    )
+    return terms.sum(axis=3)
+
+
+def step_row_terms(w, eta_first, h, cuts, out) -> None:
+    """Σ over row j of w·smoothed_step((η − cut)/h), into ``out`` [state, cut, level, j].
+
+    Each row is padded by four zero weights on either side and summed from its end, so the step
+    at s = t − 2 + r (t ∈ (0, 1], r = 0 … 3) takes the four nodes from the first with s > −2,
+    each on one branch of :func:`smoothed_step` (its ``_outer``, ``_inner``, the same operations
+    in the same order), and the nodes past them (s ≥ 2) their tail sum.
     """
     n_states, n_i, n_j = w.shape
-    s0 = (eta_first[:, None] - cuts[:, None, None]) / h[:, None, None, None]  # [state, cut, l, j]
-    first = np.floor(-2.0 - s0) + 1.0  # the first node with s > −2 ...
-    t = s0 + first + 2.0  # ... is at s = t − 2, t ∈ (0, 1]
-    first = np.clip(first, -4.0, float(n_i))  # beyond the row, only zero padding is read
-    start = first.astype(np.intp) + 4  # into rows padded by four nodes on each side
-    # Rows transposed and padded, [state, j, 4 + i]: the weights, and the mass from node i on.
-    padded = np.zeros((n_states, n_j, n_i + 9))
-    padded[:, :, 4 : n_i + 4] = np.swapaxes(w, 1, 2)
-    tail = np.zeros((n_states, n_j, n_i + 9))
-    np.cumsum(padded[:, :, n_i + 3 : 3 : -1], axis=2, out=tail[:, :, n_i + 3 : 3 : -1])
-    tail[:, :, :4] = tail[:, :, 4:5]
-    # flat indices of node i = start − 4 of each row: [state, cut, level, j]
-    at = (np.arange(n_states)[:, None, None, None] * n_j + np.arange(n_j)) * (n_i + 9) + start
-    total = tail.reshape(-1)[at + 4]  # the nodes with s ≥ 2
-    flat = padded.reshape(-1)
-    # the step at s = t − 2 + r, r = 0 … 3, each on one branch of smoothed_step
-    total += flat[at] * (0.5 - _outer(2.0 - t))
-    total += flat[at + 1] * (0.5 - _inner(1.0 - t))
-    total += flat[at + 2] * (0.5 + _inner(t))
-    total += flat[at + 3] * (0.5 + _outer(1.0 + t))
-    return total.sum(axis=3)
+    n_cuts, n_levels = cuts.size, eta_first.shape[1]
+    padded = np.zeros((n_i + 9, n_j))  # [4 + i, j]: rows run down the columns
+    tail = np.zeros((n_i + 9, n_j))  # the mass from node i on
+    offset = np.empty((n_cuts, n_levels, n_j))  # t: the first node past s = −2 is at t − 2
+    start = np.empty((n_cuts, n_levels, n_j))  # that node's i
+    at = np.empty((n_cuts, n_levels, n_j), dtype=np.intp)
+    step = np.empty((4, n_cuts, n_levels, n_j))
+    for state in range(n_states):
+        padded[4 : n_i + 4] = w[state]
+        tail[n_i + 3] = padded[n_i + 3]
+        for k in range(n_i + 2, 3, -1):  # summed from the row's end, as a cumulative sum
+            for j in range(n_j):
+                tail[k, j] = tail[k + 1, j] + padded[k, j]
+        for k in range(4):
+            tail[k] = tail[4]
+        # where the step begins in each row (loops apart, so that each is vectorised) ...
+        for c in range(n_cuts):
+            for level in range(n_levels):
+                for j in range(n_j):
+                    s0 = (eta_first[state, level, j] - cuts[c]) / h[state]
+                    first = np.floor(-2.0 - s0) + 1.0  # the first node with s > −2 ...
+                    offset[c, level, j] = s0 + first + 2.0  # ... is at s = t − 2
+                    start[c, level, j] = first
+        for c in range(n_cuts):
+            for level in range(n_levels):
+                for j in range(n_j):
+                    first = start[c, level, j]
+                    if first > n_i:  # beyond the row, only padding is read
+                        first = n_i
+                    if not first >= -4.0:  # NaN too
+                        first = -4.0
+                    at[c, level, j] = int(first) + 4
+        # ... and the step's value at the four nodes that span it
+        for c in range(n_cuts):
+            for level in range(n_levels):
+                for j in range(n_j):
+                    t = offset[c, level, j]
+                    u = 2.0 - t
+                    step[0, c, level, j] = 0.5 - (
+                        u * (2.0 + u * (-2.0 + u * (5.0 / 6.0 - 0.125 * u))) - 1.0 / 6.0
+                    )
+                    u = 1.0 - t
+                    step[1, c, level, j] = 0.5 - u * (1.0 + u * u * (0.375 * u - 5.0 / 6.0))
+                    step[2, c, level, j] = 0.5 + t * (1.0 + t * t * (0.375 * t - 5.0 / 6.0))
+                    u = 1.0 + t
+                    step[3, c, level, j] = 0.5 + (
+                        u * (2.0 + u * (-2.0 + u * (5.0 / 6.0 - 0.125 * u))) - 1.0 / 6.0
+                    )
+        for c in range(n_cuts):
+            for level in range(n_levels):
+                for j in range(n_j):
+                    k = at[c, level, j]
+                    total = tail[k + 4, j]  # the nodes with s ≥ 2
+                    total += padded[k, j] * step[0, c, level, j]
+                    total += padded[k + 1, j] * step[1, c, level, j]
+                    total += padded[k + 2, j] * step[2, c, level, j]
+                    total += padded[k + 3, j] * step[3, c, level, j]
+                    out[state, c, level, j] = total
 
 
 @cache
-def _lattice_steps(half_width: float, spacing: float) -> tuple[np.ndarray, np.ndarray]:
-    """The nodes of a square lattice in steps of standard deviations, node (i, j) at
-    i·n + j: its offsets along θ1 given θ2 (i) and along θ2 (j), [node] each."""
-    k = np.arange(-half_width, half_width + spacing / 2, spacing)
-    i, j = (v.ravel() for v in np.meshgrid(k, k, indexing="ij"))
-    i.setflags(write=False)
-    j.setflags(write=False)
-    return i, j
+def _step_kernel():
+    import numba  # on first use: importing it takes a noticeable part of a second
+
+    return numba.njit(cache=True, nogil=True)(step_row_terms)
+
+
+def lattice_axis(half_width: float, spacing: float) -> np.ndarray:
+    """The steps of a square lattice along each of its axes, in standard deviations: from
+    −``half_width`` to ``half_width`` by ``spacing``, [step]."""
+    return np.arange(-half_width, half_width + spacing / 2, spacing)
 
 
 def sheared_lattice(
@@ -292,19 +397,22 @@ def sheared_lattice(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nodes of sheared lattices centred on ``mean`` [..., 2] and shaped by ``cov`` [..., 2, 2].
 
-    Returns ``theta1``, ``theta2`` [..., node] and the θ1 spacing within a row ``h1`` [...]; the
-    lattice spans ±``half_width`` standard deviations with ``spacing`` standard deviations
-    between nodes, along θ2 and along θ1 given θ2.
+    Returns ``theta1`` [..., i, j], ``theta2`` [..., 1, j] and the θ1 spacing within a row
+    ``h1`` [...]: node (i, j) lies on row j (θ2 is constant along a row, so it is kept once per
+    row and broadcasts against θ1), the i-th along θ1 given θ2; reshaped to [..., node], node
+    (i, j) is node i·n + j. The lattice spans ±``half_width`` standard deviations with
+    ``spacing`` standard deviations between nodes, along θ2 and along θ1 given θ2.
     """
-    i, j = _lattice_steps(half_width, spacing)
+    k = lattice_axis(half_width, spacing)
     mean = np.asarray(mean, dtype=float)
     cov = np.asarray(cov, dtype=float)
     sd2 = np.sqrt(cov[..., 1, 1])
     slope = cov[..., 0, 1] / cov[..., 1, 1]
     sd1_given_2 = np.sqrt(np.maximum(cov[..., 0, 0] - cov[..., 0, 1] * slope, 0.0))
-    d2 = sd2[..., None] * j
-    theta2 = mean[..., 1, None] + d2
-    theta1 = mean[..., 0, None] + slope[..., None] * d2 + sd1_given_2[..., None] * i
+    d2 = sd2[..., None] * k  # [..., j]
+    theta2 = (mean[..., 1, None] + d2)[..., None, :]
+    row_centre = mean[..., 0, None] + slope[..., None] * d2  # [..., j]
+    theta1 = (sd1_given_2[..., None] * k)[..., :, None] + row_centre[..., None, :]
     return theta1, theta2, sd1_given_2 * spacing
 
 

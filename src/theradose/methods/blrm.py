@@ -35,6 +35,7 @@ from theradose.constraints import MaxIncrement, NoSkip
 from theradose.methods.base import Method
 from theradose.methods.spec import DesignFields, MethodSpec
 from theradose.posterior import (
+    lattice_log_expit,
     log_expit,
     sheared_lattice,
     smoothed_step,
@@ -67,6 +68,7 @@ MAX_OWN_PASSES = 4
 OWN_COARSE_SPACINGS_PER_SD = 0.8 / OWN_SPACING
 _BLOCK = 16  # states per block on their own lattices: keeps [state, level, node] arrays in cache
 _SHARED_BLOCK = 1024  # states per block on the shared lattice: bounds the [state, node] arrays
+_SHARED_ROWS = 32  # states at a time for elementwise work on the shared lattice: stays in cache
 
 DEFAULT_TARGET_INTERVAL = (0.16, 0.33)  # NBG 2008
 DEFAULT_MAX_OVERDOSE_PROB = 0.25  # NBG 2008; Babb et al. 1998
@@ -105,7 +107,8 @@ class BlrmPosterior:
 
     Attributes
     ----------
-    p_mean : [state, level] posterior mean DLT probability
+    p_mean : [state, level] posterior mean DLT probability (NaN where not asked for: the rules
+        need only the interval probabilities)
     prob_at_least : [state, cut, level] P(p_d ≥ cut), cuts as in :data:`PROBABILITY_CUTS`
     theta_mean : [state, 2] posterior mean of (log α, log β)
     theta_cov : [state, 2, 2]
@@ -196,13 +199,17 @@ class Blrm(Method):
         return theta1[..., None] + np.exp(theta2)[..., None] * self.log_dose_ratio
 
     def log_prior(self, theta1: np.ndarray, theta2: np.ndarray) -> np.ndarray:
-        """Log prior density up to a constant, [...]."""
+        """Log prior density up to a constant, [...] (``theta1`` and ``theta2`` broadcast)."""
         d1 = theta1 - self.prior_mean[0]
         d2 = theta2 - self.prior_mean[1]
         s1, s2 = self.prior_sd
         r = self.prior_corr
         z1, z2 = d1 / s1, d2 / s2
-        return -(z1 * z1 - 2 * r * z1 * z2 + z2 * z2) / (2 * (1 - r * r))
+        q = z1 * z1
+        if r != 0:  # with r = 0 the term is ±0: q is bit for bit the same without it
+            q -= 2 * r * z1 * z2
+        q += z2 * z2
+        return q / (-2 * (1 - r * r))  # −q / (2(1 − r²)), one pass fewer
 
     # -- posteriors on lattices ----------------------------------------------------------------
 
@@ -210,6 +217,8 @@ class Blrm(Method):
         theta1, theta2, h1 = sheared_lattice(
             np.asarray(self.prior_mean), self.prior_cov, SHARED_HALF_WIDTH, SHARED_SPACING
         )
+        theta2 = np.broadcast_to(theta2, theta1.shape).ravel()  # [node]
+        theta1 = theta1.ravel()
         eta = self.eta(theta1, theta2)  # [node, level]
         summands = _summands(eta, float(h1), self.logit_cuts, theta1, theta2)
         near_edge = _near_edge(SHARED_HALF_WIDTH, SHARED_SPACING)
@@ -224,11 +233,13 @@ class Blrm(Method):
             "to_lattice": _to_lattice_units(self.prior_cov, SHARED_SPACING),
         }
 
-    def grid_posterior(self, n: np.ndarray, y: np.ndarray) -> BlrmPosterior:
-        """Posterior summaries of each row of ``n``, ``y`` [state, level] on lattices."""
+    def grid_posterior(self, n: np.ndarray, y: np.ndarray, p_mean: bool = True) -> BlrmPosterior:
+        """Posterior summaries of each row of ``n``, ``y`` [state, level] on lattices; the
+        posterior mean DLT probabilities only with ``p_mean`` (on a lattice of its own, they
+        cost the likelihood's terms at the levels not given and an exp per level and node)."""
         if n.shape[0] > _SHARED_BLOCK:
             blocks = [
-                self.grid_posterior(n[i : i + _SHARED_BLOCK], y[i : i + _SHARED_BLOCK])
+                self.grid_posterior(n[i : i + _SHARED_BLOCK], y[i : i + _SHARED_BLOCK], p_mean)
                 for i in range(0, n.shape[0], _SHARED_BLOCK)
             ]
             names = BlrmPosterior.__dataclass_fields__
@@ -239,10 +250,13 @@ class Blrm(Method):
         n = n.astype(float)
         y = y.astype(float)
         log_f = np.concatenate([y, n - y], axis=1) @ shared["log_lik"]
-        log_f += shared["log_prior"]
-        log_f -= log_f.max(axis=1, keepdims=True)
-        w = np.exp(log_f, out=log_f)
-        w /= w.sum(axis=1, keepdims=True)
+        for start in range(0, n.shape[0], _SHARED_ROWS):  # rows a block at a time, in cache
+            block = log_f[start : start + _SHARED_ROWS]
+            block += shared["log_prior"]
+            block -= block.max(axis=1, keepdims=True)
+            np.exp(block, out=block)
+            block /= block.sum(axis=1, keepdims=True)
+        w = log_f
         moments = w @ shared["moments"]
         # The summaries only of the states that keep the shared lattice; the others need only
         # the moments that place their own.
@@ -256,15 +270,18 @@ class Blrm(Method):
             keep = np.flatnonzero(~own)
             sums[keep] = w[keep] @ shared["summands"]
             post = _from_weights(sums, self.n_levels)
-        if not own.any():
-            return post
-        rows = np.flatnonzero(own)
-        refined = self._own_lattice_posterior(n[rows], y[rows], post.take(rows))
-        for name in post.__dataclass_fields__:
-            getattr(post, name)[rows] = getattr(refined, name)
+        if own.any():
+            rows = np.flatnonzero(own)
+            refined = self._own_lattice_posterior(n[rows], y[rows], post.take(rows), p_mean)
+            for name in post.__dataclass_fields__:
+                getattr(post, name)[rows] = getattr(refined, name)
+        if not p_mean:
+            post.p_mean[...] = np.nan
         return post
 
-    def _own_lattice_posterior(self, n, y, start: BlrmPosterior) -> BlrmPosterior:
+    def _own_lattice_posterior(
+        self, n, y, start: BlrmPosterior, p_mean: bool = True
+    ) -> BlrmPosterior:
         """Posteriors on lattices placed from each state's posterior moments, repeated while a
         lattice is still too coarse for the posterior it finds."""
         # The shared lattice may have seen the posterior as one or two nodes: widen its
@@ -282,6 +299,7 @@ class Blrm(Method):
                 cov[todo],
                 coarse_too=attempt == MAX_OWN_PASSES - 1,
                 expect_coarse=attempt == 0,
+                p_mean=p_mean,
             )
             if out is None:
                 out = post
@@ -296,7 +314,14 @@ class Blrm(Method):
         return out
 
     def _own_lattice_pass(
-        self, n, y, mean, cov, coarse_too: bool = True, expect_coarse: bool = False
+        self,
+        n,
+        y,
+        mean,
+        cov,
+        coarse_too: bool = True,
+        expect_coarse: bool = False,
+        p_mean: bool = True,
     ) -> tuple[BlrmPosterior, np.ndarray]:
         """Posteriors on lattices of their own placed from ``mean``, ``cov``, and whether each
         lattice was too coarse; the summaries of those are computed only with ``coarse_too``
@@ -304,53 +329,78 @@ class Blrm(Method):
 
         ``expect_coarse``: most lattices will be too coarse (the first, placed from the widened
         moments of the shared lattice), so the likelihood is first computed only at the levels
-        given, and the summaries' η at every level only for the others.
+        given, and the summaries only for the others, from the weights kept. Without ``p_mean``
+        (the posterior mean DLT probabilities) log p is needed only at the levels given.
         """
         n_levels = self.n_levels
         sums = np.full((n.shape[0], n_levels * (1 + len(PROBABILITY_CUTS)) + N_MOMENTS), np.nan)
-        coarse = np.zeros(n.shape[0], dtype=bool)
         x = self.log_dose_ratio
+        kept = None  # [state, i, j] the weights, while the summaries wait for the coarse check
+        # θ1 [state, i, j]; θ2 [state, 1, j], constant along a row j
+        lattice = sheared_lattice(mean, cov, OWN_HALF_WIDTH, OWN_SPACING)
         for block in _blocks(n.shape[0]):
-            theta1, theta2, h1 = sheared_lattice(
-                mean[block], cov[block], OWN_HALF_WIDTH, OWN_SPACING
-            )
-            states, nodes = theta1.shape
-            n_j = int(round(np.sqrt(nodes)))  # node (i, j) at i·n_j + j; θ2 depends on j only
-            exp_theta2 = np.exp(theta2[:, :n_j])  # [state, j]
+            theta1, theta2, h1 = (part[block] for part in lattice)
+            states = theta1.shape[0]
+            exp_theta2 = np.exp(theta2)
+            slope = exp_theta2 * x[:, None]  # e^θ2·x_d, [state, level, j]
             nb, no_dlt = n[block], n[block] - y[block]
+            given = np.flatnonzero(nb.any(axis=0))
             # A lattice that turns out too coarse only places the next one: its likelihood needs
             # only the levels given (the others have weight 0).
-            all_levels = coarse_too or not expect_coarse
-            levels = np.arange(n_levels) if all_levels else np.flatnonzero(nb.any(axis=0))
-            eta = _lattice_eta(theta1, exp_theta2, x[levels])  # [state, level, node]
-            log_p = log_expit(eta)
+            levels = given if expect_coarse else np.arange(n_levels)
+            if expect_coarse or p_mean:
+                log_p = lattice_log_expit(theta1, slope[:, levels])
+                log_p = log_p.reshape(states, levels.size, -1)  # [state, level, node]
+            else:
+                # log p only at the levels given; elsewhere n·log p is ±0 whatever log p is, so
+                # 0 there leaves the product (same shape, same rounding) bit for bit the same
+                log_p = np.zeros((states, n_levels, theta1[0].size))
+                part = lattice_log_expit(theta1, slope[:, given])
+                log_p[:, given] = part.reshape(states, given.size, -1)
             # Σ y·log p + (n − y)·log(1 − p) = Σ n·log p − (n − y)·η, η linear in θ1 and e^θ2
-            log_f = (nb[:, None, levels] @ log_p)[:, 0]
-            log_f -= theta1 * no_dlt.sum(axis=1)[:, None]
-            log_f.reshape(states, -1, n_j)[...] -= (exp_theta2 * (no_dlt @ x)[:, None])[:, None]
-            log_f += self.log_prior(theta1, theta2)
-            w = _normalised(log_f)
-            moments = [theta1, theta2, theta1 * theta1, theta1 * theta2, theta2 * theta2]
-            sums[block, -N_MOMENTS:] = np.column_stack([(w * m).sum(axis=1) for m in moments])
-            post = _from_weights(sums[block], n_levels)
-            to_lattice = _to_lattice_units(cov[block], OWN_SPACING)
-            lattice_cov = to_lattice @ post.theta_cov @ np.swapaxes(to_lattice, -1, -2)
-            # Built from the right moments, the lattice sees a standard deviation of
-            # 1/OWN_SPACING steps in every direction; far fewer means the moments it was built
-            # from overstated the spread.
-            coarse[block] = _smallest_sd(lattice_cov) < OWN_COARSE_SPACINGS_PER_SD
-            rows = np.arange(states) if coarse_too else np.flatnonzero(~coarse[block])
-            if rows.size == 0:
-                continue
-            if rows.size < states or not all_levels:
-                eta = _lattice_eta(theta1[rows], exp_theta2[rows], x)
-                log_p = log_expit(eta)
-            w = w[rows]
-            out = np.arange(n.shape[0])[block][rows]
-            sums[out, :n_levels] = _weighted_p(w, log_p)
-            first = eta.reshape(rows.size, n_levels, -1, n_j)[:, :, 0]  # η at i = 0
-            above = step_sums(w.reshape(rows.size, -1, n_j), first, h1[rows], self.logit_cuts)
-            sums[out, n_levels:-N_MOMENTS] = above.reshape(rows.size, -1)
+            log_f = (nb[:, None, levels] @ log_p)[:, 0]  # [state, node]
+            log_f -= (theta1 * no_dlt.sum(axis=1)[:, None, None]).reshape(states, -1)
+            log_f.reshape(theta1.shape)[...] -= exp_theta2 * (no_dlt @ x)[:, None, None]
+            log_f += self.log_prior(theta1, theta2).reshape(states, -1)
+            w = _normalised(log_f).reshape(theta1.shape)  # [state, i, j]
+            # w·θ1, w·θ2, w·θ1², w·θ1θ2, w·θ2², each summed over the nodes
+            terms = np.empty((N_MOMENTS, *theta1.shape))
+            np.multiply(w, theta1, out=terms[0])
+            np.multiply(w, theta2, out=terms[1])
+            np.multiply(theta1, theta1, out=terms[2])
+            np.multiply(theta1, theta2, out=terms[3])
+            terms[2:4] *= w
+            np.multiply(w, theta2 * theta2, out=terms[4])
+            sums[block, -N_MOMENTS:] = terms.reshape(N_MOMENTS, states, -1).sum(axis=2).T
+            if expect_coarse:
+                if kept is None:
+                    kept = np.empty((n.shape[0], *w.shape[1:]))
+                kept[block] = w
+            else:
+                first = theta1[:, None, 0] + slope  # η at i = 0, [state, level, j]
+                sums[block, :-N_MOMENTS] = _summaries(
+                    w, first, h1, self.logit_cuts, log_p if p_mean else None
+                )
+        to_lattice = _to_lattice_units(cov, OWN_SPACING)
+        theta_cov = _from_weights(sums, n_levels).theta_cov
+        lattice_cov = to_lattice @ theta_cov @ np.swapaxes(to_lattice, -1, -2)
+        # Built from the right moments, the lattice sees a standard deviation of 1/OWN_SPACING
+        # steps in every direction; far fewer means the moments it was built from overstated
+        # the spread.
+        coarse = _smallest_sd(lattice_cov) < OWN_COARSE_SPACINGS_PER_SD
+        if expect_coarse:
+            rows = np.arange(n.shape[0]) if coarse_too else np.flatnonzero(~coarse)
+            for block in _blocks(rows.size):
+                out = rows[block]
+                theta1, theta2, h1 = (part[out] for part in lattice)
+                slope = np.exp(theta2) * x[:, None]
+                log_p = None
+                if p_mean:
+                    log_p = lattice_log_expit(theta1, slope).reshape(out.size, n_levels, -1)
+                first = theta1[:, None, 0] + slope
+                sums[out, :-N_MOMENTS] = _summaries(kept[out], first, h1, self.logit_cuts, log_p)
+        elif not coarse_too:
+            sums[coarse, :-N_MOMENTS] = np.nan
         post = _from_weights(sums, self.n_levels)
         post = BlrmPosterior(
             post.p_mean,
@@ -363,43 +413,48 @@ class Blrm(Method):
 
     # -- the posterior of a batch of trials ----------------------------------------------------
 
-    def posterior(self, state: TrialState) -> tuple[BlrmPosterior, np.ndarray]:
-        """Summaries of each distinct data set and, per trial, the index of its row.
+    def posterior(
+        self, state: TrialState, p_mean: bool = False
+    ) -> tuple[BlrmPosterior, np.ndarray]:
+        """Summaries of each distinct data set and, per trial, the index of its row; the
+        posterior mean DLT probabilities only with ``p_mean`` (the rules do not use them).
 
         The last result is kept, so that the method's rules, its stopping rules and the engine
         share one computation per decision.
         """
         key = (state.n.shape, state.n.tobytes(), state.y.tobytes())
-        if key not in self._cache:
+        kept = self._cache.get(key)
+        if kept is None or (p_mean and not kept[2]):
             n, y, index = unique_states(state.n, state.y)
             if self.sampler is not None:
-                post = self.sampler.blrm_posterior(self, n, y)
+                post, p_mean = self.sampler.blrm_posterior(self, n, y), True
             else:
-                post = self.grid_posterior(n, y)
+                post = self.grid_posterior(n, y, p_mean)
             self._cache.clear()
-            self._cache[key] = (post, index)
-        return self._cache[key]
+            self._cache[key] = kept = (post, index, p_mean)
+        return kept[0], kept[1]
 
-    def probabilities(self, state: TrialState) -> dict[str, np.ndarray]:
-        """P(target interval), P(overdose) and the posterior mean per level, [trial, level]."""
-        post, index = self.posterior(state)
+    def probabilities(self, state: TrialState, p_est: bool = True) -> dict[str, np.ndarray]:
+        """P(target interval), P(overdose) and, with ``p_est``, the posterior mean per level,
+        [trial, level]."""
+        post, index = self.posterior(state, p_mean=p_est)
         above = post.prob_at_least[index]
-        return {
-            "p_est": post.p_mean[index],
+        prob = {
             "p_target": np.clip(above[:, 0] - above[:, 1], 0.0, 1.0),
             "p_overdose": np.clip(above[:, 1], 0.0, 1.0),
         }
+        return {"p_est": post.p_mean[index], **prob} if p_est else prob
 
     # -- the method's rules --------------------------------------------------------------------
 
     def allowed(self, state: TrialState) -> np.ndarray:
         """Levels that satisfy the overdose bound, [trial, level]."""
-        return self.probabilities(state)["p_overdose"] < self.max_overdose_prob
+        return self.probabilities(state, p_est=False)["p_overdose"] < self.max_overdose_prob
 
     def propose(self, state: TrialState) -> tuple[np.ndarray, np.ndarray]:
         """The admissible level with the highest P(target), the lowest on a tie; level 1 when no
         level is admissible (the engine then stops the trial)."""
-        prob = self.probabilities(state)
+        prob = self.probabilities(state, p_est=False)
         admissible = prob["p_overdose"] < self.max_overdose_prob
         score = np.where(admissible, prob["p_target"], -1.0)
         return score.argmax(axis=1), np.zeros(state.n_trials, dtype=np.int8)
@@ -524,27 +579,28 @@ def _blocks(size: int) -> list[slice]:
     return [slice(start, start + _BLOCK) for start in range(0, size, _BLOCK)]
 
 
-def _lattice_eta(theta1: np.ndarray, exp_theta2: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """η = θ1 + exp(θ2)·x_d on sheared lattices whose θ2 depends only on a node's j (node
-    i·n_j + j), from ``exp_theta2`` [state, j]: [state, level, node]."""
-    states, n_j = exp_theta2.shape
-    slope = exp_theta2[:, None, :] * x[:, None]  # [state, level, j]
-    eta = theta1.reshape(states, 1, -1, n_j) + slope[:, :, None, :]
-    return eta.reshape(states, x.size, -1)
-
-
 def _normalised(log_f: np.ndarray) -> np.ndarray:
-    """Weights [state, node] from the unnormalised log posterior."""
-    w = np.exp(log_f - log_f.max(axis=1, keepdims=True))
+    """Weights [state, node] from the unnormalised log posterior (overwritten)."""
+    log_f -= log_f.max(axis=1, keepdims=True)
+    w = np.exp(log_f, out=log_f)
     w /= w.sum(axis=1, keepdims=True)
     return w
 
 
-def _weighted_p(w: np.ndarray, log_p: np.ndarray) -> np.ndarray:
-    """Posterior means of p [state, level] from the weights [state, node] and log p
-    [state, level, node] (overwritten)."""
-    p = np.exp(log_p, out=log_p)
-    return (p @ w[:, :, None])[..., 0]
+def _summaries(w, eta_first, h1, logit_cuts, log_p=None) -> np.ndarray:
+    """The posterior means of p (NaN without ``log_p``) and P(p_d ≥ cut) on lattices,
+    [state, level + cut·level], from the weights ``w`` [state, i, j], η at i = 0 ``eta_first``
+    [state, level, j], the θ1 spacing ``h1`` [state] and log p [state, level, node]
+    (overwritten)."""
+    states, n_levels = eta_first.shape[:2]
+    out = np.empty((states, n_levels * (1 + logit_cuts.size)))
+    if log_p is None:
+        out[:, :n_levels] = np.nan
+    else:
+        p = np.exp(log_p, out=log_p)
+        out[:, :n_levels] = (p @ w.reshape(states, -1, 1))[..., 0]
+    out[:, n_levels:] = step_sums(w, eta_first, h1, logit_cuts).reshape(states, -1)
+    return out
 
 
 def _from_weights(sums: np.ndarray, n_levels: int) -> BlrmPosterior:
