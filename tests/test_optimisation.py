@@ -306,10 +306,13 @@ def both_by_quadrature(p_t: float, p_e: float, rho: float) -> float:
     return value
 
 
-def arm_outcomes(n: int, p_t: float, p_e: float, rho: float):
+def arm_outcomes(n: int, p_t: float, p_e: float, rho: float, both: float | None = None):
     """Every outcome of an arm of n patients, as counts [outcome, cell] of (response without
-    DLT, neither, both, DLT without response), with its probability."""
-    both = both_by_quadrature(p_t, p_e, rho)
+    DLT, neither, both, DLT without response), with its probability; ``both``: P(DLT and
+    response) when given (patients whose own probabilities vary), else the copula's of p_t and
+    p_e."""
+    if both is None:
+        both = both_by_quadrature(p_t, p_e, rho)
     cells = [p_e - both, 1.0 - p_t - p_e + both, both, p_t - both]
     counts = np.array(
         [
@@ -322,17 +325,21 @@ def arm_outcomes(n: int, p_t: float, p_e: float, rho: float):
     return counts, stats.multinomial.pmf(counts, n, cells)
 
 
-def exact_multinomial(sizes, levels, p_t, p_e, rho, rule, guard, margin, weights=None) -> dict:
+def exact_multinomial(
+    sizes, levels, p_t, p_e, rho, rule, guard, margin, weights=None, both=None
+) -> dict:
     """P(the stage selects each candidate level), and P(none) under key NO_LEVEL: ``sizes`` and
     ``levels`` per arm (the selected level's arm first, as the design allocates), p_t and p_e
     per level. The rule: arms with DLTs ≤ guard × n are eligible; the higher level is selected
     when eligible and either the lower one is not or the higher one's response rate (rule
     "response") or mean utility (rule "utility", ``weights`` of the four cells) is higher by
-    more than ``margin``; otherwise the lower one when eligible."""
+    more than ``margin``; otherwise the lower one when eligible. ``both`` [level]: P(DLT and
+    response) of a patient at each level, when not the copula's of p_t and p_e."""
     g, m = Fraction(guard).limit_denominator(10**6), Fraction(margin).limit_denominator(10**6)
     arms = []
     for n, level in zip(sizes, levels, strict=True):
-        counts, prob = arm_outcomes(n, p_t[level], p_e[level], rho)
+        p_both = None if both is None else both[level]
+        counts, prob = arm_outcomes(n, p_t[level], p_e[level], rho, p_both)
         dlts = counts[:, 2] + counts[:, 3]
         if rule == "response":
             total = counts[:, 0] + counts[:, 2]
@@ -637,7 +644,8 @@ def test_table_and_protocol_describe_the_stage_after_escalation():
         "patients are treated at it alone. The optimised dosage is the arm with the highest "
         "observed response rate among the arms whose observed DLT rate is ≤ 0.25, a higher "
         "level winning only when better by more than 0.05; when no arm passes, no level is "
-        "selected."
+        "selected. An arm whose level the organ-dose limits rule out at the end of the stage, "
+        "with every patient's measured dosimetry (escalation and stage), cannot be selected."
     )
     assert f"{stage}  " in render_decision_table(design, "markdown").splitlines()
     assert ("Randomised dose optimisation", stage) in protocol_sections(design)

@@ -167,6 +167,7 @@ def test_rows_of_a_chunk_are_the_engine_s_trials_of_that_chunk(tmp_path):
 
 
 STAGE = str(DESIGNS / "boin_optimisation.toml")
+
 BOIN12 = str(DESIGNS / "boin12_psma.toml")
 EFFICACY_SCENARIOS = str(DESIGNS / "efficacy_scenarios.toml")
 PSMA = str(DESIGNS / "boin_psma.toml")
@@ -189,6 +190,11 @@ def test_stage_columns_reproduce_the_stage_figures_and_the_engine_s_arrays(tmp_p
         "optimised_level",
         *(f"stage_arm{a}_{f}" for a in (1, 2) for f in ("level", "n", "dlt", "response", "both")),
         "stage_duration_months",
+        *(
+            f"stage_arm{a}_{f}"
+            for a in (1, 2)
+            for f in ("exceed_kidney", "exceed_red_marrow", "ruled_out")
+        ),
     ]
     for design, scenario, sim, oc, _ in study.cells():
         cell = [r for r in rows if (r["design"], r["scenario"]) == (design.name, scenario.name)]
@@ -215,11 +221,35 @@ def test_stage_columns_reproduce_the_stage_figures_and_the_engine_s_arrays(tmp_p
             assert all(v is None for f in ("n", "dlt", "response", "both") for v in arm[a, f][~has])
             n, y, r, b = (arm[a, f][has].astype(int) for f in ("n", "dlt", "response", "both"))
             assert ((0 <= b) & (b <= np.minimum(y, r)) & (y <= n) & (r <= n)).all()
+        for a in (1, 2):
+            for f in ("exceed_kidney", "exceed_red_marrow", "ruled_out"):
+                arm[a, f] = np.array([number(r[f"stage_arm{a}_{f}"]) for r in cell], dtype=object)
         for trial, level in enumerate(optimised):
-            if level is not None:  # one of the trial's arms, and it passed the guard
+            if level is not None:  # one of the trial's arms; it passed both guards
                 a = 1 if level == arm[1, "level"][trial] else 2
                 assert level == arm[a, "level"][trial]
                 assert arm[a, "dlt"][trial] <= opt.max_dlt_rate * arm[a, "n"][trial] + 1e-9
+                assert arm[a, "ruled_out"][trial] == 0
+        # the organ figures: each entered trial's fraction past the limit, and the trials with
+        # an arm ruled out
+        for organ in ("kidney", "red_marrow"):
+            past = sum(
+                np.where(has, arm[a, f"exceed_{organ}"], 0).astype(int)
+                for a, has in ((1, entered), (2, two))
+            )
+            stage_n = sum(
+                np.where(has, arm[a, "n"], 0).astype(int) for a, has in ((1, entered), (2, two))
+            )
+            fraction = past[entered] / stage_n[entered]
+            assert oc.values["optimisation_organ_exceed_pct"][organ] == pytest.approx(
+                100 * fraction.mean(), rel=1e-12
+            )
+        ruled = sum(
+            np.where(has, arm[a, "ruled_out"], 0).astype(int) for a, has in ((1, entered), (2, two))
+        )
+        assert oc.values["optimisation_organ_ruled_out_pct"] == pytest.approx(
+            100 * (ruled > 0).mean(), rel=1e-12
+        )
 
         # per level, from the arms
         per_level = {f: np.zeros((t, k), dtype=np.int64) for f in ("n", "dlt", "response")}

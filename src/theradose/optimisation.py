@@ -20,16 +20,30 @@ patients between candidate levels:
   (the file may give that total as ``patients`` instead),
   arm ``k`` receiving ``2 × patients_per_arm × ratio[k] / Σ ratio`` (the selected level's arm
   first), a whole number by validation.
-- Each patient has a DLT with the true DLT probability of the arm's level and a response with
-  its true response probability, within a patient joined by the scenario's Gaussian copula
-  (``tox_eff_correlation``; independent at 0), drawn from the chunk's own stream
-  (:data:`theradose.virtual_patients.OPTIMISATION_STREAM`) so that escalation results are those
-  of the design without the stage.
+- Each patient has a latent tolerance u and response variable v', within a patient joined by
+  the scenario's Gaussian copula (``tox_eff_correlation``; independent at 0), drawn from the
+  chunk's own stream (:data:`theradose.virtual_patients.OPTIMISATION_STREAM`) so that
+  escalation results are those of the design without the stage. A DLT iff u < p_T, a response
+  iff v' < p_E: the true probabilities of the arm's level in a scenario without dosimetry.
+  When the patients have dosimetry (a dosimetry-driven scenario, or a design with
+  ``[dosimetry]``), the stage's patients are virtual patients like the escalation's
+  (:func:`stage_patients`): their own true and measured Gy/GBq per organ (a sub-stream of the
+  stage's stream), their activity by the design's rule (fixed, capped, or personalised), p_T
+  from the NTCP of their own organ doses (or the level's under a scenario's ``dlt_prob``) and
+  p_E from their own tumour dose (or the level's ``eff_prob``). The stage's P(DLT and
+  response) at a level is then E[C_ρ(p_T(i), p_E(i))] over patients, as the truth's
+  (:func:`theradose.dosimetry.level_truths`), not C_ρ of the mean probabilities.
 - The pre-specified rule (``rule``): among arms whose observed DLT rate is at most
   ``max_dlt_rate`` (default the design's target), the one with the highest observed response
   rate (``"response"``) or observed mean utility per patient (``"utility"``); a higher level
   must beat the best lower one by more than ``margin``, so ties go to the lower level. No arm
   passing the guard selects no level.
+- With organ-dose limits, an arm is selectable only if the design's organ-dose constraint,
+  its posterior updated with every measured Gy/GBq (the escalation's patients' and the
+  stage's), admits its level at the end of the stage (:func:`admissible_after_stage`): the
+  escalation's guarantee that the selected level is one the limits admit at the end of the
+  trial, carried to the trial's new end. The stage's patients' organ doses are reported
+  (per organ, the % whose true cumulative dose or BED passed the limit).
 
 The *truly optimal* dosage is the same rule applied to the true probabilities, with the
 candidates built from the constrained optimum (the level closest to the target among those the
@@ -140,6 +154,13 @@ class Optimisation:
             f"observed {score} among the arms whose observed DLT rate is ≤ "
             f"{self.max_dlt_rate:g}, a higher level winning only when better by more than "
             f"{margin}; when no arm passes, no level is selected."
+            + (
+                " An arm whose level the organ-dose limits rule out at the end of the stage, "
+                "with every patient's measured dosimetry (escalation and stage), cannot be "
+                "selected."
+                if organ_limits
+                else ""
+            )
         )
 
 
@@ -385,9 +406,11 @@ def candidate_levels(design: Design, n, y, r, b, admissible, selected) -> np.nda
 
 
 def stage_seeds(seed: np.random.SeedSequence) -> tuple[np.random.SeedSequence, ...]:
-    """Three sub-streams of the stage's stream: DLT draws u, response draws v, accrual gaps."""
+    """Four sub-streams of the stage's stream: DLT draws u, response draws v, accrual gaps, and
+    the stage patients' organ Gy/GBq (drawn only when the patients have dosimetry, so the first
+    three, and every result of a scenario without dosimetry, are what they were before)."""
     return tuple(
-        np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k)) for k in range(3)
+        np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k)) for k in range(4)
     )
 
 
@@ -396,6 +419,126 @@ def _draws(seed: np.random.SeedSequence, n_trials: int, n_arms: int, n_max: int)
     first patients)."""
     rng = np.random.default_rng(seed)
     return rng.random((n_max, n_arms, n_trials)).transpose(2, 1, 0)
+
+
+@dataclass(frozen=True)
+class StagePatients:
+    """The stage's virtual patients with dosimetry, arrays [trial, arm, patient(, organ)].
+
+    Attributes
+    ----------
+    true_gy_per_gbq : [..., organ] true Gy/GBq, in the scenario's organ order
+        (:func:`theradose.scenario.organ_truth`)
+    measured_gy_per_gbq : [..., design organ] measured Gy/GBq (None: the design has no organs)
+    schedule : :class:`~theradose.dosimetry.ScheduleMoments` of the activity each patient
+        receives over the cycles (fixed, capped or personalised, as in escalation)
+    capped : whether each patient's later cycles were reduced
+    dlt_prob : each patient's P(DLT) from the NTCP of their own organ doses (None: the scenario
+        gives the levels' DLT probabilities)
+    response_prob : each patient's P(response) from their own tumour dose (None: the scenario
+        gives the levels' response probabilities)
+    exceeds : [..., design organ] the TRUE cumulative absorbed dose (or BED) passes the design
+        organ's limit (None: the design has no organs)
+    """
+
+    true_gy_per_gbq: np.ndarray
+    measured_gy_per_gbq: np.ndarray | None
+    schedule: Any
+    capped: np.ndarray
+    dlt_prob: np.ndarray | None
+    response_prob: np.ndarray | None
+    exceeds: np.ndarray | None
+
+
+def stage_patients(
+    design: Design, organs: Any, seed: np.random.SeedSequence, levels: np.ndarray, n_max: int
+) -> StagePatients:
+    """The stage's patients of a scenario whose patients have dosimetry: ``n_max`` patients per
+    arm of each trial, treated at ``levels`` [trial, arm] (0-based; any level where an arm is
+    empty), as the escalation treats its patients.
+
+    Each patient's true and measured Gy/GBq per organ come from ``organs`` (the scenario's
+    :class:`~theradose.dosimetry.DosimetryTruth` for the design) by
+    :func:`theradose.dosimetry.sample_patients` on the stage's own stream ``seed``, drawn
+    patient-major over (patient, arm) like the stage's u and v; their schedule from their
+    level's value by the design's rule (fixed, capped from measured Gy/GBq, or personalised:
+    :func:`theradose.engine._schedules`); their P(DLT) from the NTCP of their own cumulative
+    organ doses (:func:`theradose.dosimetry.patient_dlt_prob`) and P(response) from their own
+    tumour dose (:func:`theradose.dosimetry.patient_response_prob`) when the scenario says so;
+    and whether their true cumulative dose (or BED) passes each design organ's limit
+    (:func:`theradose.dosimetry.passes_limit`, as the escalation's ``exceed_<organ>`` records).
+    """
+    from theradose.dosimetry import (
+        passes_limit,
+        patient_dlt_prob,
+        patient_response_prob,
+        sample_patients,
+    )
+    from theradose.engine import _schedules
+
+    n_trials, n_arms = levels.shape
+    dosimetry = design.dosimetry
+    cv = 0.0 if dosimetry is None else dosimetry.measurement_cv
+    sampled = sample_patients(
+        np.random.default_rng(seed),
+        organs.organs,
+        n_trials,
+        n_max * n_arms,
+        measurement_cv=cv,
+        correlation=organs.correlation,
+    )
+
+    def by_arm(a: np.ndarray) -> np.ndarray:  # [trial, patient × arm, organ] → [trial, arm, ...]
+        return a.reshape(n_trials, n_max, n_arms, a.shape[-1]).transpose(0, 2, 1, 3)
+
+    true = by_arm(sampled.true_gy_per_gbq)
+    measured = index = None
+    if dosimetry is not None and dosimetry.organs:
+        index = organs.index(dosimetry.names)
+        measured = by_arm(sampled.measured_gy_per_gbq[..., index])
+    planned = np.asarray(design.doses, dtype=float)[levels][:, :, None] * np.ones(n_max)
+    schedule, capped = _schedules(design, planned, measured)
+    dlt_prob = response_prob = exceeds = None
+    if organs.toxicity is not None and organs.toxicity.uses_ntcp:
+        dlt_prob = patient_dlt_prob(true, schedule, organs)
+    if organs.efficacy is not None:
+        response_prob = patient_response_prob(true, schedule, organs)
+    if index is not None:
+        exceeds = np.stack(
+            [
+                passes_limit(model, organs.organs[i], schedule, true[..., i])
+                for model, i in zip(dosimetry.organs, index.tolist(), strict=True)
+            ],
+            axis=-1,
+        )
+    return StagePatients(true, measured, schedule, capped, dlt_prob, response_prob, exceeds)
+
+
+def admissible_after_stage(
+    design: Design, state: TrialState, measured: np.ndarray, enrolled: np.ndarray
+) -> np.ndarray:
+    """The levels the design's organ-dose constraint admits at the end of the stage, [trial,
+    level]: the escalation's constraint (:func:`theradose.pipeline.admissible_levels`) with
+    each organ's posterior updated from every measured Gy/GBq, the escalation's patients' and
+    the stage's (``measured`` [trial, arm, patient, design organ] where ``enrolled``
+    [trial, arm, patient])."""
+    import dataclasses
+
+    from theradose.dosimetry import DosimetryStats
+    from theradose.pipeline import admissible_levels
+
+    n_trials, n_organs = measured.shape[0], measured.shape[-1]
+    stage = DosimetryStats.from_measured(
+        measured.reshape(n_trials, -1, n_organs), enrolled.reshape(n_trials, -1)
+    )
+    after = dataclasses.replace(state, dosimetry_stats=state.dosimetry_stats + stage, memo={})
+    return admissible_levels(design, after)
+
+
+def organ_guard(design: Design) -> bool:
+    """Whether the stage's selection has the organ-dose guard: the design has organ-dose
+    limits (a constraint that rules levels out)."""
+    return any(constraint.organ_limits for constraint in design.constraints)
 
 
 def run_stage(
@@ -409,9 +552,17 @@ def run_stage(
     """Simulate the stage for every trial of a chunk (all at once); returns the
     :class:`~theradose.results.ChunkResult` fields ``optimised`` [trial] (the selected optimised
     level, NO_LEVEL for none), ``stage_n``, ``stage_y``, ``stage_r``, ``stage_b`` [trial, level]
-    (patients, DLTs, responses, patients with both) and, with ``[timing]``,
-    ``stage_duration`` [trial] (months: the stage's accrual at the design's rate, then the last
-    patient's DLT window; 0 for trials that did not enter)."""
+    (patients, DLTs, responses, patients with both), with ``[timing]`` ``stage_duration``
+    [trial] (months: the stage's accrual at the design's rate, then the last patient's DLT
+    window; 0 for trials that did not enter) and, with the design's organ limits,
+    ``stage_exceed`` [trial, level, organ] (stage patients whose true cumulative dose or BED
+    passed the limit) and ``stage_admissible`` [trial, level] (levels the organ-dose constraint
+    admits at the end of the stage; an arm at any other level is not selectable).
+
+    When the patients have dosimetry (``patients.organs``: the scenario is dosimetry-driven or
+    the design has ``[dosimetry]``), the stage's patients are virtual patients like the
+    escalation's (:func:`stage_patients`): a DLT iff u < their own P(DLT) (NTCP) or the level's,
+    a response iff v' < their own P(response) (tumour dose) or the level's."""
     opt = design.optimisation
     if truth.eff_prob is None:
         raise ValueError(
@@ -426,7 +577,8 @@ def run_stage(
     sizes[two] = opt.arm_sizes
     sizes[one, 0] = opt.patients_per_arm
     n_max = max(*opt.arm_sizes, opt.patients_per_arm)
-    seed_u, seed_v, seed_gap = stage_seeds(patients.optimisation_seed or np.random.SeedSequence(0))
+    seeds = stage_seeds(patients.optimisation_seed or np.random.SeedSequence(0))
+    seed_u, seed_v, seed_gap, seed_organs = seeds
     u = _draws(seed_u, n_trials, 2, n_max)
     v = _draws(seed_v, n_trials, 2, n_max)
     if rho != 0.0:
@@ -438,15 +590,34 @@ def run_stage(
         v = special.ndtr(rho * z_u + np.sqrt(1.0 - rho * rho) * z_v)
     at = np.maximum(levels, 0)
     enrolled = np.arange(n_max)[None, None, :] < sizes[:, :, None]
-    dlt = (u < truth.dlt_prob[at][:, :, None]) & enrolled
-    response = (v < truth.eff_prob[at][:, :, None]) & enrolled
+    p_dlt = truth.dlt_prob[at][:, :, None]
+    p_eff = truth.eff_prob[at][:, :, None]
+    own = None
+    if patients.organs is not None:
+        own = stage_patients(design, patients.organs, seed_organs, at, n_max)
+        p_dlt = p_dlt if own.dlt_prob is None else own.dlt_prob
+        p_eff = p_eff if own.response_prob is None else own.response_prob
+    dlt = (u < p_dlt) & enrolled
+    response = (v < p_eff) & enrolled
     n = sizes.astype(float)
     y = dlt.sum(axis=2).astype(float)
     r = response.sum(axis=2).astype(float)
     b = (dlt & response).sum(axis=2).astype(float)
     eligible, score = _scores(opt, weights_of(design), n, y, r, b)
-    optimised = choose(levels, eligible & (levels >= 0), score, opt.margin)
-    out = {"optimised": optimised}
+    selectable = eligible & (levels >= 0)
+    out = {}
+    if own is not None and own.exceeds is not None:
+        exceed = (own.exceeds & enrolled[..., None]).sum(axis=2)  # [trial, arm, organ]
+        per_level = np.zeros((n_trials, n_levels, exceed.shape[-1]), dtype=np.int32)
+        for arm in range(levels.shape[1]):
+            has = levels[:, arm] >= 0
+            per_level[has, levels[has, arm]] += exceed[has, arm].astype(np.int32)
+        out["stage_exceed"] = per_level
+    if own is not None and own.measured_gy_per_gbq is not None and organ_guard(design):
+        admissible = admissible_after_stage(design, state, own.measured_gy_per_gbq, enrolled)
+        selectable &= np.take_along_axis(admissible, at, axis=1)
+        out["stage_admissible"] = admissible
+    out["optimised"] = choose(levels, selectable, score, opt.margin)
     for name, counts in (("stage_n", n), ("stage_y", y), ("stage_r", r), ("stage_b", b)):
         per_level = np.zeros((n_trials, n_levels), dtype=np.int32)
         for arm in range(levels.shape[1]):
@@ -495,6 +666,22 @@ def stage_sums(sim: Any, chunk: Any) -> dict[str, Any]:
         "total_n_sum": int(total_n.sum()),
         "total_n_sq": int((total_n * total_n).sum()),
     }
+    if chunk.stage_exceed is not None:
+        # per organ: each entered trial's fraction of stage patients past the limit; per level
+        # and organ: counts with their squares and cross products with the level's stage
+        # patients (pooled ratio and its delta-method error)
+        exceed = chunk.stage_exceed.astype(np.int64)  # [trial, level, organ]
+        fraction = exceed.sum(axis=1)[entered] / stage_total[entered, None]
+        out.update(
+            exceed_fraction_sum=fraction.sum(axis=0),
+            exceed_fraction_sq=(fraction**2).sum(axis=0),
+            exceed_level_sum=exceed.sum(axis=0),
+            exceed_level_sq=(exceed * exceed).sum(axis=0),
+            exceed_level_cross=(exceed * stage_n[:, :, None]).sum(axis=0),
+        )
+    if chunk.stage_admissible is not None:
+        ruled_out = ((stage_n > 0) & ~chunk.stage_admissible).any(axis=1)
+        out["organ_ruled_out"] = int(ruled_out.sum())
     if chunk.stage_duration is not None:
         stage = chunk.stage_duration[entered]
         total = chunk.duration + chunk.stage_duration
@@ -534,6 +721,16 @@ OPTIMISATION_DEFINITIONS = {
     "optimisation_duration_months_mean": "months of the stage (accrual at the design's rate, "
     "then the DLT window), mean over the trials that entered it",
     "optimisation_total_duration_months_mean": "months of escalation and stage per trial, mean",
+    "optimisation_organ_exceed_pct": "per organ with a limit in the design: each trial's % of "
+    "stage patients whose TRUE cumulative absorbed dose (or BED) over the cycles they received "
+    "passed the organ's limit, averaged over the trials that entered the stage",
+    "optimisation_organ_exceed_level_pct": "per organ with a limit and per level: % of the "
+    "stage patients treated at the level whose TRUE cumulative absorbed dose (or BED) passed "
+    "the organ's limit, pooled over trials (Σ past the limit ÷ Σ stage patients at the level; "
+    "null where no trial's stage treated the level)",
+    "optimisation_organ_ruled_out_pct": "% of trials in which the organ-dose constraint, "
+    "updated with the stage patients' measured dosimetry, ruled out the level of one of the "
+    "stage's arms (that arm could not be selected)",
 }
 
 
@@ -577,6 +774,7 @@ def optimisation_figures(sim: Any, values: dict, se: dict) -> None:
     put("optimisation_patients_mean", _mean_se(o["stage_n_sum"], o["stage_n_sq"], t))
     put("optimisation_n_mean", _mean_se(o["stage_total_sum"], o["stage_total_sq"], t))
     put("optimisation_total_n_mean", _mean_se(o["total_n_sum"], o["total_n_sq"], t))
+    _organ_figures(sim, values, se)
     timed = "stage_duration_sum" in o
     put(
         "optimisation_duration_months_mean",
@@ -590,6 +788,43 @@ def optimisation_figures(sim: Any, values: dict, se: dict) -> None:
     )
 
 
+def _organ_figures(sim: Any, values: dict, se: dict) -> None:
+    """The stage's organ-dose figures (:data:`OPTIMISATION_DEFINITIONS`), for a design with
+    organ limits (nothing otherwise)."""
+    from theradose.results import _mean_se, _pct_se, _ratio_se
+
+    o = sim.optimisation
+    if "exceed_fraction_sum" not in o:
+        return
+    t = sim.n_trials
+    entered = int(o["entered"])
+    mean, error = _mean_se(o["exceed_fraction_sum"], o["exceed_fraction_sq"], max(entered, 1))
+    key = "optimisation_organ_exceed_pct"
+    values[key], se[key] = {}, {}
+    for j, organ in enumerate(sim.organs):
+        values[key][organ] = float(100 * mean[j]) if entered else None
+        se[key][organ] = float(100 * error[j]) if entered else None
+    key = "optimisation_organ_exceed_level_pct"
+    values[key], se[key] = {}, {}
+    for j, organ in enumerate(sim.organs):
+        values[key][organ], se[key][organ] = [], []
+        for level in range(sim.n_levels):
+            pair = _ratio_se(
+                int(o["exceed_level_sum"][level, j]),
+                int(o["exceed_level_sq"][level, j]),
+                int(o["exceed_level_cross"][level, j]),
+                int(o["stage_n_sum"][level]),
+                int(o["stage_n_sq"][level]),
+                t,
+            )
+            values[key][organ].append(None if pair is None else 100 * pair[0])
+            se[key][organ].append(None if pair is None else 100 * pair[1])
+    key = "optimisation_organ_ruled_out_pct"
+    if "organ_ruled_out" in o:
+        value, error = _pct_se(o["organ_ruled_out"], t)
+        values[key], se[key] = float(value), float(error)
+
+
 def optimisation_truth(design: Design, truth: DesignTruth) -> dict[str, Any]:
     """The :class:`~theradose.results.Simulations` identity field of the stage (none without
     ``[optimisation]``)."""
@@ -601,9 +836,12 @@ def optimisation_truth(design: Design, truth: DesignTruth) -> dict[str, Any]:
 __all__ = [
     "OPTIMISATION_DEFINITIONS",
     "Optimisation",
+    "StagePatients",
+    "admissible_after_stage",
     "choose",
     "optimisation_figures",
     "read_optimisation",
     "run_stage",
+    "stage_patients",
     "true_optimal_level",
 ]

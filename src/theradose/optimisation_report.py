@@ -33,10 +33,25 @@ def has_optimisation(study: StudyResult) -> bool:
     return any("optimised_pcs" in oc.values for row in study.oc for oc in row)
 
 
+def _stage_organs(study: StudyResult) -> tuple[str, ...]:
+    """The organs with a limit in any design with a stage, in order of first appearance."""
+    names: dict[str, None] = {}
+    for row in study.oc:
+        for oc in row:
+            names.update(dict.fromkeys(oc.values.get("optimisation_organ_exceed_pct") or {}))
+    return tuple(names)
+
+
+def _guarded(study: StudyResult) -> bool:
+    return any("optimisation_organ_ruled_out_pct" in oc.values for row in study.oc for oc in row)
+
+
 def optimisation_table(study: StudyResult) -> TableRecord | None:
     """One row per design × scenario with an optimisation stage: the truly optimal level, the %
-    of trials selecting each level as the optimised dosage, then the scalar figures (None when no
-    design has ``[optimisation]``)."""
+    of trials selecting each level as the optimised dosage, then the scalar figures and, for
+    designs with organ limits, the % of stage patients past each organ's limit and the % of
+    trials whose organ-dose constraint ruled out an arm (None when no design has
+    ``[optimisation]``)."""
     if not has_optimisation(study):
         return None
     n_levels = max(d.n_levels for d in study.designs)
@@ -46,6 +61,8 @@ def optimisation_table(study: StudyResult) -> TableRecord | None:
         for oc in row
     )
     figures = {k: v for k, v in OPTIMISATION_FIGURES.items() if timed or "duration" not in k}
+    organs = _stage_organs(study)
+    guarded = _guarded(study)
     rows = []
     for design, scenario, _, oc, _ in study.cells():
         values, se = oc.values, oc.se
@@ -58,6 +75,12 @@ def optimisation_table(study: StudyResult) -> TableRecord | None:
             cells.append(pm(selection[level], errors[level], 1) if level < len(selection) else "")
         for key, (_, digits) in figures.items():
             cells.append(pm(values.get(key), se.get(key), digits))
+        exceed, exceed_se = (d.get("optimisation_organ_exceed_pct") or {} for d in (values, se))
+        for organ in organs:
+            cells.append(pm(exceed.get(organ), exceed_se.get(organ), 1) if organ in exceed else "")
+        if guarded:
+            key = "optimisation_organ_ruled_out_pct"
+            cells.append(pm(values[key], se[key], 1) if key in values else "")
         rows.append(tuple(cells))
     columns = (
         Column("design", align="left", wrap_at=24),
@@ -65,17 +88,27 @@ def optimisation_table(study: StudyResult) -> TableRecord | None:
         Column("optimal level"),
         *(Column(f"level {k + 1} %", group="selection") for k in range(n_levels)),
         *(Column(header) for header, _ in figures.values()),
+        *(Column(f"% past {organ} limit", group="stage organ doses") for organ in organs),
+        *((Column("% arm ruled out", group="stage organ doses"),) if guarded else ()),
     )
+    notes = (
+        "Optimal level: the stage's rule applied to the true DLT and response probabilities "
+        "of the candidates built from the constrained optimum (the true MTD without organ "
+        "limits); level k %: trials selecting level k as the optimised dosage.",
+    )
+    if organs:
+        notes += (
+            "% past <organ> limit: each trial's % of stage patients whose true cumulative "
+            "absorbed dose (or BED) passed the organ's limit, mean over trials entering the "
+            "stage; % arm ruled out: trials in which the organ-dose constraint, updated with the "
+            "stage's dosimetry, ruled out an arm's level (not selectable).",
+        )
     return TableRecord(
         title="Randomised dose optimisation after escalation",
         columns=columns,
         rows=tuple(rows),
         key_columns=2,
-        notes=(
-            "Optimal level: the stage's rule applied to the true DLT and response probabilities "
-            "of the candidates built from the constrained optimum (the true MTD without organ "
-            "limits); level k %: trials selecting level k as the optimised dosage.",
-        ),
+        notes=notes,
     )
 
 
@@ -93,6 +126,22 @@ def optimisation_fields(oc: OperatingCharacteristics) -> dict[str, Any]:
         out[f"optimised_selection_pct_{level}_se"] = error
     for key in OPTIMISATION_FIGURES:
         out[key], out[f"{key}_se"] = values.get(key), se.get(key)
+    exceed = values.get("optimisation_organ_exceed_pct")
+    if exceed is not None:
+        exceed_se = se["optimisation_organ_exceed_pct"]
+        by_level = values["optimisation_organ_exceed_level_pct"]
+        by_level_se = se["optimisation_organ_exceed_level_pct"]
+        for organ, pct in exceed.items():
+            out[f"optimisation_organ_exceed_pct_{organ}"] = pct
+            out[f"optimisation_organ_exceed_pct_{organ}_se"] = exceed_se[organ]
+            for level, (pct, error) in enumerate(
+                zip(by_level[organ], by_level_se[organ], strict=True), start=1
+            ):
+                out[f"optimisation_organ_exceed_pct_{organ}_{level}"] = pct
+                out[f"optimisation_organ_exceed_pct_{organ}_{level}_se"] = error
+    key = "optimisation_organ_ruled_out_pct"
+    if key in values:
+        out[key], out[f"{key}_se"] = values[key], se[key]
     return out
 
 
@@ -106,6 +155,13 @@ def optimisation_columns(study: StudyResult) -> tuple[str, ...]:
         columns += [f"optimised_selection_pct_{level}", f"optimised_selection_pct_{level}_se"]
     for key in OPTIMISATION_FIGURES:
         columns += [key, f"{key}_se"]
+    for organ in _stage_organs(study):
+        key = f"optimisation_organ_exceed_pct_{organ}"
+        columns += [key, f"{key}_se"]
+        for level in range(1, n_levels + 1):
+            columns += [f"{key}_{level}", f"{key}_{level}_se"]
+    if _guarded(study):
+        columns += ["optimisation_organ_ruled_out_pct", "optimisation_organ_ruled_out_pct_se"]
     return tuple(columns)
 
 

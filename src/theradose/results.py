@@ -44,6 +44,11 @@ class ChunkResult:
     stage_r: np.ndarray | None = None  # [trial, level] stage responses
     stage_b: np.ndarray | None = None  # [trial, level] stage patients with a DLT and a response
     stage_duration: np.ndarray | None = None  # [trial] months of the stage (with [timing])
+    # [trial, level, organ] stage patients whose TRUE cumulative dose (or BED) passed the design
+    # organ's limit, and [trial, level] the levels the organ-dose constraint admits at the end of
+    # the stage (both: designs with organ limits)
+    stage_exceed: np.ndarray | None = None
+    stage_admissible: np.ndarray | None = None
 
 
 @dataclass

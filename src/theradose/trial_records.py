@@ -33,7 +33,12 @@ File contract (columns may be added, never removed or renamed):
   ``stage_arm1_*`` (the selected level's arm) and ``stage_arm2_*`` (the other candidate):
   ``level`` (1-based), ``n``, ``dlt``, ``response`` and ``both`` (patients with a DLT and a
   response), empty where the trial had no such arm (no level selected after escalation; one
-  candidate), and ``stage_duration_months`` (empty without [timing] or without the stage).
+  candidate), and ``stage_duration_months`` (empty without [timing] or without the stage);
+  when the run also has organ limits, per arm ``stage_arm1_exceed_<organ>`` … (the arm's
+  patients whose TRUE cumulative absorbed dose or BED passed the organ's limit; empty for an
+  organ the design has no limit on) and ``stage_arm1_ruled_out`` (1 when the organ-dose
+  constraint, updated with the stage patients' measured dosimetry, ruled the arm's level out,
+  so that it could not be selected; else 0), then the same for arm 2.
   Stage patients within an arm are exchangeable (fixed arm sizes, no decision within the
   stage), so these counts of the four outcomes are each arm's complete record; and, when a
   scenario simulates efficacy, the escalation's ``response_1`` … ``response_K`` (patients who
@@ -80,9 +85,15 @@ def _organs(designs: Sequence[Design]) -> tuple[str, ...]:
 STAGE_ARM_FIELDS = ("level", "n", "dlt", "response", "both")
 
 
-def _stage_columns() -> list[str]:
+def _stage_columns(organs: Sequence[str] = ()) -> list[str]:
+    """The stage's columns; with ``organs`` (the run's organs with limits), each arm's
+    patients past each organ's limit and whether the constraint ruled the arm's level out."""
     arms = [f"stage_arm{arm}_{name}" for arm in (1, 2) for name in STAGE_ARM_FIELDS]
-    return ["optimised_level", *arms, "stage_duration_months"]
+    columns = ["optimised_level", *arms, "stage_duration_months"]
+    for arm in (1, 2) if organs else ():
+        columns += [f"stage_arm{arm}_exceed_{organ}" for organ in organs]
+        columns.append(f"stage_arm{arm}_ruled_out")
+    return columns
 
 
 def trial_columns(designs: Sequence[Design], efficacy: bool = False) -> tuple[str, ...]:
@@ -98,7 +109,7 @@ def trial_columns(designs: Sequence[Design], efficacy: bool = False) -> tuple[st
         columns += [f"exceed_{organ}" for organ in organs]
         columns += [f"ruled_out_n_{k}" for k in levels]
     if any(design.optimisation is not None for design in designs):
-        columns += _stage_columns()
+        columns += _stage_columns(organs)
     if efficacy:
         columns += [*(f"response_{k}" for k in levels), *(f"both_{k}" for k in levels)]
     return tuple(columns)
@@ -161,9 +172,9 @@ def trial_rows(
                 columns.append([None if v < 0 else v for v in ruled[:, j].tolist()])
     if stage:
         if chunk.optimised is None:
-            columns += [empty] * len(_stage_columns())
+            columns += [empty] * len(_stage_columns(organs))
         else:
-            columns += _stage_fields(chunk)
+            columns += _stage_fields(chunk, design, organs)
     if efficacy:
         for counts in (chunk.r, chunk.b):
             if counts is None:
@@ -174,9 +185,11 @@ def trial_rows(
     return zip(*columns, strict=True)
 
 
-def _stage_fields(chunk: ChunkResult) -> list[list]:
+def _stage_fields(chunk: ChunkResult, design: Design, organs: Sequence[str] = ()) -> list[list]:
     """The stage's columns of a chunk (:func:`_stage_columns` order): the selected level's arm,
-    then the other candidate's, read from the per-level stage counts."""
+    then the other candidate's, read from the per-level stage counts; with ``organs``, each
+    arm's patients past each organ's limit (empty for an organ the design has no limit on)
+    and whether the organ-dose constraint at the end of the stage ruled its level out."""
     n_trials = chunk.n.shape[0]
     rows = np.arange(n_trials)
     entered = chunk.mtd >= 0
@@ -202,6 +215,22 @@ def _stage_fields(chunk: ChunkResult) -> list[list]:
     else:
         months = chunk.stage_duration.tolist()
         out.append([m if ok else None for m, ok in zip(months, entered.tolist(), strict=True)])
+    own = () if design.dosimetry is None else design.dosimetry.names
+    for level in arms if organs else ():
+        has, at = level >= 0, np.maximum(level, 0)
+        for organ in organs:
+            if organ not in own or chunk.stage_exceed is None:
+                out.append([None] * n_trials)
+                continue
+            values = chunk.stage_exceed[rows, at, own.index(organ)].astype(np.int64)
+            kept = zip(values.tolist(), has.tolist(), strict=True)
+            out.append([v if ok else None for v, ok in kept])
+        if chunk.stage_admissible is None:
+            out.append([None] * n_trials)
+        else:
+            ruled = (~chunk.stage_admissible[rows, at]).astype(np.int64)
+            kept = zip(ruled.tolist(), has.tolist(), strict=True)
+            out.append([v if ok else None for v, ok in kept])
     return out
 
 
