@@ -17,7 +17,7 @@ Patient ``k`` (0-based, in enrolment order) has a DLT iff ``u[k] < p_true[level 
   integrals by adaptive quadrature (``scipy.integrate.quad``), not the engine's fixed rule.
 - BF-BOIN (backfilling): Zhao, Y., Yuan, Y., Korn, E. L. & Freidlin, B. (2024). *Clin Cancer
   Res* 30(4):673–679, in time (accrual, a DLT window, onsets), with the rules of theradose's
-  README section "Dose optimisation: backfill and a randomised stage".
+  docs/dose-optimisation.md, section "Dose optimisation: backfill and a randomised stage".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Backfilling (BF-BOIN, Zhao, Yuan, Korn & Freidlin 2024, Clin Cancer Res 30:673) in the
 vectorised engine against the one-trial-at-a-time reference simulator (``reference_sim.bf_boin``,
-written from the rules of the README and imports nothing from theradose).
+written from the rules of docs/dose-optimisation.md and imports nothing from theradose).
 
 Both see the same random draws, so every trial must agree exactly — every patient's level, DLT,
 arrival time and whether they were backfilled, hence n, y and backfill patients per level, the

@@ -4,8 +4,8 @@ values that use them.
 The bounds keep a mistake (a typo, a unit slip, a hostile file) from exhausting the machine or
 running for days; none limits a real phase 1 trial. Values inside the bounds but unlike any
 published radiopharmaceutical give warnings (exit code 0), never errors:
-:data:`PLAUSIBLE_GY_PER_GBQ` and :data:`MAX_PLAUSIBLE_CV`. The README's "Limits" section lists
-them for users.
+:data:`PLAUSIBLE_GY_PER_GBQ` and :data:`MAX_PLAUSIBLE_CV`. The "Limits" section of
+docs/commands.md lists them for users.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :data:`FIGURES` names every summary figure of a design × scenario once: its JSON key (a key of
 :class:`~theradose.results.OperatingCharacteristics`), the label the tables print and its
-definition (the README's "Operating characteristics: definitions" says the same). From a
+definition (docs/definitions.md says the same). From a
 :class:`~theradose.study.StudyResult`, :func:`study_tables` builds per scenario a per-level
 table (levels as rows) and a summary table (figures as rows, one column per design), and per
 design with organ limits the prior exceedance table; :mod:`theradose.tables` renders them for
@@ -164,7 +164,7 @@ PRIOR_EXCEEDANCE_DEFINITION = (
 NOTES = (
     "± is the Monte Carlo standard error. Pooled: totals over all trials (Σ at MTD ÷ Σ patients); "
     "mean of trials: each trial's own proportion, averaged over the trials that treated anyone.",
-    "Every figure is defined in the README, 'Operating characteristics: definitions'.",
+    "Every figure is defined in docs/definitions.md (theradose's repository).",
 )
 
 

@@ -700,7 +700,8 @@ def add_sums(total: dict, part: dict) -> None:
         total[name] = total[name] + values if name in total else values
 
 
-# JSON key → definition (README, "Dose optimisation: the randomised stage").
+# JSON key → definition (docs/dose-optimisation.md, "Dose optimisation: backfill and a
+# randomised stage").
 OPTIMISATION_DEFINITIONS = {
     "true_optimal_level": "the truly optimal dosage: the stage's rule applied to the true DLT "
     "and response probabilities of the candidates built from the constrained optimum (the true "

@@ -261,7 +261,7 @@ def _result_entry(design, scenario, sim, oc, exact) -> dict:
 def study_to_dict(study: StudyResult) -> dict:
     """The simulation results as the JSON contract lays them out.
 
-    Every figure's key is defined in the README ("Operating characteristics: definitions") and,
+    Every figure's key is defined in docs/definitions.md and,
     word for word, under ``definitions``.
 
     Returns
@@ -325,7 +325,8 @@ def study_to_dict(study: StudyResult) -> dict:
 
 def _tumour_response_entry(scenario) -> dict:
     """``{"efficacy": {...}}``: the response model of a scenario whose responses follow each
-    patient's own tumour dose (README, "Tumour dose–response"); empty otherwise."""
+    patient's own tumour dose (docs/dose-optimisation.md, "Tumour dose–response"); empty
+    otherwise."""
     model = scenario.tumour_response
     if model is None:
         return {}
@@ -510,7 +511,7 @@ def oc_tables(study: StudyResult) -> list[RenderableType]:
 
 
 # Efficacy figures (scenarios with eff_prob): JSON key → (column header, digits); definitions in
-# the README, "Dose optimisation: efficacy and BOIN12".
+# docs/dose-optimisation.md, "Dose optimisation: efficacy and BOIN12".
 EFFICACY_FIGURES = {
     "obd_selection_pct": ("% selecting the OBD", 1),
     "patients_at_obd_pct": ("% patients at the OBD", 1),

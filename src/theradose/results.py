@@ -371,7 +371,7 @@ def _pct_se(count, n: int):
 class OperatingCharacteristics:
     """Operating characteristics of a design under a scenario, with Monte Carlo standard errors.
 
-    Keys of :meth:`as_dict` are part of the JSON contract (see README).
+    Keys of :meth:`as_dict` are part of the JSON contract (see docs/definitions.md).
     """
 
     values: dict
@@ -495,7 +495,7 @@ N_QUANTILES = {"n_p05": 0.05, "n_p25": 0.25, "n_median": 0.5, "n_p75": 0.75, "n_
 
 def allocation_figures(sim: Simulations, values: dict, se: dict) -> None:
     """The standard operating characteristics of allocation, overdosing, toxicity and sample
-    size (README, "Operating characteristics: definitions"), with their Monte Carlo errors.
+    size (docs/definitions.md), with their Monte Carlo errors.
 
     Pooled figures are ratios of totals over all trials (Σ patients at the MTD / Σ patients);
     per-trial means average each trial's own proportion over the trials that treated anyone.
@@ -638,13 +638,13 @@ EFFICACY_KEYS = (
 
 
 def efficacy_figures(sim: Simulations, values: dict, se: dict) -> None:
-    """Efficacy figures, only for a scenario with efficacy (README, "Dose optimisation: efficacy
-    and BOIN12"): the truth (``true_eff_prob``, ``true_utility``, ``true_obd`` 1-based), the % of
-    trials selecting the true OBD (selecting none is correct when no level is acceptable), the
-    % of each trial's patients treated at the OBD, mean responses per level, the % of each
-    trial's patients responding and each trial's mean utility per patient (the last three are
-    means over the trials that treated anyone). Figures that need a utility (a method using
-    efficacy) are None for other designs."""
+    """Efficacy figures, only for a scenario with efficacy (docs/dose-optimisation.md, "Dose
+    optimisation: efficacy and BOIN12"): the truth (``true_eff_prob``, ``true_utility``,
+    ``true_obd`` 1-based), the % of trials selecting the true OBD (selecting none is correct
+    when no level is acceptable), the % of each trial's patients treated at the OBD, mean
+    responses per level, the % of each trial's patients responding and each trial's mean utility
+    per patient (the last three are means over the trials that treated anyone). Figures that
+    need a utility (a method using efficacy) are None for other designs."""
     e = sim.efficacy
     if sim.eff_prob is None or not e:
         return
