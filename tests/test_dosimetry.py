@@ -530,6 +530,35 @@ def test_sample_patients_distribution_and_common_random_numbers():
     np.testing.assert_array_equal(fewer.measured_gy_per_gbq, fewer.true_gy_per_gbq)  # exact
 
 
+@pytest.mark.parametrize("cv", [0.0, 0.2])
+@pytest.mark.parametrize("order", [None, [2, 0]], ids=["all", "design-order"])
+def test_engine_draws_are_the_patient_major_stream_to_the_bit(cv, order):
+    """The engine's organ-major sampling (one patient's draws at a time; measured values only
+    for the design's organs, in its order) equals the documented stream, drawn whole: per
+    patient and trial, z and e of every organ, log g = μ + σz, measured = g·exp(τe)."""
+    from theradose.dosimetry import _sample_organ_major
+
+    organs = (
+        kidney_truth(),
+        OrganTruth(name="marrow", gy_per_gbq_median=0.03, gy_per_gbq_cv=0.3),
+        OrganTruth(name="parotid", gy_per_gbq_median=1.6, gy_per_gbq_cv=0.63),
+    )
+    n_trials, n_patients, tau = 301, 7, float(log_sd(cv))
+    true, measured = _sample_organ_major(
+        np.random.default_rng(5), organs, n_trials, n_patients, tau, None, order
+    )
+    draws = np.random.default_rng(5).standard_normal((n_patients, n_trials, 2, 3))
+    mu = np.array([o.log_median for o in organs])
+    sd = np.array([o.log_sd for o in organs])
+    log_true = mu + sd * draws[:, :, 0, :]  # [patient, trial, organ]
+    np.testing.assert_array_equal(true, np.exp(log_true).transpose(2, 0, 1))
+    if cv == 0:
+        assert measured is None
+        return
+    expected = np.exp(log_true + tau * draws[:, :, 1, :]).transpose(2, 0, 1)
+    np.testing.assert_array_equal(measured, expected if order is None else expected[order])
+
+
 def kidney_marrow_scenario(kidney=None, marrow=None) -> DosimetryTruth:
     """Kidney (LKB on EQD2) and marrow (logistic) NTCP with 5% background; ``kidney`` and
     ``marrow``: extra OrganNtcp fields (onsets)."""

@@ -330,11 +330,13 @@ def test_every_method_runs_with_organ_limits(method):
     assert len(oc.values["ruled_out_pct"]) == 5
 
 
+@pytest.mark.parametrize("ntcp", [True, False], ids=["ntcp", "fixed-probabilities"])
 @pytest.mark.parametrize("tite", [False, True], ids=["cohorts", "tite-boin"])
-def test_running_statistics_are_those_of_the_patients_treated(tite):
+def test_running_statistics_are_those_of_the_patients_treated(tite, ntcp):
     """The engine keeps the constraint's statistics as running sums over the chunk's patients;
     after every trial they equal the statistics of the patients it treated, and the records
-    written at the end follow from each patient's level and dosimetry."""
+    follow from each patient's level and dosimetry: kept as each cohort is capped for its DLT
+    probabilities (a dosimetry-driven scenario), or written at the end."""
     from theradose.dosimetry import DosimetryStats, ScheduleMoments, capped_moments, true_cumulative
 
     source = {
@@ -357,6 +359,8 @@ def test_running_statistics_are_those_of_the_patients_treated(tite):
         source["timing"] = {"accrual_per_month": 3.0, "dlt_window_months": 2.0}
     design = design_from_dict(source, "d.toml")
     scen = load_scenarios(DESIGNS / "dosimetry_scenarios.toml")[0]
+    if not ntcp:
+        scen = Scenario("fixed", (0.05, 0.12, 0.25, 0.4, 0.55))
     truth = truth_for(scen, design)
     patients = chunk_patients(3, 0, 300, design.max_patients, tite).with_dosimetry(design, scen)
     state = run_trials(design, truth.dlt_prob, patients)

@@ -48,7 +48,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -956,19 +956,21 @@ def sample_patients(
     return SampledPatients(true, measured.transpose(2, 1, 0))
 
 
-def _sample_organ_major(rng, organs, n_trials, n_patients, tau, correlation):
+def _sample_organ_major(rng, organs, n_trials, n_patients, tau, correlation, measured_organs=None):
     """:func:`sample_patients`' true and measured Gy/GBq, each [organ, patient, trial]
     (C-contiguous: each organ's values one block, as the engine reads them), measured None when
-    ``tau`` = 0. The same draws and arithmetic, to the last bit, without temporaries."""
+    ``tau`` = 0; ``measured_organs``: the organs (positions in ``organs``, in the order wanted)
+    whose measured values to return (all when None; the draws are the same whichever). The same
+    draws and arithmetic, to the last bit, without temporaries: without a correlation, one
+    patient's draws at a time (the stream is patient-major), each organ's values in its block."""
     n = len(organs)
     mu = np.array([o.log_median for o in organs])
     sd = np.array([o.log_sd for o in organs])
+    order = np.arange(n) if measured_organs is None else np.asarray(measured_organs, dtype=int)
+    if correlation is None:
+        return _sample_independent(rng, mu, sd, n_trials, n_patients, tau, order)
     draws = rng.standard_normal((n_patients, n_trials, 2, n))  # [patient, trial, (z, e), organ]
-    z = draws[:, :, 0, :]
-    if correlation is not None:
-        z = (draws.transpose(1, 0, 2, 3)[:, :, 0, :] @ _cholesky(correlation, n).T).transpose(
-            1, 0, 2
-        )
+    z = (draws.transpose(1, 0, 2, 3)[:, :, 0, :] @ _cholesky(correlation, n).T).transpose(1, 0, 2)
     true = np.empty((n, n_patients, n_trials))
     log_true = true.transpose(1, 2, 0)  # [patient, trial, organ]
     np.multiply(sd, z, out=log_true)
@@ -980,7 +982,35 @@ def _sample_organ_major(rng, organs, n_trials, n_patients, tau, correlation):
         np.multiply(tau, draws[:, :, 1, :], out=log_measured)
         np.add(log_true, log_measured, out=log_measured)
         np.exp(measured, out=measured)
+        if not np.array_equal(order, np.arange(n)):
+            measured = measured[order]
     np.exp(true, out=true)
+    return true, measured
+
+
+def _sample_independent(rng, mu, sd, n_trials, n_patients, tau, order):
+    """:func:`_sample_organ_major` for independent organs: each patient's [trial, (z, e), organ]
+    draws into one small buffer (in cache, where the whole chunk's draws were megabytes of new
+    memory), then each organ's block of that patient, exponentiated where it lies (contiguous,
+    as before: numpy's vectorised exp gives the same bits for any contiguous block); measured
+    values only for the organs in ``order``, written in that order."""
+    n = mu.size
+    true = np.empty((n, n_patients, n_trials))
+    measured = None if tau == 0 else np.empty((order.size, n_patients, n_trials))
+    slot = {int(j): i for i, j in enumerate(order)}
+    draws = np.empty((n_trials, 2, n))
+    for k in range(n_patients):
+        rng.standard_normal(out=draws)
+        for j in range(n):
+            log_true = true[j, k]
+            np.multiply(sd[j], draws[:, 0, j], out=log_true)
+            np.add(mu[j], log_true, out=log_true)
+            if measured is not None and j in slot:
+                log_measured = measured[slot[j], k]
+                np.multiply(tau, draws[:, 1, j], out=log_measured)
+                np.add(log_true, log_measured, out=log_measured)
+                np.exp(log_measured, out=log_measured)
+            np.exp(log_true, out=log_true)
     return true, measured
 
 
@@ -1200,10 +1230,7 @@ def update_posterior(dosimetry: Dosimetry, stats: DosimetryStats) -> GyPerGbqPos
     -------
     GyPerGbqPosterior : arrays [trial, organ]
     """
-    tau2 = dosimetry.measurement_var
-    mu0 = np.array([o.log_median for o in dosimetry.organs])
-    s0_2 = np.array([o.log_sd**2 for o in dosimetry.organs]) + tau2
-    k0 = np.array([float(o.prior_strength) for o in dosimetry.organs])
+    tau2, mu0, s0_2, k0 = _prior(dosimetry)
     n = np.asarray(stats.count, dtype=float)
     sum_z = stats.sum_log - n * mu0
     sum_z2 = stats.sum_sq_log - 2 * mu0 * stats.sum_log + n * mu0 * mu0
@@ -1212,6 +1239,19 @@ def update_posterior(dosimetry: Dosimetry, stats: DosimetryStats) -> GyPerGbqPos
     mean = mu0 + sum_z / kappa
     scale2 = (k0 * s0_2 + np.maximum(sum_z2 - sum_z * sum_z / kappa, 0.0)) / nu
     return GyPerGbqPosterior(mean, kappa, nu, scale2, tau2)
+
+
+@lru_cache(maxsize=64)
+def _prior(dosimetry: Dosimetry):
+    """τ² and the organs' μ0, s0², κ0 = ν0 [organ] of :func:`update_posterior` (once per design:
+    the engine updates every cohort)."""
+    tau2 = dosimetry.measurement_var
+    mu0 = np.array([o.log_median for o in dosimetry.organs])
+    s0_2 = np.array([o.log_sd**2 for o in dosimetry.organs]) + tau2
+    k0 = np.array([float(o.prior_strength) for o in dosimetry.organs])
+    for a in (mu0, s0_2, k0):
+        a.setflags(write=False)
+    return tau2, mu0, s0_2, k0
 
 
 def _schedules(activity, cycles: int) -> np.ndarray:
@@ -1225,11 +1265,21 @@ def _schedules(activity, cycles: int) -> np.ndarray:
 
 
 def _log_thresholds(dosimetry: Dosimetry, activity, cycles) -> np.ndarray:
-    """log g* [level, organ] of each level's schedule and each organ's limit."""
+    """log g* [level, organ] of each level's schedule and each organ's limit (read-only; once
+    per design and schedule: they do not depend on the data)."""
+    a = np.asarray(activity, dtype=float)
+    return _log_thresholds_of(dosimetry, a.shape, a.tobytes(), cycles)
+
+
+@lru_cache(maxsize=64)
+def _log_thresholds_of(dosimetry: Dosimetry, shape, activity: bytes, cycles) -> np.ndarray:
+    activity = np.frombuffer(activity).reshape(shape)
     schedules = _schedules(activity, dosimetry.cycles if cycles is None else cycles)
     thr = np.stack([o.threshold(schedules) for o in dosimetry.organs], axis=-1)
     with np.errstate(divide="ignore"):
-        return np.log(thr)
+        log_thr = np.log(thr)
+    log_thr.setflags(write=False)
+    return log_thr
 
 
 def exceedance_prob(
@@ -1301,10 +1351,17 @@ def _t_quantiles(df: np.ndarray, prob: float) -> np.ndarray:
         return np.full(df.shape, -np.inf)
     low, high = df.min(initial=np.inf), df.max(initial=-np.inf)
     if np.isfinite(low) and high - low < 4096 and np.all(df == np.floor(df)):
-        table = special.stdtrit(np.arange(low, high + 1), prob)
-        return table[(df - low).astype(np.intp)]
+        return _t_table(float(low), float(high), prob)[(df - low).astype(np.intp)]
     unique, inverse = np.unique(df, return_inverse=True)
     return special.stdtrit(unique, prob)[inverse.reshape(df.shape)]
+
+
+@lru_cache(maxsize=256)
+def _t_table(low: float, high: float, prob: float) -> np.ndarray:
+    """t_ν(prob) for ν = low, low + 1, …, high (read-only; the engine asks every cohort)."""
+    table = special.stdtrit(np.arange(low, high + 1), prob)
+    table.setflags(write=False)
+    return table
 
 
 # ---------------------------------------------------------------------------------------------

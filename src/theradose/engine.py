@@ -46,15 +46,23 @@ def _enrol(
     first = state.places()[rows]
     lockstep = (size == design.cohort_size).all() and (first == first[0]).all()
     dosimetry = design.dosimetry is not None or patients.organs is not None
-    if not lockstep or dosimetry or timing is not None:
-        n_max = state.patient_level.shape[1]
+    n_max = state.patient_level.shape[1]
+    places = None  # the places every trial fills (the cohort engine), a slice
+    if timing is None and lockstep and int(first[0]) + design.cohort_size <= n_max:
+        places = slice(int(first[0]), int(first[0]) + design.cohort_size)
+    if places is not None and dosimetry:
+        # the same places in every row: views, not [row, slot] arrays built per cohort
+        in_cohort = np.arange(places.start, places.stop)
+        cols = np.broadcast_to(in_cohort, (rows.size, in_cohort.size))
+        enrolled = np.broadcast_to(True, cols.shape)
+    elif not lockstep or dosimetry or timing is not None:
         in_cohort = np.arange(design.cohort_size)
         cols = np.minimum(first[:, None] + in_cohort[None, :], n_max - 1)
         enrolled = in_cohort[None, :] < size[:, None]
     onset_fraction = None  # each DLT's onset, when the organ causing it has its own onset model
     if dosimetry:
         p_dlt, onset_fraction = _treat_with_dosimetry(
-            design, state, patients, rows, cols, enrolled, level, p_dlt, onset
+            design, state, patients, rows, cols, enrolled, level, p_dlt, onset, places
         )
     p_eff = None
     if eff_prob is not None:  # [row, 1], or [row, slot] from each patient's tumour dose
@@ -128,7 +136,9 @@ def count_true(flags: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, p_dlt, onset):
+def _treat_with_dosimetry(
+    design, state, patients, rows, cols, enrolled, level, p_dlt, onset, places=None
+):
     """Bring the running dosimetry statistics up to date with the cohort, and return each
     patient's DLT probability: from their own organ doses (NTCP, on their schedule, capped from
     their measured Gy/GBq when the design says so) in a dosimetry-driven scenario, else the
@@ -136,7 +146,10 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
     patient's onset as a fraction of the window, from the organ that causes the DLT
     (:func:`theradose.dosimetry.dlt_cause`), else None. The patients' records (activity given,
     capping, true cumulative organ doses) are written once, when the trials end
-    (:func:`_finish_dosimetry`): they follow from each patient's level and dosimetry alone."""
+    (:func:`_finish_dosimetry`): they follow from each patient's level and dosimetry alone
+    (the schedules a dosimetry-driven scenario caps cohort by cohort are kept as they are).
+    ``places``: the slice of places every row fills in the cohort engine (where the trials
+    not in ``rows`` have stopped), else None."""
     from theradose.dosimetry import (
         dlt_cause,
         dlt_causes,
@@ -144,33 +157,38 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
         patient_dlt_prob,
     )
 
-    if enrolled.all() and (cols == cols[0]).all():
+    cohort_engine = places is not None  # every trial fills these places, or has stopped
+    if places is None and enrolled.all() and (cols == cols[0]).all():
+        places = slice(int(cols[0, 0]), int(cols[0, -1]) + 1)
+    if places is not None:
         # every trial enrols the same places (the cohort engine): rows × a slice, two slices
         # (views, not copies) while every trial is running
         r = slice(None) if rows.size == state.n_trials else rows
-        c = slice(int(cols[0, 0]), int(cols[0, -1]) + 1)
+        c = places
     else:
         r, c = rows[:, None], cols
     measured = patients.measured_gy_per_gbq
     if measured is not None:
-        # patients join in order, so the statistics are the chunk's running sums at the count
-        stats, (sum_log, sum_sq_log) = state.dosimetry_stats, patients.measured_log_sums
-        after = state.places()[rows] + enrolled.sum(axis=1)
-        if rows.size == state.n_trials and (after == after[0]).all():
-            at, after = slice(None), int(after[0])  # every trial: no gather
-        else:
-            at = rows
-        stats.count[at] = after[:, None] if isinstance(after, np.ndarray) else after
-        stats.sum_log[at] = sum_log[after, at]
-        stats.sum_sq_log[at] = sum_sq_log[after, at]
+        _add_measured(state.dosimetry_stats, measured, rows, cols, enrolled, places)
     organs = patients.organs
     if organs is not None and organs.toxicity is not None and organs.toxicity.uses_ntcp:
-        planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
-        schedule, _ = _schedules(design, planned, None if measured is None else measured[r, c])
+        take = None  # the rows' results among every trial's
+        if cohort_engine and rows.size < state.n_trials:
+            # Nearly every trial is still running: every trial at these places (views, whose
+            # values for the stopped trials are never read), not gathers of the running ones.
+            r, take, level = slice(None), rows, state.next_level
+        planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(
+            (level.size, cols.shape[1])
+        )
+        cohort_measured = None if measured is None else measured[r, c]
+        schedule, capped = _schedules(design, planned, cohort_measured)
+        kept = schedule, capped, cohort_measured
+        _keep_schedules(state, rows, cols, enrolled, places, *kept)
         true_g = patients.true_gy_per_gbq[r, c]
         own = [o.onset(None) for o in organs.toxicity.organs]
         if patients.onset is None or all(o is None for o in own):
-            return patient_dlt_prob(true_g, schedule, organs), None
+            p = patient_dlt_prob(true_g, schedule, organs)
+            return (p if take is None else p[take]), None
         causes = dlt_causes(true_g, schedule, organs)  # [row, slot, cause]
         cause = dlt_cause(causes, patients.tolerance[r, c])
         uniform = patients.onset[r, c]
@@ -178,8 +196,76 @@ def _treat_with_dosimetry(design, state, patients, rows, cols, enrolled, level, 
         for k, organ_onset in enumerate(own, start=1):
             if organ_onset is not None:
                 fraction = np.where(cause == k, organ_onset.fraction(uniform), fraction)
-        return dlt_prob_from_causes(causes), fraction
+        p = dlt_prob_from_causes(causes)
+        return (p, fraction) if take is None else (p[take], fraction[take])
     return p_dlt, None
+
+
+def _keep_schedules(state, rows, cols, enrolled, places, schedule, capped, measured) -> None:
+    """Write a cohort's schedules (activity given, its squares, capping) and measured Gy/GBq
+    [.., slot, organ] into the patients' records, where :func:`_finish_dosimetry` finds them
+    instead of capping every patient again (a dosimetry-driven scenario caps each cohort for
+    its DLT probabilities). With ``places``, the values are every trial's at those places
+    (a stopped trial's places there are empty, and blanked at the end)."""
+    if state.patient_total_activity is None:
+        shape = state.patient_level.shape  # zeros: a place nobody takes holds 0 GBq
+        state.patient_total_activity = np.zeros(shape)
+        state.patient_total_activity_sq = np.zeros(shape)
+        state.patient_capped = np.zeros(shape, dtype=bool)
+        if measured is not None:
+            state.patient_measured_gy_per_gbq = np.ones(shape + measured.shape[-1:])
+    records = [
+        (state.patient_total_activity, schedule.total),
+        (state.patient_total_activity_sq, schedule.total_sq),
+        (state.patient_capped, capped),
+    ]
+    if measured is not None:
+        records.append((state.patient_measured_gy_per_gbq, measured))
+    if places is not None:
+        at = slice(None) if schedule.total.shape[0] == state.n_trials else rows
+        for record, values in records:
+            record[at, places] = values
+        return
+    r, c = np.broadcast_to(rows[:, None], cols.shape)[enrolled], cols[enrolled]
+    for record, values in records:
+        record[r, c] = values[enrolled]
+
+
+def _add_measured(stats, measured, rows, cols, enrolled, places) -> None:
+    """Add the new patients' measured log Gy/GBq (``measured`` [trial, patient, organ]) to the
+    running statistics of their trials, one patient after another in the order they joined, so
+    that every sum is the one over the patients treated so far, to the last bit.
+
+    ``places``: the slice of places every row fills (the cohort engine), else None (``cols`` and
+    ``enrolled`` [row, slot] say who joined where). Each log is taken over a contiguous block.
+    """
+    by_organ = measured.transpose(2, 1, 0)  # [organ, patient, trial]: contiguous per patient
+    n_trials = stats.count.shape[0]
+    idle = None  # the cohort engine: trials not in ``rows`` add 0 (x + 0 is x, to the bit)
+    if places is not None and rows.size < n_trials:
+        idle = np.ones(n_trials, dtype=bool)
+        idle[rows] = False
+    for slot in range(cols.shape[1]):
+        if places is None:  # who joined where, gathered
+            joined = enrolled[:, slot]
+            who, at = rows[joined], cols[joined, slot]
+            stats.count[who] += 1
+        else:  # every trial's patient at this place: whole contiguous columns, no scatter
+            at = places.start + slot
+            np.add(stats.count, 1.0 if idle is None else ~idle[:, None], out=stats.count)
+        for j in range(by_organ.shape[0]):
+            if places is None:
+                log_g = np.log(by_organ[j, at, who])
+                stats.sum_log[who, j] += log_g
+                np.square(log_g, out=log_g)
+                stats.sum_sq_log[who, j] += log_g
+                continue
+            log_g = np.log(by_organ[j, at])
+            if idle is not None:
+                np.copyto(log_g, 0.0, where=idle)
+            np.add(stats.sum_log[:, j], log_g, out=stats.sum_log[:, j])
+            np.square(log_g, out=log_g)
+            np.add(stats.sum_sq_log[:, j], log_g, out=stats.sum_sq_log[:, j])
 
 
 def _response_prob(design, patients, rows, cols, level, eff_prob) -> np.ndarray:
@@ -219,61 +305,91 @@ def _schedules(design: Design, planned: np.ndarray, measured: np.ndarray | None)
     return ScheduleMoments(cycles * planned, cycles * planned * planned), uncapped
 
 
+FINISH_BLOCK = 16_384  # patients' records computed this many places at a time (in cache)
+
+
 def _finish_dosimetry(design: Design, state: TrialState, patients: VirtualPatients) -> None:
     """After the trials, every treated patient's records: activity given over the cycles,
     capping, measured Gy/GBq and, per organ with a limit in the design, the TRUE cumulative dose
-    (or BED) and whether it passes the limit (NaN, False for places nobody took)."""
+    (or BED) and whether it passes the limit (NaN, False for places nobody took).
+
+    A block of trials at a time: each block's intermediate arrays stay small and in cache
+    (new memory costs a page fault per 4 KiB), and only the records are whole-chunk arrays.
+    Places nobody took hold a 0 GBq schedule until they are blanked, at the end, one by one
+    (they are few: most trials fill every place)."""
     from theradose.dosimetry import EXACT_LIMIT_RTOL, _true_limit_factor
 
     if state.dosimetry_stats is None:
         return
     level = state.patient_level
-    unenrolled = level < 0
-    n = level.shape[1]
-    # Values at places nobody took never reach the records (set to NaN, False below).
-    planned = np.asarray(design.doses, dtype=float)[level]
-    np.copyto(planned, 0.0, where=unenrolled)
-    measured = patients.measured_gy_per_gbq
-    if measured is not None:
-        # each organ's [trial, patient] block C-ordered, like the records it is combined with
-        by_organ = np.empty((measured.shape[-1],) + level.shape)
-        for j in range(measured.shape[-1]):
-            by_organ[j] = measured[:, :n, j]
-        measured = by_organ.transpose(1, 2, 0)
-    (total, total_sq), capped = _schedules(design, planned, measured)
-    np.copyto(total, np.nan, where=unenrolled)
-    np.copyto(total_sq, np.nan, where=unenrolled)
-    state.patient_total_activity = total
-    state.patient_total_activity_sq = total_sq
-    np.copyto(capped, False, where=unenrolled)
-    state.patient_capped = capped
+    n_trials, n = level.shape
     n_organs = state.dosimetry_stats.count.shape[1]
-    state.patient_cumulative = np.full(level.shape + (n_organs,), np.nan)
-    state.patient_exceeds = np.zeros(level.shape + (n_organs,), dtype=bool)
-    if measured is None:
-        return
-    # with one organ the C-ordered blocks are the record itself (no longer read after this)
-    record = measured if measured.shape[-1] == 1 else measured.copy()
-    np.copyto(record, np.nan, where=unenrolled[..., None])
-    state.patient_measured_gy_per_gbq = record
-    truth = patients.organs
-    index = truth.index(design.dosimetry.names)
-    for j, model in enumerate(design.dosimetry.organs):
-        # true_cumulative's g·S1 + k·g²·S2 in place (NaN where nobody was treated)
-        true_g = patients.true_gy_per_gbq[:, :n, index[j]]
-        k = _true_limit_factor(model, truth.organs[index[j]])
-        cumulative = np.multiply(true_g, total)
-        if k != 0:
-            true_g = true_g.copy()  # C-ordered, and never the patients' array
-            np.multiply(k, true_g, out=true_g)
-            true_g *= patients.true_gy_per_gbq[:, :n, index[j]]
-            true_g *= total_sq
-            cumulative += true_g
-        np.copyto(cumulative, np.nan, where=unenrolled)
-        state.patient_cumulative[..., j] = cumulative
-        # as passes_limit: a patient capped exactly onto the limit does not pass it
-        limit = model.limit * (1 + EXACT_LIMIT_RTOL)
-        np.greater(cumulative, limit, out=state.patient_exceeds[..., j])
+    measured = patients.measured_gy_per_gbq
+    # a dosimetry-driven scenario's schedules, kept as the cohorts were treated
+    kept = state.patient_total_activity is not None
+    if kept:
+        total_all, capped_all = state.patient_total_activity, state.patient_capped
+        total_sq_all = state.patient_total_activity_sq
+    else:
+        total_all = state.patient_total_activity = np.empty(level.shape)
+        total_sq_all = state.patient_total_activity_sq = np.empty(level.shape)
+        capped_all = state.patient_capped = np.empty(level.shape, dtype=bool)
+    shape = level.shape + (n_organs,)
+    cumulative_all = state.patient_cumulative = np.empty(shape)
+    exceeds_all = state.patient_exceeds = np.empty(shape, dtype=bool)
+    record_all = None
+    organs = []  # (position in the records, true Gy/GBq [trial, patient], k, limit)
+    if measured is not None:
+        # the record, C-ordered [trial, patient, organ]; the capping reads its organ columns
+        if kept:
+            record_all = state.patient_measured_gy_per_gbq
+        else:
+            record_all = np.empty(level.shape + (measured.shape[-1],))
+            state.patient_measured_gy_per_gbq = record_all
+        truth = patients.organs
+        index = truth.index(design.dosimetry.names)
+        for j, model in enumerate(design.dosimetry.organs):
+            k = _true_limit_factor(model, truth.organs[index[j]])
+            # as passes_limit: a patient capped exactly onto the limit does not pass it
+            limit = model.limit * (1 + EXACT_LIMIT_RTOL)
+            organs.append((j, patients.true_gy_per_gbq[:, :n, index[j]], k, limit))
+    else:  # no design organ measured: no cumulative dose records
+        cumulative_all.fill(np.nan)
+        exceeds_all.fill(False)
+    doses = np.append(np.asarray(design.doses, dtype=float), 0.0)  # level −1: nobody, 0 GBq
+    step = max(1, FINISH_BLOCK // max(n, 1))
+    for lo in range(0, n_trials, step):
+        block = slice(lo, lo + step)
+        if kept:
+            total, total_sq = total_all[block], total_sq_all[block]
+        else:
+            record = None
+            if record_all is not None:
+                record = record_all[block]
+                np.copyto(record, measured[block, :n])
+            (total, total_sq), capped = _schedules(design, doses[level[block]], record)
+            total_all[block] = total
+            total_sq_all[block] = total_sq
+            capped_all[block] = capped
+        for j, true_gy_per_gbq, k, limit in organs:
+            # true_cumulative's g·S1 + k·g²·S2, written where it belongs
+            true_g = true_gy_per_gbq[block]
+            cumulative = cumulative_all[block, :, j]
+            np.multiply(true_g, total, out=cumulative)
+            if k != 0:
+                bed_term = np.multiply(k, true_g)
+                bed_term *= true_g
+                bed_term *= total_sq
+                cumulative += bed_term
+            np.greater(cumulative, limit, out=exceeds_all[block, :, j])
+    nobody = np.flatnonzero(level < 0)  # flat [trial, patient] places nobody took
+    total_all.reshape(-1)[nobody] = np.nan
+    total_sq_all.reshape(-1)[nobody] = np.nan
+    capped_all.reshape(-1)[nobody] = False
+    cumulative_all.reshape(n_trials * n, n_organs)[nobody] = np.nan
+    exceeds_all.reshape(n_trials * n, n_organs)[nobody] = False
+    if record_all is not None:
+        record_all.reshape(n_trials * n, record_all.shape[-1])[nobody] = np.nan
 
 
 def run_trials(

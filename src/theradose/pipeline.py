@@ -40,9 +40,7 @@ def decide(design: Design, state: TrialState) -> None:
             admissible = allowed if admissible is None else admissible & allowed
             if state.ruled_out_at is not None:
                 first = ~allowed & (state.ruled_out_at < 0) & state.active[:, None]
-                state.ruled_out_at[first] = np.broadcast_to(
-                    state.n_enrolled[:, None], first.shape
-                )[first]
+                np.copyto(state.ruled_out_at, state.n_enrolled[:, None], where=first)
         constraint_allows = allowed if constraint_allows is None else constraint_allows & allowed
     state.admissible = admissible
     proposal, method_stop = design.method.propose(state)

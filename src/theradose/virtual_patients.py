@@ -36,9 +36,7 @@ class VirtualPatients:
     design's timing and the scenario's onset model (None when no design needs time);
     ``dosimetry_seed``: the stream of the patients' organ Gy/GBq; ``organs`` (the scenario's
     DosimetryTruth), ``true_gy_per_gbq`` [trial, patient, organ] and ``measured_gy_per_gbq``
-    [trial, patient, design organ]: the patients' dosimetry for one design and scenario, with
-    ``measured_log_sums``: Σ log and Σ log² of the measured values of the first k patients,
-    [k, trial, design organ] for k = 0 … patients (the running statistics of the constraint);
+    [trial, patient, design organ]: the patients' dosimetry for one design and scenario;
     ``turned_away_seed``: the stream of accrual gaps after arrivals a design turns away;
     ``efficacy_seed``: the stream of the patients' second latent uniform v, and ``response``
     [trial, patient]: their latent v' for one scenario (:meth:`with_efficacy`; None without
@@ -54,7 +52,6 @@ class VirtualPatients:
     true_gy_per_gbq: np.ndarray | None = None
     measured_gy_per_gbq: np.ndarray | None = None
     turned_away_seed: np.random.SeedSequence | None = None
-    measured_log_sums: tuple[np.ndarray, np.ndarray] | None = None
     efficacy_seed: np.random.SeedSequence | None = None
     response: np.ndarray | None = None
     backfill_seed: np.random.SeedSequence | None = None
@@ -67,7 +64,6 @@ class VirtualPatients:
     def head(self, n_patients: int) -> VirtualPatients:
         """The first ``n_patients`` patients of every trial."""
         cut = lambda a: None if a is None else a[:, :n_patients]  # noqa: E731
-        sums = self.measured_log_sums
         return replace(
             self,
             tolerance=cut(self.tolerance),
@@ -75,7 +71,6 @@ class VirtualPatients:
             onset=cut(self.onset),
             true_gy_per_gbq=cut(self.true_gy_per_gbq),
             measured_gy_per_gbq=cut(self.measured_gy_per_gbq),
-            measured_log_sums=None if sums is None else tuple(a[: n_patients + 1] for a in sums),
             response=cut(self.response),
             response_onset=cut(self.response_onset),
         )
@@ -135,35 +130,25 @@ class VirtualPatients:
         n_trials, n_patients = self.tolerance.shape
         seed = self.dosimetry_seed or np.random.SeedSequence(0)
         rng = np.random.default_rng(seed)
-        # theradose.dosimetry.sample_patients' draws, kept [organ, patient, trial]: each organ's
-        # values one contiguous block for the running sums and the engine's per-organ reads
-        true, measured = _sample_organ_major(
-            rng, truth.organs, n_trials, n_patients, float(log_sd(cv)), truth.correlation
-        )
-        measured = true if measured is None else measured  # exact dosimetry (never written to)
-        design_measured = sums = None
+        index = None  # the design's organs among the truth's: the ones measured
         if dosimetry is not None and dosimetry.organs:
             index = truth.index(dosimetry.names)
-            if not np.array_equal(index, np.arange(len(truth.organs))):
-                measured = measured[index]
+        # theradose.dosimetry.sample_patients' draws, kept [organ, patient, trial]: each organ's
+        # values one contiguous block for the engine's per-organ reads
+        true, measured = _sample_organ_major(
+            rng, truth.organs, n_trials, n_patients, float(log_sd(cv)), truth.correlation, index
+        )
+        design_measured = None
+        if index is not None:
+            if measured is None:  # exact dosimetry: the true values (never written to)
+                same = np.array_equal(index, np.arange(len(truth.organs)))
+                measured = true if same else true[index]
             design_measured = measured.transpose(2, 1, 0)
-            # patient-major running sums: each adds a whole [organ, trial] block (numpy's cumsum
-            # along a leading axis is several times slower)
-            log_g = np.log(measured)
-            sums = np.empty((2, log_g.shape[0], n_patients + 1, n_trials))
-            sums[:, :, 0] = 0.0
-            square = np.empty((log_g.shape[0], n_trials))
-            for k in range(n_patients):
-                np.add(sums[0, :, k], log_g[:, k], out=sums[0, :, k + 1])
-                np.square(log_g[:, k], out=square)
-                np.add(sums[1, :, k], square, out=sums[1, :, k + 1])
-            sums = (sums[0].transpose(1, 2, 0), sums[1].transpose(1, 2, 0))
         return replace(
             self,
             organs=truth,
             true_gy_per_gbq=true.transpose(2, 1, 0),
             measured_gy_per_gbq=design_measured,
-            measured_log_sums=sums,
         )
 
 
