@@ -47,8 +47,16 @@ def test_a_trial_with_nobody_treated_yet():
 
 def test_every_column_is_declared_once():
     names = [c.name for c in COLUMNS]
-    assert names == ["level", "dlt", "followup_days", "dlt_day", "backfill"]
-    assert len(set(names)) == 5
+    assert names == [
+        "level",
+        "dlt",
+        "followup_days",
+        "dlt_day",
+        "backfill",
+        "response",
+        "response_day",
+    ]
+    assert len(set(names)) == 7
     assert [c.name for c in COLUMNS if c.required] == ["level", "dlt", "followup_days"]
 
 
@@ -98,7 +106,7 @@ def test_every_column_is_declared_once():
         (
             "level,dlt,followup_days,weight_kg\n1,0,10,70\n",
             "trial.csv: row 1: unknown column 'weight_kg' (allowed: level, dlt, followup_days, "
-            "dlt_day, backfill)",
+            "dlt_day, backfill, response, response_day)",
         ),
         (
             "level,dlt,followup_days\n1,0\n",

@@ -442,9 +442,10 @@ def test_design_file_errors_name_the_key():
     assert late.response_onset == Onset("late", 2.0)
 
 
-def test_outcome_strings_are_complete_data_and_patient_files_are_refused():
+def test_outcome_strings_are_complete_data_and_patients_need_their_responses():
     """An outcome string carries no times: every outcome is known, and the interim answer is
-    BOIN12's. A patient file would need response times: refused in one line."""
+    BOIN12's. Patients given one by one need their responses (the patient file's ``response``
+    column, tests/test_tite_boin12_recommend.py): without them, refused in one line."""
     design = tite_boin12()
     plain = design_from_dict({**BOIN12, "method": "boin12"}, "boin12.toml")
     cohorts = [(0, [False] * 3, [True, False, False]), (1, [False, True, False], [True] * 3)]
@@ -456,7 +457,7 @@ def test_outcome_strings_are_complete_data_and_patient_files_are_refused():
         want.y,
         want.r,
     )
-    with pytest.raises(ValueError, match="responses with their times") as info:
+    with pytest.raises(ValueError, match="decides on responses") as info:
         recommend_from_patients(design, np.array([0]), np.array([False]), np.array([1.0]))
     assert "\n" not in str(info.value)
 
@@ -470,7 +471,7 @@ def test_protocol_text_names_the_paper_and_the_windows():
     assert math.isclose(method.efficacy_window, 3.0)
 
 
-def test_cli_refuses_a_patient_file_in_one_line(tmp_path):
+def test_cli_refuses_a_patient_file_without_responses_in_one_line(tmp_path):
     from pathlib import Path
 
     from typer.testing import CliRunner
@@ -483,6 +484,7 @@ def test_cli_refuses_a_patient_file_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["recommend", str(design), "--patients", str(patients)])
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "not yet supported for method 'tite-boin12'" in lines[0]
+    assert len(lines) == 1 and "missing column 'response'" in lines[0]
+    assert "method 'tite-boin12' decides on responses" in lines[0]
     paths = CliRunner().invoke(app, ["paths", str(design), "--outcomes", "1NNN", "--cohorts", "1"])
     assert paths.exit_code == 0 and "1NNN → treat at level 2" in paths.output

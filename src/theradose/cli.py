@@ -530,7 +530,8 @@ def recommend(
             "--patients",
             "-p",
             help="Patients so far, a CSV file with one row per patient in enrolment order: "
-            "level, dlt (0/1), followup_days, optional dlt_day.",
+            "level, dlt (0/1), followup_days, optional dlt_day; response (0/1) and optional "
+            "response_day for a design that decides on responses.",
         ),
     ] = None,
     dlt_window_days: Annotated[

@@ -25,7 +25,8 @@ never removed or renamed; levels and patients 1-based, as everywhere a user read
   (the file's text or the outcome string), ``outcomes`` (the cohorts as an outcome string),
   ``cohorts`` (per cohort: ``cohort``, ``level``, ``dlt`` flags 0/1), ``patients`` (per patient:
   ``patient``, ``level``, ``dlt``, ``followup_days``, ``dlt_day``, ``pending``, ``backfill``
-  when the file has that column, and
+  when the file has that column, ``response``, ``response_day`` and ``pending_response`` when
+  it has a ``response`` column, and
   ``<organ>_gy_per_gbq`` per organ of the design; null for an outcome string), ``n_patients``,
   ``n_dlt``;
 - ``options``: ``engine`` ("grid" or "mcmc"), ``dlt_window_days`` (``--dlt-window-days`` or
@@ -38,8 +39,11 @@ never removed or renamed; levels and patients 1-based, as everywhere a user read
   ``pending_patients``, ``review_in_days``, ``review_on``, ``complete_in_days``,
   ``inadmissible_levels`` (levels the organ-dose limits rule out), and, for a design with
   ``[backfill]`` only, ``backfill`` (the levels open for backfilling, their room and why the
-  others are closed: :func:`theradose.report.backfill_to_dict`);
-- ``levels``: per level ``level``, ``activity``, ``n``, ``dlt``, ``pending`` (patient files) and
+  others are closed: :func:`theradose.report.backfill_to_dict`), and, for a design deciding on
+  responses given a patient file only, ``pending_response_patients`` (still within the efficacy
+  window without a response);
+- ``levels``: per level ``level``, ``activity``, ``n``, ``dlt``, ``pending`` (patient files),
+  ``response`` and ``pending_response`` (patient files, designs deciding on responses) and
   the method's estimates, ``p_exceed_<organ>`` and ``admissible`` when the design has organ
   limits (the same entries as the recommendation JSON's ``levels``);
 - ``organ_limits``: per organ ``organ``, ``limit_gy`` or ``limit_bed_gy``, ``max_exceed_prob``,
@@ -164,14 +168,16 @@ class RecordInputs:
         # parse_toml: as read_toml words a bad file (too long an integer, too deep, not TOML)
         return design_from_dict(parse_toml(self.design_text, self.design_path), self.design_path)
 
-    def patients(self, design: Design):
-        """The patient file's records, read from the text as from the file."""
-        from theradose.patients import read_patients
+    def patients(self, design: Design, dlt_window_days: float | None = None):
+        """The patient file's records, read from the text as from the file (for ``design``,
+        with ``--dlt-window-days`` when given: :func:`theradose.study.read_design_patients`)."""
+        from theradose.study import read_design_patients
+        from theradose.timing import DAYS_PER_MONTH
 
-        organs = () if design.dosimetry is None else design.dosimetry.names
+        window = None if dlt_window_days is None else dlt_window_days / DAYS_PER_MONTH
         text = self.data_text.removeprefix("\ufeff")  # as encoding="utf-8-sig" reads it
-        return read_patients(
-            io.StringIO(text, newline=""), design.n_levels, name=self.data_path, organs=organs
+        return read_design_patients(
+            io.StringIO(text, newline=""), design, window, name=self.data_path
         )
 
 
@@ -241,7 +247,7 @@ def run_inputs(
     if engine != "grid":
         raise ConfigError(["--engine mcmc takes the trial's data as --outcomes, not --patients"])
     try:
-        records = inputs.patients(design)
+        records = inputs.patients(design, dlt_window_days)
     except PatientFileError as file_error:
         try:  # every problem at once, the missing window too, as for a file
             run_patient_recommendation(design, _no_patients(), dlt_window_days)
@@ -400,15 +406,25 @@ def _rule_text(result) -> str:
     if action == "stop":
         return f"stopping rule: {rec.stop_reason.label}"
     if action == "wait":
-        which = [str(p) for p in rec.pending_patients]
-        listed = which[0] if len(which) == 1 else ", ".join(which[:-1]) + " and " + which[-1]
-        who = f"patient {listed} is" if len(which) == 1 else f"patients {listed} are"
-        return (
-            f"the design decides on complete data and {who} still in the DLT window without a DLT"
-        )
+        parts = []
+        for which, where in (
+            (rec.pending_patients, "in the DLT window without a DLT"),
+            (rec.pending_response_patients, "in the efficacy window without a response"),
+        ):
+            if which:
+                shown = [str(p) for p in which]
+                listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+                who = f"patient {listed} is" if len(shown) == 1 else f"patients {listed} are"
+                parts.append(f"{who} still {where}")
+        return "the design decides on complete data and " + "; ".join(parts)
     if action == "start_up_wait":
         return "the start-up moves up only once the last patient has been followed long enough"
     if action == "suspend":
+        if rec.pending_response:
+            return (
+                "the design's suspension rule holds accrual for more follow-up (too many of the "
+                "current level's patients pending for the DLT or for the response)"
+            )
         return "the design's suspension rule holds accrual for more follow-up"
     basis = rec.basis
     if basis and "direction" in basis:
@@ -559,6 +575,8 @@ def decision_record(
     }
     if "backfill" in shown:  # a design with [backfill] only: other records stay as they were
         decision["backfill"] = shown["backfill"]
+    if "pending_response_patients" in shown:  # responses with follow-up only (as above)
+        decision["pending_response_patients"] = shown["pending_response_patients"]
     record = {
         "format": RECORD_FORMAT,
         "format_version": RECORD_FORMAT_VERSION,

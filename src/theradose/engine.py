@@ -613,6 +613,8 @@ def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None, response_
             decide(design, state)
             suspended = suspended_trials(design, state)
         rows = np.flatnonzero(state.active)
+        if rows.size == 0:
+            break  # the last running trials all stopped at this decision
         _enrol(design, state, rows, one[rows], dlt_prob, patients, onset, True, **late)
     # Everyone's follow-up completes: the final selection uses complete data.
     with np.errstate(all="ignore"):

@@ -186,25 +186,36 @@ def pathways_from_data(
     """The pathways from a trial's outcome string or patient file (``None``: from the start).
 
     A patient file's patients are grouped into cohorts as :func:`theradose.recommendation.
-    patient_cohorts` does and read with complete follow-up, with their measured dosimetry. Its
-    backfill patients (a design with ``[backfill]``) form no cohort: they count at their level
-    with their outcomes, as the trial will stand once every window has closed.
+    patient_cohorts` does and read with complete follow-up, with their measured dosimetry: a
+    patient still pending counts as without the event (a DLT, or for a design deciding on
+    responses, a response), as the trial will stand if none occurs. Its backfill patients (a
+    design with ``[backfill]``) form no cohort: they count at their level with their outcomes,
+    as the trial will stand once every window has closed (not for a design deciding on
+    responses: a PatientFileError says so).
     """
     from theradose.outcomes import parse_outcomes
 
     if patients is not None:
-        from theradose.patients import read_patients
+        from theradose.patients import PatientFileError
         from theradose.recommendation import patient_cohorts, replay_complete_with_backfill
-        from theradose.study import check_backfill_patients
+        from theradose.study import check_backfill_patients, read_design_patients
         from theradose.timing import DAYS_PER_MONTH
 
-        organs = () if design.dosimetry is None else design.dosimetry.names
-        records = read_patients(patients, design.n_levels, organs=organs)
+        records = read_design_patients(patients, design)
         check_backfill_patients(design, records)
         flagged = records.backfill
+        response = records.response if design.method.uses_efficacy else None
         if flagged is None or not flagged.any():
-            history = patient_cohorts(design.cohort_size, records.level, records.dlt)
+            history = patient_cohorts(design.cohort_size, records.level, records.dlt, response)
             return dose_paths(design, history, n_cohorts, gy_per_gbq=records.gy_per_gbq)
+        if response is not None:
+            raise PatientFileError(
+                [
+                    f"{records.path}: column 'backfill' marks backfill patients: pathways from "
+                    f"them are not supported yet for method {design.method_key!r} (it decides "
+                    "on responses); give the escalation patients' outcomes with --outcomes"
+                ]
+            )
         _check_size(design, n_cohorts)
         state = replay_complete_with_backfill(
             design,

@@ -9,6 +9,11 @@ The first line names the columns, in any order:
   ``followup_days``); empty, or the column absent, when unknown or for patients without a DLT;
 - ``backfill`` (optional): 1 (or ``true``) for a patient treated by backfilling (a design with
   ``[backfill]``, :mod:`theradose.backfill`), 0 (``false``, or empty) for an escalation patient;
+- ``response`` (required by a design that decides on responses, BOIN12 and TITE-BOIN12; else
+  optional and unused): 1 if the patient has responded so far, else 0;
+- ``response_day`` (optional): the day after treatment on which the response was seen (at most
+  ``followup_days`` and, when the efficacy window is known, at most its length); empty, or the
+  column absent, when unknown or for patients without a response;
 - ``<organ>_gy_per_gbq`` (optional, one per organ of the design's ``[dosimetry]``): the
   patient's measured absorbed dose per unit activity in that organ (> 0), empty when not measured.
 
@@ -106,6 +111,14 @@ def _optional_days(text: str, n_levels: int) -> float | None:
     return None if text == "" else _days(text, n_levels)
 
 
+def _response(text: str, n_levels: int) -> bool | None:
+    if text == "":
+        return None
+    if text not in ("0", "1"):
+        raise ValueError(f"{shown_text(text)} must be 0 (no response so far) or 1 (response)")
+    return text == "1"
+
+
 def _gy_per_gbq(text: str, n_levels: int) -> float | None:
     if text == "":
         return None
@@ -129,6 +142,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("followup_days", True, "days since the patient's treatment, as of today", _days),
     Column("dlt_day", False, "day of the DLT after treatment (optional)", _optional_days),
     Column("backfill", False, "1 for a backfill patient, else 0 (optional)", _backfill),
+    Column("response", False, "1 if the patient has responded so far, else 0", _response),
+    Column(
+        "response_day", False, "day of the response after treatment (optional)", _optional_days
+    ),
 )
 
 
@@ -143,6 +160,8 @@ class PatientRecords:
     path: str | None = None
     gy_per_gbq: np.ndarray | None = None  # [patient, organ] measured; NaN where not given
     backfill: np.ndarray | None = None  # [patient] bool; None when the file has no such column
+    response: np.ndarray | None = None  # [patient] bool; None when the file has no such column
+    response_day: np.ndarray | None = None  # [patient] day of the response; NaN where not given
 
     @property
     def n_patients(self) -> int:
@@ -154,6 +173,8 @@ def read_patients(
     n_levels: int,
     name: str | None = None,
     organs: tuple[str, ...] = (),
+    needs_response: str | None = None,
+    efficacy_window_days: float | None = None,
 ) -> PatientRecords:
     """Read a patient file (see the module's description).
 
@@ -166,6 +187,11 @@ def read_patients(
     name : str, optional
         How messages name the file (default: the path).
     organs : the design's organs: each may have a ``<organ>_gy_per_gbq`` column.
+    needs_response : str, optional
+        Why the ``response`` column is required, in words (e.g. "method 'tite-boin12' decides
+        on responses"); None: the column is optional.
+    efficacy_window_days : float, optional
+        The efficacy window: a ``response_day`` beyond it is an error (None: not checked).
 
     Returns
     -------
@@ -176,9 +202,10 @@ def read_patients(
     PatientFileError
         With every problem of the file, one line each.
     """
+    rules = _ResponseRules(needs_response, efficacy_window_days)
     if isinstance(source, io.TextIOBase):
         name = name or "<patients>"
-        return _read(source, n_levels, name, organs)
+        return _read(source, n_levels, name, organs, rules)
     name = name or str(source)
     try:
         if os.path.getsize(source) > MAX_PATIENT_FILE_BYTES:
@@ -187,7 +214,7 @@ def read_patients(
                  f"short row per patient (at most {MAX_TRIAL_PATIENTS:,})"]
             )
         with open(source, encoding="utf-8-sig", newline="") as handle:
-            return _read(handle, n_levels, name, organs)
+            return _read(handle, n_levels, name, organs, rules)
     except FileNotFoundError:
         problem = "file not found"
     except IsADirectoryError:
@@ -199,7 +226,21 @@ def read_patients(
     raise PatientFileError([f"{name}: {problem}"])
 
 
-def _read(handle, n_levels: int, name: str, organs: tuple[str, ...] = ()) -> PatientRecords:
+@dataclass(frozen=True)
+class _ResponseRules:
+    """What the design asks of the response columns (:func:`read_patients`)."""
+
+    needed_by: str | None = None  # why ``response`` is required; None: optional
+    window_days: float | None = None  # the efficacy window; None: not checked
+
+
+def _read(
+    handle,
+    n_levels: int,
+    name: str,
+    organs: tuple[str, ...] = (),
+    rules: _ResponseRules = _ResponseRules(),  # noqa: B008 - frozen, never changed
+) -> PatientRecords:
     all_columns = COLUMNS + tuple(organ_column(o) for o in organs)
     reader = csv.reader(handle)
     header = next(reader, None)
@@ -224,6 +265,17 @@ def _read(handle, n_levels: int, name: str, organs: tuple[str, ...] = ()) -> Pat
     for column in all_columns:
         if column.required and column not in known.values():
             errors.append(f"{name}: row 1: missing column {column.name!r} ({column.meaning})")
+    has_response = any(column.name == "response" for column in known.values())
+    if rules.needed_by and not has_response:
+        errors.append(
+            f"{name}: row 1: missing column 'response' (1 if the patient has responded so far, "
+            f"else 0): {rules.needed_by}"
+        )
+    elif not has_response and any(c.name == "response_day" for c in known.values()):
+        errors.append(
+            f"{name}: row 1: column 'response_day' without a column 'response' (1 if the "
+            "patient has responded so far, else 0)"
+        )
 
     values: dict[str, list[Any]] = {c.name: [] for c in all_columns}
     patient = 0
@@ -244,11 +296,18 @@ def _read(handle, n_levels: int, name: str, organs: tuple[str, ...] = ()) -> Pat
             if text == "" and column.required:
                 errors.append(f"{where}, column {column.name!r}: empty ({column.meaning})")
                 continue
+            if text == "" and column.name == "response" and rules.needed_by:
+                errors.append(
+                    f"{where}, column 'response': empty (1 if the patient has responded so far, "
+                    f"else 0): {rules.needed_by}"
+                )
+                continue
             try:
                 parsed[column.name] = column.parse(text, n_levels)
             except ValueError as problem:
                 errors.append(f"{where}, column {column.name!r}: {problem}")
         errors += _row_problems(parsed, where)
+        errors += _response_problems(parsed, where, rules.window_days)
         for key, value in parsed.items():
             values[key].append(value)
     if errors:
@@ -271,6 +330,14 @@ def _read(handle, n_levels: int, name: str, organs: tuple[str, ...] = ()) -> Pat
         backfill=np.array([bool(v) for v in values["backfill"]], dtype=bool)
         if has_backfill
         else None,
+        response=np.array([bool(v) for v in values["response"]], dtype=bool)
+        if has_response
+        else None,
+        response_day=np.array(
+            [math.nan if v is None else v for v in values["response_day"]], dtype=float
+        )
+        if has_response
+        else None,
     )
 
 
@@ -287,3 +354,28 @@ def _row_problems(parsed: dict[str, Any], where: str) -> list[str]:
             "(must be ≤ followup_days)"
         ]
     return []
+
+
+def _response_problems(parsed: dict[str, Any], where: str, window_days: float | None) -> list[str]:
+    """Problems of a row's ``response_day`` against its response, follow-up and the efficacy
+    window (each field on its own being valid)."""
+    day, followup, response = parsed["response_day"], parsed["followup_days"], parsed["response"]
+    if day is None:
+        return []
+    here = f"{where}, column 'response_day'"
+    if not response:
+        return [f"{here}: {day:g} given for a patient without a response (response 0 or empty)"]
+    problems = []
+    if followup is not None and day > followup:
+        problems.append(
+            f"{here}: {day:g} is after the follow-up of {followup:g} days (must be ≤ "
+            "followup_days)"
+        )
+    # (a window given in months and shown in days may differ from the days it was by rounding)
+    if window_days is not None and day > window_days * (1 + 1e-12):
+        problems.append(
+            f"{here}: {day:g} is beyond the efficacy window of {window_days:.4g} days (a "
+            "response counts only within it: [timing] efficacy_window_months, else the DLT "
+            "window)"
+        )
+    return problems

@@ -67,6 +67,9 @@ class Recommendation:
     r: tuple[int, ...] = ()  # [level] responses, for a design that uses efficacy
     # A design with [backfill]: the lower levels open for backfilling (None without [backfill]).
     backfill: BackfillAdvice | None = None
+    # A design deciding on responses, given patients with follow-up: [patient] still within the
+    # efficacy window without a response so far (empty when not known: an outcome string).
+    pending_response: tuple[bool, ...] = ()
 
     @property
     def stop(self) -> bool:
@@ -76,6 +79,11 @@ class Recommendation:
     def pending_patients(self) -> tuple[int, ...]:
         """The pending patients' 1-based numbers."""
         return tuple(i + 1 for i, flag in enumerate(self.pending) if flag)
+
+    @property
+    def pending_response_patients(self) -> tuple[int, ...]:
+        """The 1-based numbers of the patients pending for the response."""
+        return tuple(i + 1 for i, flag in enumerate(self.pending_response) if flag)
 
 
 def recommend(
@@ -237,6 +245,8 @@ def recommend_from_patients(
     gy_per_gbq: np.ndarray | None = None,
     window: float | None = None,
     backfill: np.ndarray | None = None,
+    response: np.ndarray | None = None,
+    response_time: np.ndarray | None = None,
 ) -> Recommendation:
     """The design's next decision for a real trial given patient by patient, as of now.
 
@@ -259,11 +269,20 @@ def recommend_from_patients(
         time-to-event design sees each one from treatment, its follow-up weighted as any
         patient's at that level — both as in the engine. The answer's ``backfill`` says which
         lower levels are open for backfilling (:class:`BackfillAdvice`).
+    response : [patient] whether each patient has responded so far; required by a design that
+        decides on responses (``method.uses_efficacy``), ignored by the others
+    response_time : [patient] months from treatment to the response; NaN (or no array) where not
+        known, taken as now or the efficacy window's end, whichever is earlier
+
+    A patient is *pending for the response* while within the efficacy window (``[timing]
+    efficacy_window_months``; the DLT window when not given) without a response so far.
 
     A time-to-event design (``method.tite``) decides as the engine does at a new patient's
     arrival: the trial state is built at "now" = time 0, each patient arriving at −follow-up,
     and :func:`decide` runs on it; then the design's suspension rule may hold accrual
-    (``suspended``, ``next_level`` None). The decision that opened each earlier cohort (the
+    (``suspended``, ``next_level`` None). A design with late responses (TITE-BOIN12, Zhou et al.
+    2022) sees each response from its time, and the responses pending as the engine does
+    (``pending_response``). The decision that opened each earlier cohort (the
     engine's cohorts: ``cohort_size`` escalation patients in enrolment order) is recomputed
     from the data known at that patient's arrival — the patients above it in the file, backfill
     ones included — in the same batch of trial states, to list deviations.
@@ -274,13 +293,15 @@ def recommend_from_patients(
     ``next_level``, ``review_in`` until the first pending window closes, ``complete_in`` until
     the last); the MTD estimate and the estimates then use the patients with complete data
     (``mtd_on_complete_data``), the counts and deviations every patient. With no patient
-    pending the answer is :func:`recommend` on the cohorts (:func:`patient_cohorts`).
+    pending the answer is :func:`recommend` on the cohorts (:func:`patient_cohorts`). A design
+    deciding on responses (BOIN12) also waits while a patient is pending for the response.
 
     Raises
     ------
     ValueError
         Without a window (no ``window`` and no ``[timing]``), or with a ``window`` other than a
-        time-to-event design's own.
+        time-to-event design's own; without ``response`` for a design that decides on
+        responses; for a design with ``[backfill]`` that decides on responses on complete data.
     """
     from theradose.timing import DAYS_PER_MONTH
 
@@ -291,11 +312,11 @@ def recommend_from_patients(
     n, size = level.size, design.cohort_size
     days = lambda months: f"{months * DAYS_PER_MONTH:.4g}"  # noqa: E731
     tite = design.method.tite
-    if design.method.late_efficacy:
+    efficacy = design.method.uses_efficacy
+    if efficacy and response is None and n:
         raise ValueError(
-            f"design {design.name!r}: method {design.method.key!r} decides on responses with "
-            "their times, which a patient file does not carry yet; give outcome strings "
-            "(complete follow-up) or simulate"
+            f"design {design.name!r}: method {design.method.key!r} decides on responses; give "
+            "each patient's response so far"
         )
     own = None if design.timing is None else design.timing.dlt_window_months
     if window is None and own is None:
@@ -311,6 +332,16 @@ def recommend_from_patients(
         raise ValueError(
             f"design {design.name!r} has no [backfill]: no patient can be a backfill one"
         )
+    responses = None
+    if efficacy:
+        given = np.zeros(n, dtype=bool) if response is None else response
+        responses = _Responses.of(design, window, followup, given, response_time)
+    if design.backfill is not None and not tite and efficacy and n:
+        raise ValueError(
+            f"design {design.name!r}: a patient file for a design with [backfill] that decides "
+            f"on responses (method {design.method.key!r}) is not supported yet; give --outcomes "
+            "(complete follow-up)"
+        )
     if design.backfill is not None and not tite:
         return _recommend_with_backfill(
             design, level, dlt, followup, unknown, flagged, gy_per_gbq, window
@@ -324,14 +355,17 @@ def recommend_from_patients(
         last_cohort = len(patient_cohorts(size, level, dlt)[-1][1])
     notes = []
     waiting = not tite and _pending(dlt, followup, window).any()
+    waiting = waiting or (not tite and responses is not None and responses.pending.any())
     if n_escalation < design.max_patients and last_cohort < size and not waiting:
         notes.append(
             f"the data end within a cohort of {size}: this is the design's decision on the data "
             "so far; in simulation the cohort's remaining patients join the same level first"
         )
+    if responses is not None:
+        notes += responses.notes(tite)
     if not tite:
         return _wait_for_complete_data(
-            design, level, dlt, followup, window, gy_per_gbq, tuple(notes)
+            design, level, dlt, followup, window, gy_per_gbq, tuple(notes), responses
         )
     if n_escalation == 0:
         return recommend(design, [])
@@ -345,7 +379,7 @@ def recommend_from_patients(
     onset = np.where(np.isnan(unknown), followup, unknown)
     openers = escalation[size::size]  # the patients whose arrival opened a later cohort
     known = np.append(openers, n)  # patients enrolled at each decision, the last one now
-    state = _patient_states(design, level, dlt, -followup, onset, known, flagged)
+    state = _patient_states(design, level, dlt, -followup, onset, known, flagged, responses)
     enrolled = np.arange(n)[None, :] < known[:, None]
     _attach_dosimetry(design, state, gy_per_gbq, enrolled)
     decide(design, state)
@@ -395,6 +429,9 @@ def recommend_from_patients(
     now = state.take(np.array([known.size - 1]))
     stopped, held = not now.active[0], bool(suspended[-1])
     mtd = int(select_mtd(design, now)[0])
+    awaiting = np.zeros(n, dtype=bool)  # [patient] pending for the response
+    if responses is not None:
+        awaiting = now.efficacy_pending(responses.window)[0]
     model_summary = {k: float(v[0]) for k, v in design.method.model_summary(now).items()}
     return Recommendation(
         next_level=None if stopped or held else int(now.next_level[0]),
@@ -415,10 +452,65 @@ def recommend_from_patients(
         start_up_wait=held and design.method.turns_away,
         pending=tuple(now.pending(window)[0].tolist()),
         basis=_basis(design, now),
-        mtd_on_complete_data=bool(now.pending(window).any())
+        mtd_on_complete_data=bool(now.pending(window).any() or awaiting.any())
         and design.method.selects_on_complete_data,
         backfill=_tite_backfill_advice(design, now, window, stopped, held),
+        r=tuple(int(v) for v in now.r[0]) if now.efficacy else (),
+        pending_response=tuple(awaiting.tolist()) if responses is not None else (),
     )
+
+
+@dataclass(frozen=True)
+class _Responses:
+    """A patient file's responses as a design deciding on them reads them, [patient] each: the
+    flags, the months from treatment to each response (NaN without one), the patients pending
+    for it, and the efficacy window (months)."""
+
+    response: np.ndarray
+    onset: np.ndarray
+    pending: np.ndarray
+    window: float
+    no_day: np.ndarray  # responders without a response day (taken as seen at ``onset``)
+
+    @classmethod
+    def of(cls, design, dlt_window, followup, response, response_time) -> _Responses:
+        window = efficacy_window(design, dlt_window)
+        response = np.asarray(response, dtype=bool)
+        given = np.full(response.shape, np.nan) if response_time is None else response_time
+        given = np.asarray(given, dtype=float)
+        no_day = response & np.isnan(given)
+        # without its day, a response is taken as seen at the latest it can have been: today,
+        # or the window's end when that is earlier (a response counts only within the window)
+        onset = np.where(np.isnan(given), np.minimum(followup, window), given)
+        return cls(
+            response=response,
+            onset=np.where(response, onset, np.nan),
+            pending=~response & (followup < window),
+            window=window,
+            no_day=no_day,
+        )
+
+    def notes(self, tite: bool) -> list[str]:
+        if not (tite and self.no_day.any()):
+            return []
+        return [
+            f"no response_day for {_listed('patient', np.flatnonzero(self.no_day) + 1)}: the "
+            "response is taken to have been seen today, or at the efficacy window's end when "
+            "that is earlier (earlier decisions are replayed without it)"
+        ]
+
+
+def efficacy_window(design: Design, dlt_window: float | None = None) -> float | None:
+    """The efficacy window of a design that decides on responses, months: ``[timing]
+    efficacy_window_months`` (TITE-BOIN12's own), else the DLT window (``dlt_window``, or the
+    design's); None when neither is known."""
+    if design.method.late_efficacy:
+        return design.method.efficacy_window
+    if design.timing is not None and design.timing.efficacy_window_months is not None:
+        return design.timing.efficacy_window_months
+    if dlt_window is not None:
+        return dlt_window
+    return None if design.timing is None else design.timing.dlt_window_months
 
 
 def _tite_backfill_advice(design, now: TrialState, window: float, stopped: bool, held: bool):
@@ -447,25 +539,47 @@ def _wait_for_complete_data(
     window: float,
     gy_per_gbq: np.ndarray | None,
     notes: tuple[str, ...],
+    responses: _Responses | None = None,
 ) -> Recommendation:
     """A design deciding on complete data, given patients with their follow-up (months): its
-    decision when nobody is pending, else the answer to wait (:func:`recommend_from_patients`)."""
+    decision when nobody is pending, else the answer to wait (:func:`recommend_from_patients`).
+    With ``responses`` (a design deciding on them, BOIN12) a patient is complete once both
+    outcomes are known: the DLT seen or its window closed, the response seen or the efficacy
+    window closed."""
     size = design.cohort_size
     pending = _pending(dlt, followup, window)
-    everyone = recommend(design, patient_cohorts(size, level, dlt), gy_per_gbq=gy_per_gbq)
-    if not pending.any():
-        return replace(everyone, notes=notes, pending=tuple(pending.tolist()))
-    done = ~pending
+    # months until each patient's outcomes are all known (0: known)
+    left = np.where(pending, window - followup, 0.0)
+    response = None
+    awaiting = np.zeros(level.shape, dtype=bool)
+    if responses is not None:
+        response, awaiting = responses.response, responses.pending
+        left = np.maximum(left, np.where(awaiting, responses.window - followup, 0.0))
+    waiting = pending | awaiting
+    everyone = recommend(
+        design, patient_cohorts(size, level, dlt, response), gy_per_gbq=gy_per_gbq
+    )
+    shown = {
+        "pending": tuple(pending.tolist()),
+        "pending_response": () if responses is None else tuple(awaiting.tolist()),
+    }
+    if not waiting.any():
+        return replace(everyone, notes=notes, **shown)
+    done = ~waiting
     measured = None if gy_per_gbq is None else np.asarray(gy_per_gbq)[done]
-    complete = recommend(design, patient_cohorts(size, level[done], dlt[done]), gy_per_gbq=measured)
-    left = window - followup[pending]
+    complete = recommend(
+        design,
+        patient_cohorts(size, level[done], dlt[done], None if response is None else response[done]),
+        gy_per_gbq=measured,
+    )
     # The organ-dose constraint reads every measurement, pending patients' included.
     is_organ = lambda name: name.startswith("p_exceed_") or name == "admissible"  # noqa: E731
     estimates = {k: v for k, v in complete.level_summary.items() if not is_organ(k)}
     organs = {k: v for k, v in everyone.level_summary.items() if is_organ(k)}
+    known = "a DLT, or the window closed" if responses is None else "both outcomes known"
     notes += (
         f"the MTD estimate and the estimates per level use the {int(done.sum())} patients with "
-        "complete data (a DLT, or the window closed); the counts include the pending patients",
+        f"complete data ({known}); the counts include the pending patients",
     )
     return Recommendation(
         next_level=None,
@@ -477,11 +591,12 @@ def _wait_for_complete_data(
         deviations=everyone.deviations,
         model_summary=complete.model_summary,
         notes=notes,
-        review_in=float(left.min()),
-        complete_in=float(left.max()),
-        pending=tuple(pending.tolist()),
+        review_in=float(left[waiting].min()),
+        complete_in=float(left[waiting].max()),
         wait=True,
         mtd_on_complete_data=True,
+        r=everyone.r,
+        **shown,
     )
 
 
@@ -490,7 +605,8 @@ def _review_in(design: Design, now: TrialState) -> float:
     the next pending patient's window closing."""
     if design.method.turns_away:
         return float(design.method.start_up_wait_ends(now)[0] - now.time[0])
-    return float(next_event(now, design.timing.dlt_window_months)[0])
+    late = efficacy_window(design) if design.method.late_efficacy else None
+    return float(next_event(now, design.timing.dlt_window_months, late)[0])
 
 
 def _attach_dosimetry(design, state, gy_per_gbq, enrolled) -> None:
@@ -532,9 +648,12 @@ def _listed(noun: str, items) -> str:
     return f"{noun}{'' if len(items) == 1 else 's'} {text}"
 
 
-def _patient_states(design, level, dlt, arrival, onset, known, backfill=None) -> TrialState:
+def _patient_states(
+    design, level, dlt, arrival, onset, known, backfill=None, responses: _Responses | None = None
+) -> TrialState:
     """One trial state per decision ``r``: the first ``known[r]`` patients as they stood when
-    patient ``known[r]`` arrived (the last: now, time 0) — follow-up so far, DLTs seen by then.
+    patient ``known[r]`` arrived (the last: now, time 0) — follow-up so far, DLTs seen by then
+    (and, with ``responses``, the responses seen by then, each at its time).
 
     With ``backfill`` [patient] flags (a design with ``[backfill]``), the backfill patients among
     them are held as the engine holds them: at their level from treatment (their follow-up
@@ -556,6 +675,15 @@ def _patient_states(design, level, dlt, arrival, onset, known, backfill=None) ->
     seen = state.observed_dlt(design.timing.dlt_window_months) & enrolled
     state.n[:] = (enrolled[:, :, None] & at_level).sum(axis=1)
     state.y[:] = (seen[:, :, None] & at_level).sum(axis=1)
+    if responses is not None:
+        state.with_efficacy().with_response_times()
+        responded = enrolled & responses.response
+        state.patient_response[:] = responded
+        state.patient_response_time[:] = np.where(responded, responses.onset, np.nan)
+        # the responses seen by each decision's time (the method reads the per-patient records)
+        shown = state.observed_response(responses.window) & enrolled
+        state.r[:] = (shown[:, :, None] & at_level).sum(axis=1)
+        state.b[:] = ((shown & seen)[:, :, None] & at_level).sum(axis=1)
     # each decision's last escalation patient (every decision has one: see the caller)
     last = n - 1 - np.argmax(escalating[:, ::-1], axis=1)
     state.level[:] = level[last]

@@ -741,6 +741,7 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
 
     design, rec = result.design, result.recommendation
     pending_at = _pending_per_level(result)
+    awaiting_at = _pending_response_per_level(result)
     review_days = None if rec.review_in is None else rec.review_in * DAYS_PER_MONTH
     levels = []
     for level in range(design.n_levels):
@@ -752,6 +753,9 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
         }
         if pending_at is not None:
             entry["pending"] = int(pending_at[level])
+        if awaiting_at is not None:  # a patient file, a design deciding on responses
+            entry["response"] = rec.r[level]
+            entry["pending_response"] = int(awaiting_at[level])
         entry.update({name: values[level] for name, values in rec.level_summary.items()})
         levels.append(entry)
     patients = None
@@ -767,6 +771,7 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
                 "pending": rec.pending[i] if rec.pending else None,
             }
             | ({} if records.backfill is None else {"backfill": bool(records.backfill[i])})
+            | _response_entry(records, rec, i)
             for i in range(records.n_patients)
         ]
     return json_ready(
@@ -807,8 +812,27 @@ def recommendation_to_dict(result: RecommendationResult) -> dict:
             "mcmc": mcmc_to_dict(getattr(result, "mcmc", None)),
             # only a design with [backfill] has the key: other answers stay as they were
             **({} if rec.backfill is None else {"backfill": backfill_to_dict(rec.backfill)}),
+            # only an answer that knows the responses pending has the key (as above)
+            **(
+                {"pending_response_patients": list(rec.pending_response_patients)}
+                if rec.pending_response
+                else {}
+            ),
         }
     )
+
+
+def _response_entry(records, rec, i: int) -> dict:
+    """A patient's response columns in the JSON, when the file has them: ``response``,
+    ``response_day`` (null where not given), ``pending_response`` (null when not known: a
+    design that does not decide on responses)."""
+    if records.response is None:
+        return {}
+    return {
+        "response": int(records.response[i]),
+        "response_day": float(records.response_day[i]),  # NaN → null
+        "pending_response": rec.pending_response[i] if rec.pending_response else None,
+    }
 
 
 BACKFILL_NEEDS_PATIENTS = (
@@ -912,6 +936,8 @@ def _basis_lines(rec) -> list[str]:
     """The decision basis in words: the quantities at the current level and the rule they
     met; TITE-BOIN's suspension rule; a decision that leaves the MTD estimate's level."""
     basis = rec.basis
+    if basis and "ess_tox" in basis:
+        return _late_efficacy_basis_lines(basis)
     if not basis or "direction" not in basis:
         return []
     level = basis["level"]
@@ -966,12 +992,44 @@ def _basis_lines(rec) -> list[str]:
     return lines
 
 
+def _late_efficacy_basis_lines(basis: Mapping[str, Any]) -> list[str]:
+    """TITE-BOIN12's decision basis in words: the counts and effective sample sizes at the
+    current level, p̂ against BOIN's boundaries, and the suspension rule."""
+    level, n = basis["level"], basis["n"]
+    rate, lam_e, lam_d = basis["rate"], basis["lambda_e"], basis["lambda_d"]
+    position = "p̂ ≥ λd" if rate >= lam_d else "p̂ ≤ λe" if rate <= lam_e else "λe < p̂ < λd"
+    lines = [
+        f"Decision basis at level {level + 1}: n = {n}, y = {basis['y']} DLTs seen, "
+        f"r = {basis['r']} responses seen, {basis['m_tox']} pending for the DLT and "
+        f"{basis['m_eff']} for the response; ESS_T = {basis['ess_tox']:.3f}, "
+        f"ESS_E = {basis['ess_eff']:.3f}, p̂ = y/ESS_T = {rate:.3f}; λe = {lam_e:.3f}, "
+        f"λd = {lam_d:.3f} ({position}; BOIN12's rules then weigh the desirability scores)"
+    ]
+    held = "Accrual suspended" if basis["suspended"] else "Accrual not suspended"
+    lines.append(
+        f"{held}: at level {level + 1}, {basis['m_tox']} of {n} pending for the DLT and "
+        f"{basis['m_eff']} of {n} for the response (held while more than "
+        f"{basis['max_pending_fraction']:.0%} of the level's patients are pending for either)"
+    )
+    return lines
+
+
 def _pending_per_level(result: RecommendationResult) -> np.ndarray | None:
     """Patients still in their DLT window without a DLT, per level; None when not known."""
     rec, records = result.recommendation, result.patients
     if records is None or not rec.pending:
         return None
     pending = np.asarray(rec.pending, dtype=bool)
+    return np.bincount(records.level[pending], minlength=result.design.n_levels)
+
+
+def _pending_response_per_level(result: RecommendationResult) -> np.ndarray | None:
+    """Patients still in the efficacy window without a response, per level; None when not
+    known (a design that does not decide on responses, or an outcome string)."""
+    rec, records = result.recommendation, result.patients
+    if records is None or not rec.pending_response:
+        return None
+    pending = np.asarray(rec.pending_response, dtype=bool)
     return np.bincount(records.level[pending], minlength=result.design.n_levels)
 
 
@@ -1002,26 +1060,64 @@ def _wait_lines(result: RecommendationResult) -> list:
     from theradose.timing import DAYS_PER_MONTH
 
     rec, records = result.recommendation, result.patients
-    which = rec.pending_patients
-    verb = "is" if len(which) == 1 else "are"
-    followed = ""
-    if records is not None:
+
+    def followed(which) -> str:
+        if records is None:
+            return ""
         days = [f"{records.followup_days[i - 1]:.4g}" for i in which]
-        followed = f" (followed for {_listed('', days)} days)"
+        return f" (followed for {_listed('', days)} days)"
+
     first = rec.review_in * DAYS_PER_MONTH
     last = rec.complete_in * DAYS_PER_MONTH
     when = f"in {first:.4g} days (on {_date_in(first)})"
     if last > first:
         when += f"; the last closes in {last:.4g} days (on {_date_in(last)})"
+    review = Text(f"Review: the first pending window closes {when}.")
+    which = rec.pending_patients
+    if not rec.pending_response:
+        verb = "is" if len(which) == 1 else "are"
+        return [
+            Text(
+                f"Wait: {_listed('patient', which)}{followed(which)} {verb} still in the DLT "
+                "window without a DLT, and the design decides on complete data: no next level "
+                "until they complete the window or have a DLT.",
+                style="bold",
+            ),
+            review,
+        ]
+    awaiting = rec.pending_response_patients
+    parts = [
+        f"for the {noun}, {_listed('patient', group)}{followed(group)}"
+        for noun, group in (("DLT", which), ("response", awaiting))
+        if group
+    ]
     return [
         Text(
-            f"Wait: {_listed('patient', which)}{followed} {verb} still in the DLT window without "
-            "a DLT, and the design decides on complete data: no next level until they complete "
-            "the window or have a DLT.",
+            "Wait: the design decides on complete data, and patients are pending "
+            f"({'; '.join(parts)}): no next level until each has both outcomes known (the "
+            "event seen, or its window closed).",
             style="bold",
         ),
-        Text(f"Review: the first pending window closes {when}."),
+        review,
     ]
+
+
+def _pending_lines(result: RecommendationResult) -> list:
+    """Who is pending for the DLT and who for the response (a design deciding on late responses,
+    given a patient file; the wait of a design on complete data names them already)."""
+    from rich.text import Text
+
+    rec = result.recommendation
+    if not rec.pending_response or not result.design.method.late_efficacy:
+        return []
+    lines = []
+    for noun, which in (
+        ("DLT (DLT window open, no DLT so far)", rec.pending_patients),
+        ("response (efficacy window open, no response so far)", rec.pending_response_patients),
+    ):
+        who = _listed("patient", which) if which else "nobody"
+        lines.append(Text(f"Pending for the {noun}: {who}."))
+    return lines
 
 
 def recommendation_rich(result: RecommendationResult) -> RenderableType:
@@ -1036,10 +1132,13 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
     design, rec = result.design, result.recommendation
     outcomes = format_outcomes(result.cohorts) or "no patients treated yet"
     pending_at = _pending_per_level(result)
+    awaiting_at = _pending_response_per_level(result)
     if result.patients is not None:
         outcomes = f"{result.patients.n_patients} patients from {result.patients.path}"
         if pending_at is not None:
             outcomes += f", {pending_at.sum()} still in their DLT window"
+        if awaiting_at is not None:
+            outcomes += f", {awaiting_at.sum()} awaiting a response (efficacy window open)"
     lines = [Text(f"{design.name} ({design.method_key}, target {design.target:g}): {outcomes}")]
     for warning in rec.warnings:
         lines.append(Text(f"WARNING: {warning}.", style="bold red"))
@@ -1062,16 +1161,21 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
             if rec.review_in is None
             else (f" (the next window closes in {rec.review_in * DAYS_PER_MONTH:.4g} days)")
         )
+        event = (
+            "has a DLT or a response, or completes a window"
+            if rec.pending_response
+            else "has a DLT or completes the DLT window"
+        )
         lines.append(
             Text(
                 "Suspend accrual: the design waits for more follow-up before the next patient; "
-                "decide again when a pending patient has a DLT or completes the DLT window"
-                f"{closes}.",
+                f"decide again when a pending patient {event}{closes}.",
                 style="bold",
             )
         )
     else:
         lines.append(Text(f"Next cohort: {level_text(design, rec.next_level)}.", style="bold"))
+    lines += _pending_lines(result)
     on = " on complete data (pending patients left out)" if rec.mtd_on_complete_data else ""
     # A design that weighs efficacy selects the optimal biological dose, not the MTD.
     target = "OBD" if design.method.uses_efficacy else "MTD"
@@ -1108,6 +1212,8 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
     columns += [Column("patients"), Column("DLTs")]
     if pending_at is not None:
         columns.append(Column("pending"))
+    if awaiting_at is not None:
+        columns += [Column("responses"), Column("pending response")]
     columns += [Column(labels.get(name, name)) for name in rec.level_summary]
     rows = []
     for level in range(design.n_levels):
@@ -1117,6 +1223,8 @@ def recommendation_rich(result: RecommendationResult) -> RenderableType:
         cells += [str(rec.n[level]), str(rec.y[level])]
         if pending_at is not None:
             cells.append(str(pending_at[level]))
+        if awaiting_at is not None:
+            cells += [str(rec.r[level]), str(awaiting_at[level])]
         cells += [_estimate_text(values[level]) for values in rec.level_summary.values()]
         rows.append(tuple(cells))
     # split to the terminal's width, the level and its activity repeated in every part

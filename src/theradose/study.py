@@ -426,7 +426,7 @@ def run_patient_recommendation(
     theradose.patients.PatientFileError
         For a patient file that cannot be read, with every problem, one line each.
     """
-    from theradose.patients import PatientRecords, read_patients
+    from theradose.patients import PatientRecords
     from theradose.recommendation import patient_cohorts, recommend_from_patients
     from theradose.timing import DAYS_PER_MONTH
 
@@ -438,27 +438,20 @@ def run_patient_recommendation(
     from theradose.patients import PatientFileError
 
     problems = []  # every problem at once: no window, and the patient file's
-    if design.method.late_efficacy:
-        raise ConfigError(
-            [
-                f"{design.path or design.name}: --patients is not yet supported for method "
-                f"{design.method_key!r} (it needs each response and its time); give --outcomes "
-                "(complete follow-up)"
-            ]
-        )
+    window = None
     try:
         design, window, note = _with_dlt_window(design, dlt_window_days)
     except ConfigError as error:
         problems = error.messages
     if not isinstance(patients, PatientRecords):
-        organs = () if design.dosimetry is None else design.dosimetry.names
         try:
-            patients = read_patients(patients, design.n_levels, organs=organs)
+            patients = read_design_patients(patients, design, window)
         except PatientFileError as error:
             raise PatientFileError([*problems, *error.messages]) from None
     if problems:
         raise ConfigError(problems)
     check_backfill_patients(design, patients)
+    check_response_patients(design, patients)
     recommendation = recommend_from_patients(
         design,
         patients.level,
@@ -468,6 +461,10 @@ def run_patient_recommendation(
         gy_per_gbq=patients.gy_per_gbq,
         window=window,
         backfill=patients.backfill,
+        response=patients.response,
+        response_time=None
+        if patients.response_day is None
+        else patients.response_day / DAYS_PER_MONTH,
     )
     if note:
         recommendation = replace(recommendation, notes=(note, *recommendation.notes))
@@ -477,11 +474,79 @@ def run_patient_recommendation(
             recommendation, warnings=(*implausible, *recommendation.warnings)
         )
     escalating = slice(None) if patients.backfill is None else ~patients.backfill
+    uses_response = design.method.uses_efficacy and patients.response is not None
     cohorts = patient_cohorts(
-        design.cohort_size, patients.level[escalating], patients.dlt[escalating]
+        design.cohort_size,
+        patients.level[escalating],
+        patients.dlt[escalating],
+        patients.response[escalating] if uses_response else None,
     )
+    if patients.response is not None and not design.method.uses_efficacy:
+        recommendation = _with_notes(
+            recommendation,
+            f"column 'response' is not used: method {design.method_key!r} decides on DLTs only",
+        )
     recommendation = _with_stage_note(design, recommendation, cohorts)
     return RecommendationResult(design, tuple(cohorts), recommendation, patients=patients)
+
+
+def read_design_patients(
+    source, design: Design, dlt_window: float | None = None, name: str | None = None
+) -> PatientRecords:
+    """A patient file read for ``design`` (:func:`theradose.patients.read_patients`): its
+    organs' Gy/GBq columns, and the ``response`` column required, each ``response_day`` within
+    the efficacy window, for a design that decides on responses (``dlt_window``, months: the DLT
+    window in effect, the efficacy window of a design without one of its own).
+
+    Raises
+    ------
+    theradose.patients.PatientFileError
+        With every problem of the file, one line each.
+    """
+    from theradose.patients import read_patients
+    from theradose.recommendation import efficacy_window
+    from theradose.timing import DAYS_PER_MONTH
+
+    organs = () if design.dosimetry is None else design.dosimetry.names
+    needs, window_days = None, None
+    if design.method.uses_efficacy:
+        needs = f"method {design.method_key!r} decides on responses"
+        window = efficacy_window(design, dlt_window)
+        window_days = None if window is None else window * DAYS_PER_MONTH
+    return read_patients(
+        source,
+        design.n_levels,
+        name=name,
+        organs=organs,
+        needs_response=needs,
+        efficacy_window_days=window_days,
+    )
+
+
+def check_response_patients(design: Design, patients: PatientRecords) -> None:
+    """What a design deciding on responses needs of records read elsewhere (built in code), and
+    what it cannot take yet, as a PatientFileError in one line: a ``response`` for every
+    patient; no backfill design deciding on complete data (BOIN12 with ``[backfill]``)."""
+    from theradose.patients import PatientFileError
+
+    if not design.method.uses_efficacy or not patients.n_patients:
+        return
+    where = patients.path or "patients"
+    if patients.response is None:
+        raise PatientFileError(
+            [
+                f"{where}: row 1: missing column 'response' (1 if the patient has responded so "
+                f"far, else 0): method {design.method_key!r} decides on responses"
+            ]
+        )
+    if design.backfill is not None and not design.method.tite:
+        raise PatientFileError(
+            [
+                f"{where}: a patient file for a design with [backfill] deciding on responses "
+                f"(method {design.method_key!r}) is not supported yet; give --outcomes "
+                "(complete follow-up)"
+            ]
+        )
 
 
 def check_backfill_patients(design: Design, patients: PatientRecords) -> None:

@@ -87,7 +87,10 @@ def decision_text(decision: Mapping[str, Any]) -> str:
     if action == "stop":
         return f"stop ({decision.get('stop_reason_text') or decision.get('stop_reason')})"
     if action == "wait":
-        pending = ", ".join(str(p) for p in decision.get("pending_patients") or [])
+        # pending for the DLT or, for a design deciding on responses, for the response
+        either = set(decision.get("pending_patients") or [])
+        either |= set(decision.get("pending_response_patients") or [])
+        pending = ", ".join(str(p) for p in sorted(either))
         return f"wait (pending: patient {pending})" if pending else "wait"
     if action == "suspend":
         return "suspend accrual"

@@ -293,23 +293,26 @@ class TiteBoin12(Boin12):
     def decision_basis(self, state: TrialState) -> dict[str, np.ndarray]:
         """At the current level (0-based ``level``): ``n`` patients, ``y`` DLTs and ``r``
         responses seen, ``m_tox``, ``m_eff`` pending, ``ess_tox``, ``ess_eff``, the DLT rate
-        ``rate`` = y/ESS_T, BOIN's ``lambda_e``, ``lambda_d``, and ``suspended``, [trial] each."""
+        ``rate`` = y/ESS_T, BOIN's ``lambda_e``, ``lambda_d``, ``suspended`` and the
+        ``max_pending_fraction`` it holds accrual beyond, [trial] each."""
         data = self.pending_data(state)
         lambda_e, lambda_d = self.lambdas
         n = state.current(data.n)
+        count = lambda values: state.current(values).astype(np.int64)  # noqa: E731 (sums of 0/1)
         return {
             "level": np.maximum(state.level, 0),
-            "n": n,
-            "y": state.current(data.y),
-            "r": state.current(data.r),
-            "m_tox": state.current(data.m_tox),
-            "m_eff": state.current(data.m_eff),
+            "n": count(data.n),
+            "y": count(data.y),
+            "r": count(data.r),
+            "m_tox": count(data.m_tox),
+            "m_eff": count(data.m_eff),
             "ess_tox": state.current(data.ess_tox),
             "ess_eff": state.current(data.ess_eff),
             "rate": state.current(data.p_tox),
             "lambda_e": np.full(n.shape, lambda_e),
             "lambda_d": np.full(n.shape, lambda_d),
             "suspended": self.suspend(state),
+            "max_pending_fraction": np.full(n.shape, self.max_pending_fraction),
         }
 
     def describe(self) -> str:
