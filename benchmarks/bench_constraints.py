@@ -3,7 +3,8 @@
 Run with ``python benchmarks/bench_constraints.py [--trials N] [--repeats R]``. Each pair runs the
 same chunks of virtual patients (truths computed once, outside the timing) and prints trials per
 second of engine time for both designs and their ratio; the two designs of a pair alternate
-chunk by chunk, so a change in the machine's load hits both. Not a test: numbers go in the README.
+chunk by chunk, so a change in the machine's load hits both. Not a test: numbers go in
+docs/speed.md.
 
 Pairs (the 177Lu-PSMA-like BOIN of ``designs/``, 5 levels, 30 patients, 4 cycles):
 

@@ -4,7 +4,7 @@ Run with ``python benchmarks/bench_dosimetry.py [--trials N] [--repeats R]``. Ti
 of trials (default 10,000) with 6 levels, 3 organs and 36 patients: the conjugate update, the
 exceedance probabilities [trial, level, organ], the admissibility mask, patient capping of
 every patient, sampling the patients, and the true level quantities of a scenario. Not a test:
-numbers go in the README.
+numbers go in docs/speed.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ thread, as ``simulate`` runs each chunk: :func:`theradose.simulation.kernel_thre
 
 Run with ``make bench`` or ``python benchmarks/bench_engine.py [--trials N] [--designs ...]``.
 Prints trials/s per design and scenario and the peak resident memory of the process. Not a test:
-numbers go in the README. The model-based designs are slower; give them fewer trials::
+numbers go in docs/speed.md. The model-based designs are slower; give them fewer trials::
 
     python benchmarks/bench_engine.py --trials 20000 --designs designs/blrm.toml designs/ewoc.toml
 

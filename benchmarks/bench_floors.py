@@ -1,7 +1,7 @@
 """Issue 14's speed floors: each measured on this machine and printed as met or not.
 
 Run with ``python benchmarks/bench_floors.py [--rounds R] [--r-seconds NAME=S ...]``. Not a test:
-the figures go in the README's *Speed* section.
+the figures go in docs/speed.md.
 
 Every figure is engine throughput on one core with one BLAS/OpenMP thread, as each chunk of a run
 has (:func:`theradose.simulation.kernel_threads`), in CPU seconds of this process

@@ -14,7 +14,7 @@ limits them with threadpoolctl); ``--blas-threads N`` lifts that limit to N thre
 process instead, to show what unlimited threads cost. The last line says whether every run gave
 bit-identical results (it must: results do not depend on the number of workers). Default
 trials: 4 chunks of 10,000 per worker of the largest count, so that every worker has work
-throughout. Not a test: numbers go in the README. On a 16-core machine::
+throughout. Not a test: numbers go in docs/speed.md. On a 16-core machine::
 
     python benchmarks/bench_workers.py --workers 1 2 4 8 16 --designs designs/crm.toml
 """
