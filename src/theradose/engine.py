@@ -181,7 +181,7 @@ def _treat_with_dosimetry(
             (level.size, cols.shape[1])
         )
         cohort_measured = None if measured is None else measured[r, c]
-        schedule, capped = _schedules(design, planned, cohort_measured)
+        schedule, capped = patient_schedules(design, planned, cohort_measured)
         kept = schedule, capped, cohort_measured
         _keep_schedules(state, rows, cols, enrolled, places, *kept)
         true_g = patients.true_gy_per_gbq[r, c]
@@ -281,11 +281,11 @@ def _response_prob(design, patients, rows, cols, level, eff_prob) -> np.ndarray:
     r, c = rows[:, None], cols
     planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
     measured = patients.measured_gy_per_gbq
-    schedule, _ = _schedules(design, planned, None if measured is None else measured[r, c])
+    schedule, _ = patient_schedules(design, planned, None if measured is None else measured[r, c])
     return patient_response_prob(patients.true_gy_per_gbq[r, c], schedule, organs)
 
 
-def _schedules(design: Design, planned: np.ndarray, measured: np.ndarray | None):
+def patient_schedules(design: Design, planned: np.ndarray, measured: np.ndarray | None):
     """Patients' schedules (as ScheduleMoments) from their level's value [...] — the planned
     activity per cycle, capped from their measured Gy/GBq [..., design organ] when the design
     says so, or, when the levels are prescribed absorbed doses, each patient's own activity
@@ -367,7 +367,7 @@ def _finish_dosimetry(design: Design, state: TrialState, patients: VirtualPatien
             if record_all is not None:
                 record = record_all[block]
                 np.copyto(record, measured[block, :n])
-            (total, total_sq), capped = _schedules(design, doses[level[block]], record)
+            (total, total_sq), capped = patient_schedules(design, doses[level[block]], record)
             total_all[block] = total
             total_sq_all[block] = total_sq
             capped_all[block] = capped

@@ -462,7 +462,7 @@ def stage_patients(
     :func:`theradose.dosimetry.sample_patients` on the stage's own stream ``seed``, drawn
     patient-major over (patient, arm) like the stage's u and v; their schedule from their
     level's value by the design's rule (fixed, capped from measured Gy/GBq, or personalised:
-    :func:`theradose.engine._schedules`); their P(DLT) from the NTCP of their own cumulative
+    :func:`theradose.engine.patient_schedules`); their P(DLT) from the NTCP of their own cumulative
     organ doses (:func:`theradose.dosimetry.patient_dlt_prob`) and P(response) from their own
     tumour dose (:func:`theradose.dosimetry.patient_response_prob`) when the scenario says so;
     and whether their true cumulative dose (or BED) passes each design organ's limit
@@ -474,7 +474,7 @@ def stage_patients(
         patient_response_prob,
         sample_patients,
     )
-    from theradose.engine import _schedules
+    from theradose.engine import patient_schedules
 
     n_trials, n_arms = levels.shape
     dosimetry = design.dosimetry
@@ -497,7 +497,7 @@ def stage_patients(
         index = organs.index(dosimetry.names)
         measured = by_arm(sampled.measured_gy_per_gbq[..., index])
     planned = np.asarray(design.doses, dtype=float)[levels][:, :, None] * np.ones(n_max)
-    schedule, capped = _schedules(design, planned, measured)
+    schedule, capped = patient_schedules(design, planned, measured)
     dlt_prob = response_prob = exceeds = None
     if organs.toxicity is not None and organs.toxicity.uses_ntcp:
         dlt_prob = patient_dlt_prob(true, schedule, organs)
