@@ -234,6 +234,41 @@ def test_backfill_outcomes_are_used_once_observed():
         assert state.n[0].tolist() == [4, 3, 0]  # at the end every outcome is known
 
 
+def test_a_design_deciding_on_responses_counts_a_backfill_patient_when_both_windows_closed(
+    monkeypatch,
+):
+    """BOIN12 decides on DLT and response together and waits for the efficacy window: a backfill
+    patient joins its counts only when their response is known (arrival + the longer window),
+    even when an early DLT is seen before — at every decision of simulated trials."""
+    source = {
+        "method": "boin12",
+        "target": 0.3,
+        "levels": 4,
+        "cohort_size": 3,
+        "max_patients": 18,
+        "boin12": {"phi_e": 0.3},
+        "timing": {"accrual_per_month": 3.0, "dlt_window_months": 1.0,
+                   "efficacy_window_months": 3.0},
+        "backfill": {"enabled": True, "max_per_level": 6},
+    }  # fmt: skip
+    design = design_from_dict(source, "bf12.toml")
+    scenario = Scenario("S", (0.1, 0.25, 0.45, 0.6), eff_prob=(0.3, 0.5, 0.6, 0.6))
+    early = []
+    original = engine.decide
+
+    def checked(d, state):
+        counted = state.patient_backfill & ~state.backfill_unseen
+        complete = state.patient_arrival + design.timing.follow_up_months <= state.time[:, None]
+        early.append(int((counted & ~complete).sum()))
+        original(d, state)
+
+    monkeypatch.setattr(engine, "decide", checked)
+    sims = simulation.simulate([design], [scenario], 300, seed=3)
+    assert sims[0][0].n_trials == 300
+    assert sum(early) == 0
+    assert sims[0][0].backfill["total_sum"] > 100  # the rule had backfill patients to hold
+
+
 # ---------------------------------------------------------------------------------------------
 # Results
 

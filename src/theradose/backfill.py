@@ -101,18 +101,26 @@ def closes_table(method, target: float, n_max: int) -> np.ndarray:
 
 
 def outcome_known(
-    state: TrialState, rows: np.ndarray, when: np.ndarray, window: float
+    state: TrialState,
+    rows: np.ndarray,
+    when: np.ndarray,
+    window: float,
+    dlt_ends_follow_up: bool = True,
 ) -> np.ndarray:
     """Whether each patient's DLT outcome is known at times ``when`` [row], [row, patient]: a
     patient with a DLT once it has occurred (arrival + DLT time ≤ when), one without once the
     DLT window has closed (arrival + ``window`` ≤ when); False at places nobody took. The DLTs
-    seen by then are ``known & state.patient_dlt[rows]``.
+    seen by then are ``known & state.patient_dlt[rows]``. Without ``dlt_ends_follow_up`` (a
+    design deciding on DLT and response together, whose response is known only when its
+    window closes), every patient is known at arrival + ``window``, DLT or not.
 
     One rule for the engine (backfill outcomes joining the counts, the levels open for
     backfilling) and for an interim recommendation's replay of a real trial. An outcome, once
     known, is final: a DLT recorded after the window (real data only; the engine's onsets lie
     within it) is known when it occurs, not at the window's end without it.
     """
+    if not dlt_ends_follow_up:
+        return state.patient_arrival[rows] + window <= when[:, None]
     event = np.where(state.patient_dlt[rows], state.patient_dlt_time[rows], window)
     return state.patient_arrival[rows] + event <= when[:, None]
 
@@ -132,16 +140,23 @@ def observed_counts(state: TrialState, rows: np.ndarray, when: np.ndarray, windo
     return n, y
 
 
-def see_backfill_outcomes(state: TrialState, window: float, rows: np.ndarray | None = None):
+def see_backfill_outcomes(
+    state: TrialState,
+    window: float,
+    rows: np.ndarray | None = None,
+    dlt_ends_follow_up: bool = True,
+):
     """Add to the counts the backfill patients (of a design that decides on complete data) whose
-    outcome is known at each trial's time (:func:`outcome_known`) — or, without ``rows``, every
-    one of them (the trials' follow-up completes)."""
+    outcome is known at each trial's time (:func:`outcome_known`; a design that decides on
+    responses too passes ``dlt_ends_follow_up=False``: a DLT does not make the response known)
+    — or, without ``rows``, every one of them (the trials' follow-up completes)."""
     unseen = state.backfill_unseen
     if rows is None:
         known = unseen.copy()
     else:
         known = np.zeros_like(unseen)
-        known[rows] = unseen[rows] & outcome_known(state, rows, state.time[rows], window)
+        now = state.time[rows]
+        known[rows] = unseen[rows] & outcome_known(state, rows, now, window, dlt_ends_follow_up)
     if not known.any():
         return
     t, c = np.nonzero(known)

@@ -460,7 +460,8 @@ def run_trials(
                 backfilling.arrivals(state, rows, state.time[rows] + window)
             state.time[rows] += window  # the cohort's DLT window completes before the decision
             if backfilling is not None:
-                see_backfill_outcomes(state, window, rows)
+                # a design deciding on responses too waits for each one's window, DLT or not
+                see_backfill_outcomes(state, window, rows, not design.method.uses_efficacy)
             decide(design, state)
             _note_allowed(design, state)
         if design.backfill is not None:
