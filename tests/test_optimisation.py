@@ -747,17 +747,21 @@ def test_recommend_from_a_patient_file_notes_the_stage(tmp_path):
     assert rec.notes[-1].startswith("this decision is for the escalation; if it ends")
 
 
-def test_the_stage_lasts_until_its_last_patient_s_response_is_assessed():
+@pytest.mark.parametrize("method", ["boin12", "boin"])
+def test_the_stage_lasts_until_its_last_patient_s_response_is_assessed(method):
     """With an efficacy window longer than the DLT window, the stage ends when the last arm
-    patient's response is known: the same accrual (its own stream) plus the longer window."""
+    patient's response is known: the same accrual (its own stream) plus the longer window. A
+    method deciding on DLTs alone takes the efficacy window for its stage only: its escalation
+    is the same as without it."""
     source = {
         **boin_dict(candidates="mtd_and_below", patients_per_arm=10),
-        "method": "boin12",
-        "boin12": {"phi_e": 0.25},
+        "method": method,
         "timing": {"accrual_per_month": 2.0, "dlt_window_months": 1.0},
     }
+    if method == "boin12":
+        source["boin12"] = {"phi_e": 0.25}
     scenario = Scenario("E", (0.05, 0.1, 0.2, 0.3, 0.45), eff_prob=(0.2, 0.3, 0.4, 0.5, 0.5))
-    durations = []
+    durations, escalations = [], []
     for efficacy_window in (None, 4.0):
         timing = dict(source["timing"])
         if efficacy_window is not None:
@@ -765,7 +769,12 @@ def test_the_stage_lasts_until_its_last_patient_s_response_is_assessed():
         design = design_from_dict({**source, "timing": timing}, "opt.toml")
         truth = truth_for(scenario, design)
         patients = chunk_patients(3, 0, 400, design.n_places, True)
-        durations.append(run_chunk(design, scenario, patients, truth).stage_duration)
+        chunk = run_chunk(design, scenario, patients, truth)
+        durations.append(chunk.stage_duration)
+        escalations.append((chunk.n, chunk.y, chunk.mtd, chunk.duration))
+    if method == "boin":
+        for before, after in zip(*escalations, strict=True):
+            assert np.array_equal(before, after)
     entered = durations[0] > 0
     assert entered.any()
     assert np.array_equal(entered, durations[1] > 0)

@@ -247,10 +247,11 @@ def _read_timing(top: TomlTable, fields: DesignFields, spec: MethodSpec | None) 
     if spec is not None and spec.late_efficacy:
         efficacy_window = table.number("efficacy_window_months", POSITIVE, default=window)
     elif "efficacy_window_months" in table.data:
-        if spec is not None and not spec.uses_efficacy:
+        if spec is not None and not spec.uses_efficacy and "optimisation" not in top.data:
             table.error(
                 f"efficacy_window_months: only with a method that decides on responses "
-                f"(boin12, tite-boin12), not method = {show_value(spec.key)}"
+                f"(boin12, tite-boin12) or a design with [optimisation] (its stage's responses), "
+                f"not method = {show_value(spec.key)}"
             )
         else:
             efficacy_window = table.number("efficacy_window_months", POSITIVE)

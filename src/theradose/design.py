@@ -55,6 +55,15 @@ class Design:
         return self.select_tried_only
 
     @property
+    def follow_up_months(self) -> float:
+        """How long the escalation follows each patient before their outcomes are complete: the
+        DLT window, or the longer of it and the efficacy window for a method that decides on
+        responses (an efficacy window on another method's design is its randomised stage's)."""
+        if self.method.uses_efficacy:
+            return self.timing.follow_up_months
+        return self.timing.dlt_window_months
+
+    @property
     def n_places(self) -> int:
         """The most patients a trial can treat: ``max_patients`` and any backfill patients."""
         if self.backfill is None:

@@ -445,7 +445,7 @@ def run_trials(
         _run_tite(design, state, dlt_prob, patients, onset, eff_prob, response_onset)
     else:
         # every outcome known before the decision: responses too, with an efficacy window
-        window = 0.0 if design.timing is None else design.timing.follow_up_months
+        window = 0.0 if design.timing is None else design.follow_up_months
         backfilling = None
         if design.backfill is not None:
             backfilling = Backfilling(design, dlt_prob, patients, onset, eff_prob)
@@ -622,7 +622,7 @@ def _run_tite(design, state, dlt_prob, patients, onset, eff_prob=None, response_
         last = np.nanmax(
             np.where(np.isnan(state.patient_arrival), -np.inf, state.patient_arrival), 1
         )
-    follow_up = design.timing.follow_up_months
+    follow_up = design.follow_up_months
     state.time[:] = np.where(np.isfinite(last), last + follow_up, 0.0)
     if design.method.late_efficacy:
         _last_decision(design, state)

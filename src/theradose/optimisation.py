@@ -553,11 +553,12 @@ def run_stage(
     :class:`~theradose.results.ChunkResult` fields ``optimised`` [trial] (the selected optimised
     level, NO_LEVEL for none), ``stage_n``, ``stage_y``, ``stage_r``, ``stage_b`` [trial, level]
     (patients, DLTs, responses, patients with both), with ``[timing]`` ``stage_duration``
-    [trial] (months: the stage's accrual at the design's rate, then the last patient's DLT
-    window; 0 for trials that did not enter) and, with the design's organ limits,
-    ``stage_exceed`` [trial, level, organ] (stage patients whose true cumulative dose or BED
-    passed the limit) and ``stage_admissible`` [trial, level] (levels the organ-dose constraint
-    admits at the end of the stage; an arm at any other level is not selectable).
+    [trial] (months: the stage's accrual at the design's rate, then the last patient's
+    follow-up, the longer of the DLT and efficacy windows; 0 for trials that did not enter)
+    and, with the design's organ limits, ``stage_exceed`` [trial, level, organ] (stage patients
+    whose true cumulative dose or BED passed the limit) and ``stage_admissible`` [trial, level]
+    (levels the organ-dose constraint admits at the end of the stage; an arm at any other level
+    is not selectable).
 
     When the patients have dosimetry (``patients.organs``: the scenario is dosimetry-driven or
     the design has ``[dosimetry]``), the stage's patients are virtual patients like the
@@ -720,7 +721,7 @@ OPTIMISATION_DEFINITIONS = {
     "optimisation_n_mean": "stage patients per trial, mean over all trials",
     "optimisation_total_n_mean": "escalation and stage patients per trial, mean",
     "optimisation_duration_months_mean": "months of the stage (accrual at the design's rate, "
-    "then the DLT window), mean over the trials that entered it",
+    "then the longer of the DLT and efficacy windows), mean over the trials that entered it",
     "optimisation_total_duration_months_mean": "months of escalation and stage per trial, mean",
     "optimisation_organ_exceed_pct": "per organ with a limit in the design: each trial's % of "
     "stage patients whose TRUE cumulative absorbed dose (or BED) over the cycles they received "

@@ -74,7 +74,7 @@ def run_chunk(
     enrolled = state.patient_level >= 0
     extra = {}
     if design.timing is not None:
-        window = design.timing.follow_up_months  # the last patient's outcomes known
+        window = design.follow_up_months  # the last patient's outcomes known
         onset_time = state.patient_arrival + state.patient_dlt_time
         late = state.patient_dlt & (onset_time > state.stopped_at[:, None])
         with np.errstate(all="ignore"):
