@@ -324,3 +324,25 @@ def test_simulate_json_has_no_warnings_for_an_example_design(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Warnings" not in result.stdout
     assert json.loads(out.read_text())["warnings"] == []
+
+
+def test_a_design_without_dosimetry_under_dosimetry_driven_scenarios_is_warned_of_one_cycle():
+    """Organ and tumour doses of a design without [dosimetry] are one cycle's: said once per
+    design, naming the scenarios; not said for a design with [dosimetry] or under scenarios
+    that give the probabilities per level."""
+    from theradose.study import run_study
+
+    root = Path(__file__).resolve().parents[1] / "designs"
+    study = run_study(
+        [root / "tite_boin12_psma.toml", root / "boin12_dotatate.toml"],
+        root / "psma_tumour_scenarios.toml",
+        n_trials=20,
+        seed=1,
+    )
+    one_cycle = [w for w in study.warnings if "ONE cycle" in w]
+    assert len(one_cycle) == 1
+    assert one_cycle[0].startswith(str(root / "tite_boin12_psma.toml"))
+    assert "'PSMA, tumour-dose response'" in one_cycle[0]
+    plain = run_study([root / "tite_boin12_psma.toml"], root / "efficacy_scenarios.toml",
+                      n_trials=20, seed=1)  # fmt: skip
+    assert not [w for w in plain.warnings if "ONE cycle" in w]

@@ -63,6 +63,26 @@ def organ_warnings(organ, where: str = "") -> list[str]:
     return out
 
 
-def study_warnings(designs: list[Design] | tuple[Design, ...]) -> list[str]:
-    """The warnings of every design, in order."""
-    return [warning for design in designs for warning in design_warnings(design)]
+def study_warnings(designs, scenarios=()) -> list[str]:
+    """The warnings of every design, in order, then those of a design × scenario pair
+    (:func:`pair_warnings`)."""
+    warnings = [warning for design in designs for warning in design_warnings(design)]
+    return warnings + [w for design in designs for w in pair_warnings(design, scenarios)]
+
+
+def pair_warnings(design: Design, scenarios) -> list[str]:
+    """A design without ``[dosimetry]`` under scenarios whose DLTs or responses follow each
+    patient's own organ or tumour doses: those doses are of one cycle of the level's activity,
+    which the design never says — the user most likely meant its cycles."""
+    if design.dosimetry is not None or design.doses is None:
+        return []
+    driven = [s.name for s in scenarios if s.truth is not None and (s.uses_ntcp or s.efficacy)]
+    if not driven:
+        return []
+    where = design.path or repr(design.name)
+    names = ", ".join(repr(name) for name in driven)
+    return [
+        f"{where}: no [dosimetry] section, so under the dosimetry-driven scenarios ({names}) each "
+        "patient's organ and tumour doses are those of ONE cycle of the level's activity; give "
+        "[dosimetry] cycles = N for a schedule of N cycles"
+    ]

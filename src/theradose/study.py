@@ -238,7 +238,7 @@ def run_study(
         exact=tuple(tuple(row) for row in exact_values),
         notes=tuple(notes),
         scenario_path=scenario_path,
-        warnings=tuple(study_warnings(loaded)),
+        warnings=tuple(study_warnings(loaded, scenario_list)),
     )
 
 
