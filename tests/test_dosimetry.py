@@ -536,7 +536,7 @@ def test_engine_draws_are_the_patient_major_stream_to_the_bit(cv, order):
     """The engine's organ-major sampling (one patient's draws at a time; measured values only
     for the design's organs, in its order) equals the documented stream, drawn whole: per
     patient and trial, z and e of every organ, log g = μ + σz, measured = g·exp(τe)."""
-    from theradose.dosimetry import _sample_organ_major
+    from theradose.dosimetry import sample_patients_by_organ
 
     organs = (
         kidney_truth(),
@@ -544,7 +544,7 @@ def test_engine_draws_are_the_patient_major_stream_to_the_bit(cv, order):
         OrganTruth(name="parotid", gy_per_gbq_median=1.6, gy_per_gbq_cv=0.63),
     )
     n_trials, n_patients, tau = 301, 7, float(log_sd(cv))
-    true, measured = _sample_organ_major(
+    true, measured = sample_patients_by_organ(
         np.random.default_rng(5), organs, n_trials, n_patients, tau, None, order
     )
     draws = np.random.default_rng(5).standard_normal((n_patients, n_trials, 2, 3))

@@ -415,9 +415,11 @@ class _LognormalOrgan(_Record):
         radiobiology, the cumulative absorbed dose without (EUD = dose for a uniformly
         irradiated organ)."""
         s1, s2 = _moments(activities)
-        return self._eud(_nonnegative("Gy/GBq", gy_per_gbq), s1, s2)
+        return self.eud_from_moments(_nonnegative("Gy/GBq", gy_per_gbq), s1, s2)
 
-    def _eud(self, g, s1, s2):
+    def eud_from_moments(self, g, s1, s2):
+        """:meth:`eud` from Gy/GBq ``g`` and the activities' sum ``s1`` = ΣA and sum of squares
+        ``s2`` = ΣA² over cycles (GBq, GBq²), unchecked."""
         if not self.has_radiobiology:
             return g * s1
         return eqd2(_cumulative(g, s1, s2, self.bed_factor), self.alpha_beta_gy)
@@ -949,14 +951,16 @@ def sample_patients(
     if not _is_number(measurement_cv) or measurement_cv < 0:
         raise ValueError(f"measurement_cv must be a number >= 0, got {measurement_cv!r}")
     tau = float(log_sd(measurement_cv))
-    true, measured = _sample_organ_major(rng, organs, n_trials, n_patients, tau, correlation)
+    true, measured = sample_patients_by_organ(rng, organs, n_trials, n_patients, tau, correlation)
     true = true.transpose(2, 1, 0)
     if measured is None:  # exact dosimetry: the measurement is the true value
         return SampledPatients(true, true.copy())
     return SampledPatients(true, measured.transpose(2, 1, 0))
 
 
-def _sample_organ_major(rng, organs, n_trials, n_patients, tau, correlation, measured_organs=None):
+def sample_patients_by_organ(
+    rng, organs, n_trials, n_patients, tau, correlation, measured_organs=None
+):
     """:func:`sample_patients`' true and measured Gy/GBq, each [organ, patient, trial]
     (C-contiguous: each organ's values one block, as the engine reads them), measured None when
     ``tau`` = 0; ``measured_organs``: the organs (positions in ``organs``, in the order wanted)
@@ -989,11 +993,11 @@ def _sample_organ_major(rng, organs, n_trials, n_patients, tau, correlation, mea
 
 
 def _sample_independent(rng, mu, sd, n_trials, n_patients, tau, order):
-    """:func:`_sample_organ_major` for independent organs: each patient's [trial, (z, e), organ]
-    draws into one small buffer (in cache, where the whole chunk's draws were megabytes of new
-    memory), then each organ's block of that patient, exponentiated where it lies (contiguous,
-    as before: numpy's vectorised exp gives the same bits for any contiguous block); measured
-    values only for the organs in ``order``, written in that order."""
+    """:func:`sample_patients_by_organ` for independent organs: each patient's [trial, (z, e),
+    organ] draws into one small buffer (in cache, where the whole chunk's draws were megabytes
+    of new memory), then each organ's block of that patient, exponentiated where it lies
+    (contiguous, as before: numpy's vectorised exp gives the same bits for any contiguous
+    block); measured values only for the organs in ``order``, written in that order."""
     n = mu.size
     true = np.empty((n, n_patients, n_trials))
     measured = None if tau == 0 else np.empty((order.size, n_patients, n_trials))
@@ -1091,7 +1095,7 @@ def _cause_probs(gy_per_gbq, activities, truth: DosimetryTruth) -> list:
     s1, s2 = _moments(activities)
     qs = [np.float64(tox.background_prob)]
     for ntcp, j in zip(tox.organs, truth.index([o.name for o in tox.organs]), strict=True):
-        qs.append(ntcp.ntcp(truth.organs[j]._eud(g[..., j], s1, s2)))
+        qs.append(ntcp.ntcp(truth.organs[j].eud_from_moments(g[..., j], s1, s2)))
     return qs
 
 
@@ -1920,7 +1924,7 @@ def _truths_quadrature(truth, dosimetry, activity, capped, efficacy=None) -> Lev
         for ntcp, j in zip(tox.organs, truth.index([o.name for o in tox.organs]), strict=True):
             mean, sd = conditional(int(j))
             g = np.exp(mean[..., None] + sd[..., None] * z)  # [level, node, inner]
-            eud = truth.organs[j]._eud(g, s1[..., None], s2[..., None])
+            eud = truth.organs[j].eud_from_moments(g, s1[..., None], s2[..., None])
             spare = spare * ((1 - ntcp.ntcp(eud)) @ wz)
         dlt = ((1 - spare) * weight).sum(axis=1)
 

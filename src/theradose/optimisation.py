@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from theradose.state import NO_LEVEL
+from theradose.utility import outcome_classes, total_utility
 
 if TYPE_CHECKING:
     from theradose.design import Design
@@ -289,10 +290,8 @@ def weights_of(design: Design) -> tuple[float, float, float, float] | None:
 def utility_score(weights, n, y, r, b) -> np.ndarray:
     """Mean utility per patient from counts (or probabilities with n = 1): patients with a
     response and no DLT, neither, both, a DLT and no response, each weighted."""
-    w_eff, w_neither, w_both, w_tox = weights
     with np.errstate(invalid="ignore", divide="ignore"):
-        total = w_eff * (r - b) + w_neither * (n - y - r + b) + w_both * b + w_tox * (y - b)
-        return total / n
+        return total_utility(weights, outcome_classes(n, y, r, b)) / n
 
 
 def choose(
@@ -739,7 +738,7 @@ OPTIMISATION_DEFINITIONS = {
 def optimisation_figures(sim: Any, values: dict, se: dict) -> None:
     """The stage's operating characteristics (:data:`OPTIMISATION_DEFINITIONS`), with their
     Monte Carlo errors; nothing for a design without ``[optimisation]``."""
-    from theradose.results import _mean_se, _pct_se, true_mtd_label
+    from theradose.results import mean_with_se, percent_with_se, true_mtd_label
 
     o = sim.optimisation
     if not o:
@@ -758,34 +757,34 @@ def optimisation_figures(sim: Any, values: dict, se: dict) -> None:
             values[key], se[key] = float(scale * value), float(scale * error)
 
     values["true_optimal_level"], se["true_optimal_level"] = true_mtd_label(sim.optimal_level), None
-    sel, sel_se = _pct_se(o["selected"], t)
+    sel, sel_se = percent_with_se(o["selected"], t)
     values["optimised_selection_pct"], se["optimised_selection_pct"] = (
         sel[1:].tolist(),
         sel_se[1:].tolist(),
     )
     values["optimised_no_selection_pct"] = float(sel[0])
     se["optimised_no_selection_pct"] = float(sel_se[0])
-    put("optimised_pcs", _pct_se(o["correct"], t))
-    put("optimisation_entered_pct", _pct_se(o["entered"], t))
-    put("optimisation_one_arm_pct", _pct_se(o["one_arm"], t))
+    put("optimised_pcs", percent_with_se(o["correct"], t))
+    put("optimisation_entered_pct", percent_with_se(o["entered"], t))
+    put("optimisation_one_arm_pct", percent_with_se(o["one_arm"], t))
     put(
         "optimisation_patients_per_arm_mean",
-        _mean_se(o["per_arm_sum"], o["per_arm_sq"], entered),
+        mean_with_se(o["per_arm_sum"], o["per_arm_sq"], entered),
         defined=o["entered"] > 0,
     )
-    put("optimisation_patients_mean", _mean_se(o["stage_n_sum"], o["stage_n_sq"], t))
-    put("optimisation_n_mean", _mean_se(o["stage_total_sum"], o["stage_total_sq"], t))
-    put("optimisation_total_n_mean", _mean_se(o["total_n_sum"], o["total_n_sq"], t))
+    put("optimisation_patients_mean", mean_with_se(o["stage_n_sum"], o["stage_n_sq"], t))
+    put("optimisation_n_mean", mean_with_se(o["stage_total_sum"], o["stage_total_sq"], t))
+    put("optimisation_total_n_mean", mean_with_se(o["total_n_sum"], o["total_n_sq"], t))
     _organ_figures(sim, values, se)
     timed = "stage_duration_sum" in o
     put(
         "optimisation_duration_months_mean",
-        _mean_se(o.get("stage_duration_sum", 0.0), o.get("stage_duration_sq", 0.0), entered),
+        mean_with_se(o.get("stage_duration_sum", 0.0), o.get("stage_duration_sq", 0.0), entered),
         defined=timed and o["entered"] > 0,
     )
     put(
         "optimisation_total_duration_months_mean",
-        _mean_se(o.get("total_duration_sum", 0.0), o.get("total_duration_sq", 0.0), t),
+        mean_with_se(o.get("total_duration_sum", 0.0), o.get("total_duration_sq", 0.0), t),
         defined=timed,
     )
 
@@ -793,14 +792,14 @@ def optimisation_figures(sim: Any, values: dict, se: dict) -> None:
 def _organ_figures(sim: Any, values: dict, se: dict) -> None:
     """The stage's organ-dose figures (:data:`OPTIMISATION_DEFINITIONS`), for a design with
     organ limits (nothing otherwise)."""
-    from theradose.results import _mean_se, _pct_se, _ratio_se
+    from theradose.results import mean_with_se, percent_with_se, ratio_with_se
 
     o = sim.optimisation
     if "exceed_fraction_sum" not in o:
         return
     t = sim.n_trials
     entered = int(o["entered"])
-    mean, error = _mean_se(o["exceed_fraction_sum"], o["exceed_fraction_sq"], max(entered, 1))
+    mean, error = mean_with_se(o["exceed_fraction_sum"], o["exceed_fraction_sq"], max(entered, 1))
     key = "optimisation_organ_exceed_pct"
     values[key], se[key] = {}, {}
     for j, organ in enumerate(sim.organs):
@@ -811,7 +810,7 @@ def _organ_figures(sim: Any, values: dict, se: dict) -> None:
     for j, organ in enumerate(sim.organs):
         values[key][organ], se[key][organ] = [], []
         for level in range(sim.n_levels):
-            pair = _ratio_se(
+            pair = ratio_with_se(
                 int(o["exceed_level_sum"][level, j]),
                 int(o["exceed_level_sq"][level, j]),
                 int(o["exceed_level_cross"][level, j]),
@@ -823,7 +822,7 @@ def _organ_figures(sim: Any, values: dict, se: dict) -> None:
             se[key][organ].append(None if pair is None else 100 * pair[1])
     key = "optimisation_organ_ruled_out_pct"
     if "organ_ruled_out" in o:
-        value, error = _pct_se(o["organ_ruled_out"], t)
+        value, error = percent_with_se(o["organ_ruled_out"], t)
         values[key], se[key] = float(value), float(error)
 
 

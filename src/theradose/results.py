@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from theradose.state import NO_LEVEL, StopReason
+from theradose.utility import outcome_classes, total_utility
 
 
 @dataclass
@@ -254,8 +255,7 @@ class Simulations:
         share = np.maximum(total_n, 1)
         per_trial = {"response": r.sum(1) / share}
         if self.utility_weights is not None:
-            w_eff, w_neither, w_both, w_tox = self.utility_weights
-            utility = w_eff * (r - b) + w_neither * (n - y - r + b) + w_both * b + w_tox * (y - b)
+            utility = total_utility(self.utility_weights, outcome_classes(n, y, r, b))
             per_trial["utility"] = utility.sum(1) / share
             if self.obd != NO_LEVEL:
                 per_trial["at_obd"] = n[:, self.obd] / share
@@ -344,7 +344,7 @@ def _hist_quantile(counts: np.ndarray, limit: float, prob: float) -> float | Non
     return float((index + 0.5) * _HIST_SPAN * limit / _HIST_BINS)
 
 
-def _mean_se(total, total_sq, n: int):
+def mean_with_se(total, total_sq, n: int):
     """Mean and Monte Carlo standard error of the mean from a sum and a sum of squares."""
     mean = np.asarray(total, dtype=float) / n
     if n < 2:
@@ -362,7 +362,8 @@ def _quantile_se(values: np.ndarray, prob: float) -> tuple[float, float]:
     return float(q), float((hi - lo) / 2)
 
 
-def _pct_se(count, n: int):
+def percent_with_se(count, n: int):
+    """Percentage of ``n`` trials and its Monte Carlo (binomial) standard error."""
     p = np.asarray(count, dtype=float) / n
     return 100 * p, 100 * np.sqrt(p * (1 - p) / n)
 
@@ -380,16 +381,16 @@ class OperatingCharacteristics:
     @classmethod
     def from_simulations(cls, sim: Simulations) -> OperatingCharacteristics:
         t = sim.n_trials
-        sel, sel_se = _pct_se(sim.selected, t)
-        bench, bench_se = _pct_se(sim.benchmark_selected, t)
-        n_mean, n_se = _mean_se(sim.n_sum, sim.n_sq, t)
-        y_mean, y_se = _mean_se(sim.y_sum, sim.y_sq, t)
-        tn, tn_se = _mean_se(sim.total_n_sum, sim.total_n_sq, t)
-        ty, ty_se = _mean_se(sim.total_y_sum, sim.total_y_sq, t)
+        sel, sel_se = percent_with_se(sim.selected, t)
+        bench, bench_se = percent_with_se(sim.benchmark_selected, t)
+        n_mean, n_se = mean_with_se(sim.n_sum, sim.n_sq, t)
+        y_mean, y_se = mean_with_se(sim.y_sum, sim.y_sq, t)
+        tn, tn_se = mean_with_se(sim.total_n_sum, sim.total_n_sq, t)
+        ty, ty_se = mean_with_se(sim.total_y_sum, sim.total_y_sq, t)
         treated = max(sim.trials_with_patients, 1)
-        above, above_se = _mean_se(sim.above_mtd_sum, sim.above_mtd_sq, treated)
+        above, above_se = mean_with_se(sim.above_mtd_sum, sim.above_mtd_sq, treated)
         pcs_index = sim.true_mtd + 1  # index 0 is "no MTD": correct when no level is acceptable
-        stops, stops_se = _pct_se(sim.stop_counts, t)
+        stops, stops_se = percent_with_se(sim.stop_counts, t)
         # BOIN12's own stop appears only where efficacy is simulated (other results keep their keys)
         reasons = [
             r
@@ -439,10 +440,10 @@ class OperatingCharacteristics:
         )
         if sim.timed:
             durations = np.concatenate(sim.durations).astype(float)
-            d_mean, d_se = _mean_se(durations.sum(), (durations**2).sum(), t)
+            d_mean, d_se = mean_with_se(durations.sum(), (durations**2).sum(), t)
             p95, p95_se = _quantile_se(durations, 0.95)
-            wp, wp_se = _mean_se(sim.while_pending_sum, sim.while_pending_sq, t)
-            late, late_se = _mean_se(sim.late_dlt_sum, sim.late_dlt_sq, t)
+            wp, wp_se = mean_with_se(sim.while_pending_sum, sim.while_pending_sq, t)
+            late, late_se = mean_with_se(sim.late_dlt_sum, sim.late_dlt_sq, t)
             for key, value, error in zip(
                 timing_keys,
                 (d_mean, p95, 100 * wp, late),
@@ -456,7 +457,7 @@ class OperatingCharacteristics:
         return cls(values=values, se=se)
 
 
-def _ratio_se(a_sum, a_sq, cross, b_sum, b_sq, n: int) -> tuple[float, float] | None:
+def ratio_with_se(a_sum, a_sq, cross, b_sum, b_sq, n: int) -> tuple[float, float] | None:
     """Pooled ratio R = Σa / Σb over trials and its Monte Carlo standard error by the delta
     method: se(R) = sqrt(Σ(aᵢ − R·bᵢ)² / (n(n − 1))) / mean(b) (Cochran 1977, §6.3); None when
     Σb = 0."""
@@ -513,32 +514,32 @@ def allocation_figures(sim: Simulations, values: dict, se: dict) -> None:
             values[key], se[key] = float(scale * pair[0]), float(scale * pair[1])
 
     above_selected = sim.selected[sim.true_mtd + 2 :].sum()  # index 0 is "no MTD"
-    put("select_above_mtd_pct", _pct_se(above_selected, t), 1.0)
+    put("select_above_mtd_pct", percent_with_se(above_selected, t), 1.0)
     totals = (sim.total_n_sum, sim.total_n_sq, t)
     for name, prefix in (("at", "at_n"), ("above", "above_n")):
         sums = [getattr(sim, f"{prefix}_{k}") for k in ("sum", "sq", "cross")]
-        pooled = _ratio_se(*sums, totals[0], totals[1], t)
+        pooled = ratio_with_se(*sums, totals[0], totals[1], t)
         put(f"patients_{name}_mtd_pooled_pct", pooled, defined=has_mtd or name == "above")
     put(
         "patients_at_mtd_trial_mean_pct",
-        _mean_se(sim.at_mtd_sum, sim.at_mtd_sq, treated),
+        mean_with_se(sim.at_mtd_sum, sim.at_mtd_sq, treated),
         defined=has_mtd and sim.trials_with_patients > 0,
     )
     put(
         "patients_above_mtd_trial_mean_pct",
-        _mean_se(sim.above_mtd_sum, sim.above_mtd_sq, treated),
+        mean_with_se(sim.above_mtd_sum, sim.above_mtd_sq, treated),
         defined=sim.trials_with_patients > 0,
     )
-    put("poor_allocation_pct", _pct_se(sim.poor_allocation, t), 1.0, defined=has_mtd)
+    put("poor_allocation_pct", percent_with_se(sim.poor_allocation, t), 1.0, defined=has_mtd)
     for key in ("overdose_majority", "overdose60", "overdose80"):
-        put(f"{key}_pct", _pct_se(getattr(sim, key), t), 1.0)
-    pooled_dlt = _ratio_se(
+        put(f"{key}_pct", percent_with_se(getattr(sim, key), t), 1.0)
+    pooled_dlt = ratio_with_se(
         sim.total_y_sum, sim.total_y_sq, sim.total_yn_cross, sim.total_n_sum, sim.total_n_sq, t
     )
     put("dlt_rate_pooled_pct", pooled_dlt)
     put(
         "dlt_rate_trial_mean_pct",
-        _mean_se(sim.dlt_rate_sum, sim.dlt_rate_sq, treated),
+        mean_with_se(sim.dlt_rate_sum, sim.dlt_rate_sq, treated),
         defined=sim.trials_with_patients > 0,
     )
     _sample_size_figures(sim.n_hist, values, se)
@@ -560,7 +561,7 @@ def _sample_size_figures(counts: np.ndarray, values: dict, se: dict) -> None:
     present = np.flatnonzero(counts)
     values["n_min"], values["n_max"] = int(present[0]), int(present[-1])
     se["n_min"] = se["n_max"] = None
-    pct, pct_se = _pct_se(counts, t)
+    pct, pct_se = percent_with_se(counts, t)
     values["n_distribution_pct"], se["n_distribution_pct"] = pct.tolist(), pct_se.tolist()
 
 
@@ -584,7 +585,7 @@ def _dosimetry_figures(sim: Simulations, values: dict, se: dict) -> None:
         return
     # per-patient figures: means over the trials that treated anyone (None when none did)
     n = int(d["trials_treated"])
-    mean_se = lambda name: _mean_se(d[f"{name}_sum"], d[f"{name}_sq"], max(n, 1))  # noqa: E731
+    mean_se = lambda name: mean_with_se(d[f"{name}_sum"], d[f"{name}_sq"], max(n, 1))  # noqa: E731
     number = lambda x, scale=1.0: None if n == 0 else float(scale * x)  # noqa: E731
     capped, capped_se = mean_se("capped")
     activity, activity_se = mean_se("activity")
@@ -603,7 +604,7 @@ def _dosimetry_figures(sim: Simulations, values: dict, se: dict) -> None:
             values["organ_cumulative_p95"][organ] = _hist_quantile(d[f"hist_{j}"], limit, 0.95)
             se["organ_cumulative_p95"][organ] = None
     ruled = d["ruled_out"]
-    pct, pct_se = _pct_se(ruled, t)
+    pct, pct_se = percent_with_se(ruled, t)
     values["ruled_out_pct"], se["ruled_out_pct"] = pct.tolist(), pct_se.tolist()
     with np.errstate(invalid="ignore", divide="ignore"):
         after = np.where(ruled > 0, d["ruled_out_n"] / np.maximum(ruled, 1), np.nan)
@@ -619,9 +620,9 @@ def backfill_figures(sim: Simulations, values: dict, se: dict) -> None:
     if not b:
         return
     t = sim.n_trials
-    mean, error = _mean_se(b["sum"], b["sq"], t)
+    mean, error = mean_with_se(b["sum"], b["sq"], t)
     values["backfill_patients_mean"], se["backfill_patients_mean"] = mean.tolist(), error.tolist()
-    mean, error = _mean_se(b["total_sum"], b["total_sq"], t)
+    mean, error = mean_with_se(b["total_sum"], b["total_sq"], t)
     values["backfill_total_mean"], se["backfill_total_mean"] = float(mean), float(error)
 
 
@@ -655,21 +656,21 @@ def efficacy_figures(sim: Simulations, values: dict, se: dict) -> None:
     values["true_utility"] = list(sim.utility) if has_utility else None
     values["true_obd"] = true_mtd_label(sim.obd) if has_utility else None
     se["true_utility"] = se["true_obd"] = None
-    r_mean, r_se = _mean_se(e["r_sum"], e["r_sq"], t)
+    r_mean, r_se = mean_with_se(e["r_sum"], e["r_sq"], t)
     values["response_mean"], se["response_mean"] = r_mean.tolist(), r_se.tolist()
 
     def put(key, name, scale, defined=True):
         if not defined or f"{name}_sum" not in e or e["treated"] == 0:
             values[key] = se[key] = None
             return
-        mean, error = _mean_se(e[f"{name}_sum"], e[f"{name}_sq"], treated)
+        mean, error = mean_with_se(e[f"{name}_sum"], e[f"{name}_sq"], treated)
         values[key], se[key] = float(scale * mean), float(scale * error)
 
     put("response_rate_pct", "response", 100.0)
     put("utility_per_patient_mean", "utility", 1.0, has_utility)
     put("patients_at_obd_pct", "at_obd", 100.0, has_utility and sim.obd != NO_LEVEL)
     if has_utility:
-        pct, pct_se = _pct_se(sim.selected[sim.obd + 1], t)
+        pct, pct_se = percent_with_se(sim.selected[sim.obd + 1], t)
         values["obd_selection_pct"], se["obd_selection_pct"] = float(pct), float(pct_se)
     else:
         values["obd_selection_pct"] = se["obd_selection_pct"] = None

@@ -119,7 +119,7 @@ class VirtualPatients:
     def with_dosimetry(self, design: Design, scenario: Scenario) -> VirtualPatients:
         """These patients' organ Gy/GBq for ``design`` under ``scenario`` (common random numbers:
         the same draws whatever the design's measurement error)."""
-        from theradose.dosimetry import _sample_organ_major, log_sd
+        from theradose.dosimetry import log_sd, sample_patients_by_organ
         from theradose.scenario import organ_truth
 
         truth = organ_truth(scenario, design)
@@ -135,7 +135,7 @@ class VirtualPatients:
             index = truth.index(dosimetry.names)
         # theradose.dosimetry.sample_patients' draws, kept [organ, patient, trial]: each organ's
         # values one contiguous block for the engine's per-organ reads
-        true, measured = _sample_organ_major(
+        true, measured = sample_patients_by_organ(
             rng, truth.organs, n_trials, n_patients, float(log_sd(cv)), truth.correlation, index
         )
         design_measured = None

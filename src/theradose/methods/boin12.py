@@ -52,6 +52,7 @@ from theradose.methods.boin import boundaries
 from theradose.methods.spec import DesignFields, MethodSpec, Parts
 from theradose.state import NO_LEVEL, StopReason, TrialState, highest_level
 from theradose.stopping import MaxAtDose, MaxPatients
+from theradose.utility import outcome_classes, quasi_responses, total_utility
 from theradose.validation import OPEN_UNIT, Interval, TomlTable
 
 # The paper's scale: a response without a DLT is worth 100, a DLT without a response 0.
@@ -169,9 +170,7 @@ class Boin12(Method):
     def quasi_responses(self, n, y, r, b) -> np.ndarray:
         """x = (u10·y1 + u00·y2 + u11·y3 + u01·y4)/100 from the counts per level (patients,
         DLTs, responses, both), in ``escalation``'s order of operations."""
-        w_eff, w_neither, w_both, w_tox = self.utility_weights
-        y1, y2, y3, y4 = r - b, n - y - r + b, b, y - b
-        return (w_eff * y1 + w_neither * y2 + w_both * y3 + w_tox * y4) / 100
+        return quasi_responses(self.utility_weights, outcome_classes(n, y, r, b))
 
     def desirability(self, n, y, r, b) -> np.ndarray:
         """100 · P(utility > u_b | data) under a Beta(1, 1) prior, per level (untried levels:
@@ -191,13 +190,7 @@ class Boin12(Method):
         """Mean utility per patient of each level: u10·P(E, no T) + u00·P(neither) + u11·P(E, T)
         + u01·P(T, no E)."""
         p_t, p_e, p_b = (np.asarray(p, dtype=float) for p in (dlt_prob, eff_prob, both_prob))
-        w_eff, w_neither, w_both, w_tox = self.utility_weights
-        return (
-            w_eff * (p_e - p_b)
-            + w_neither * (1 - p_t - p_e + p_b)
-            + w_both * p_b
-            + w_tox * (p_t - p_b)
-        )
+        return total_utility(self.utility_weights, outcome_classes(1, p_t, p_e, p_b))
 
     def true_obd(self, dlt_prob, eff_prob, utility) -> int:
         """The acceptable level (p_T ≤ φ_T, p_E ≥ φ_E, finite utility) with the highest true

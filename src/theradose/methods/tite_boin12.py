@@ -50,15 +50,11 @@ from typing import Any
 import numpy as np
 
 from theradose import special_functions as special
-from theradose.methods.boin12 import (
-    EXPLORE_AFTER_N,
-    Boin12,
-    build_boin12,
-    parse_boin12,
-)
+from theradose.methods.boin12 import EXPLORE_AFTER_N, Boin12, build_boin12, parse_boin12
 from theradose.methods.boin12 import SPEC as BOIN12_SPEC
 from theradose.methods.spec import DesignFields, MethodSpec, extended
 from theradose.state import TrialState
+from theradose.utility import quasi_responses
 from theradose.validation import Interval, TomlTable
 
 
@@ -163,10 +159,9 @@ class TiteBoin12(Boin12):
         e = np.where(eff_pending, _imputed(p_eff[rows, at], w_eff), response)
         y1, y3, y4 = per_level(e * (1 - t)), per_level(e * t), per_level(t * (1 - e))
         y2 = n - y1 - y3 - y4
-        w_r, w_neither, w_both, w_t = self.utility_weights
-        # BOIN12's quasi_responses, in its order of operations: equal to it, bit for bit, when
-        # every outcome is known
-        x = (w_r * y1 + w_neither * y2 + w_both * y3 + w_t * y4) / 100
+        # BOIN12's own quasi-responses: equal to BOIN12's, bit for bit, when every outcome is
+        # known
+        x = quasi_responses(self.utility_weights, (y1, y2, y3, y4))
         return PendingData(
             n=n,
             y=y,
