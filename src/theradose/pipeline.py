@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from theradose.design import Design
-from theradose.state import NO_LEVEL, StopReason, TrialState, highest_level
+from theradose.state import NO_LEVEL, StopReason, TrialState, any_level, highest_level
 
 
 def admissible_levels(design: Design, state: TrialState) -> np.ndarray:
@@ -47,13 +47,14 @@ def decide(design: Design, state: TrialState) -> None:
     below = levels[None, :] <= proposal[:, None]
     method_allows = design.method.allowed(state) & below
     at_or_below = method_allows if constraint_allows is None else method_allows & constraint_allows
-    has_level = at_or_below.any(axis=1)
-    next_level = np.maximum(highest_level(at_or_below), 0)
+    top = highest_level(at_or_below)
+    has_level = top >= 0
+    next_level = np.maximum(top, 0)
 
     reason = np.zeros(state.n_trials, dtype=np.int8)
     # Nothing allowed: the method's own rules (too toxic) or only the organ-dose constraints.
     reason[~has_level] = np.where(
-        method_allows.any(axis=1), StopReason.NO_ADMISSIBLE, StopReason.TOO_TOXIC
+        any_level(method_allows), StopReason.NO_ADMISSIBLE, StopReason.TOO_TOXIC
     )[~has_level]
     reason = np.where(reason == 0, method_stop, reason)
     # A rule that ends the trial with no MTD (safety) outranks one that ends it normally, so the

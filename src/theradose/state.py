@@ -24,6 +24,15 @@ def highest_level(mask: np.ndarray) -> np.ndarray:
     return top
 
 
+def any_level(mask: np.ndarray) -> np.ndarray:
+    """Whether any level of ``mask[trial, level]`` is True, [trial] (column by column, as
+    :func:`highest_level`)."""
+    out = mask[:, 0].copy()
+    for level in range(1, mask.shape[1]):
+        out |= mask[:, level]
+    return out
+
+
 def this_and_above(mask: np.ndarray) -> np.ndarray:
     """True at each level where ``mask[trial, level]`` or any level below it is True (e.g. a level
     and every level above it eliminated), [trial, level]."""

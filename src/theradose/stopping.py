@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theradose.state import StopReason, TrialState
+from theradose.state import StopReason, TrialState, any_level
 
 
 class StoppingRule:
@@ -75,7 +75,7 @@ class MaxAtDose(StoppingRule):
 
     def fires(self, state: TrialState, next_level: np.ndarray) -> np.ndarray:
         if self.any_level:
-            return (state.n >= self.n).any(axis=1)
+            return any_level(state.n >= self.n)
         n_next = np.take_along_axis(state.n, next_level[:, None], axis=1)[:, 0]
         fired = n_next >= self.n
         if self.only_when_staying:
