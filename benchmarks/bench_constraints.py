@@ -62,21 +62,28 @@ def no_limits():
     return design_from_dict(source, DESIGNS / "boin_psma.toml")
 
 
-def compare(pair, scenario, n_trials: int, repeats: int) -> None:
+def pair_seconds(pair, scenario, n_trials: int, clock=time.perf_counter) -> list[float]:
+    """Engine seconds of the two designs of ``pair`` on the same ``n_trials`` patients, the two
+    alternating chunk by chunk (a change in the machine's load hits both); truths outside."""
     truths = [truth_for(scenario, design) for design in pair]
-    seconds = [0.0, 0.0]
     for design, truth in zip(pair, truths, strict=True):  # warm-up
         run_chunk(design, scenario, chunk_patients(0, 0, 500, design.max_patients, False), truth)
-    done = 0
+    seconds = [0.0, 0.0]
+    for chunk, size in enumerate(chunk_sizes(n_trials)):
+        patients = chunk_patients(1, chunk, size, pair[0].max_patients, False)
+        for i, (design, truth) in enumerate(zip(pair, truths, strict=True)):
+            start = clock()
+            run_chunk(design, scenario, patients, truth)
+            seconds[i] += clock() - start
+    return seconds
+
+
+def compare(pair, scenario, n_trials: int, repeats: int) -> None:
+    seconds = [0.0, 0.0]
     for _ in range(repeats):
-        for chunk, size in enumerate(chunk_sizes(n_trials)):
-            patients = chunk_patients(1, chunk, size, pair[0].max_patients, False)
-            for i, (design, truth) in enumerate(zip(pair, truths, strict=True)):
-                start = time.perf_counter()
-                run_chunk(design, scenario, patients, truth)
-                seconds[i] += time.perf_counter() - start
-            done += size
-    rates = [done / s for s in seconds]
+        more = pair_seconds(pair, scenario, n_trials)
+        seconds = [a + b for a, b in zip(seconds, more, strict=True)]
+    rates = [repeats * n_trials / s for s in seconds]
     print(
         f"{scenario.name:<14} {pair[0].name:<34} {rates[0]:>9,.0f} trials/s | "
         f"{pair[1].name:<42} {rates[1]:>9,.0f} trials/s | cost {seconds[1] / seconds[0]:.2f}x"

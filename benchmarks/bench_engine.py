@@ -85,7 +85,7 @@ def _scenario(path: str, name: str):
     return found[0]
 
 
-def _with_settings(data: dict, settings: list[str]) -> dict:
+def with_settings(data: dict, settings: list[str]) -> dict:
     """The design file's contents with each ``KEY=VALUE`` of ``--set`` applied."""
     data = copy.deepcopy(data)
     for setting in settings:
@@ -100,7 +100,7 @@ def _with_settings(data: dict, settings: list[str]) -> dict:
 
 def _run(paths, scenario, timed_scenario, trials: int, settings: list[str]) -> None:
     for path in paths:
-        design = design_from_dict(_with_settings(read_toml(path), settings), path)
+        design = design_from_dict(with_settings(read_toml(path), settings), path)
         timed = design.timing is not None
         run_scenario = timed_scenario if timed and timed_scenario is not None else scenario
         start = time.perf_counter()

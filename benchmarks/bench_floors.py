@@ -30,8 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_constraints import FIXED, kidney_only, no_dosimetry, no_limits  # noqa: E402
-from bench_engine import _with_settings  # noqa: E402
+from bench_constraints import (  # noqa: E402
+    FIXED,
+    kidney_only,
+    no_dosimetry,
+    no_limits,
+    pair_seconds,
+)
+from bench_engine import with_settings  # noqa: E402
 
 from theradose.config import design_from_dict, load_design, load_scenarios  # noqa: E402
 from theradose.scenario import truth_for  # noqa: E402
@@ -110,7 +116,7 @@ def _engine_seconds(design, scenario, truth, n_trials: int) -> float:
 
 
 def throughput(case: Throughput, rounds: int) -> float:
-    source = _with_settings(read_toml(case.design), list(case.settings))
+    source = with_settings(read_toml(case.design), list(case.settings))
     design = design_from_dict(source, case.design)
     scenario = _scenario(case.scenario)
     truth = truth_for(scenario, design)
@@ -122,20 +128,11 @@ def throughput(case: Throughput, rounds: int) -> float:
 
 def constraint_cost(pair, scenario, n_trials: int, rounds: int) -> float:
     """Engine time with the limits over time without, the two alternating chunk by chunk on the
-    same patients; the best round's ratio of summed seconds."""
-    truths = [truth_for(scenario, design) for design in pair]
-    for design, truth in zip(pair, truths, strict=True):
-        run_chunk(design, scenario, chunk_patients(0, 0, 500, design.max_patients, False), truth)
+    same patients; the best round's ratio."""
     ratios = []
     for _ in range(rounds):
-        seconds = [0.0, 0.0]
-        for chunk, size in enumerate(chunk_sizes(n_trials)):
-            patients = chunk_patients(1, chunk, size, pair[0].max_patients, False)
-            for i, (design, truth) in enumerate(zip(pair, truths, strict=True)):
-                start = time.process_time()
-                run_chunk(design, scenario, patients, truth)
-                seconds[i] += time.process_time() - start
-        ratios.append(seconds[1] / seconds[0])
+        without, with_limits = pair_seconds(pair, scenario, n_trials, time.process_time)
+        ratios.append(with_limits / without)
     return min(ratios)
 
 
