@@ -554,3 +554,26 @@ def test_boin12_waits_for_responses_and_then_decides_as_its_outcome_string(tmp_p
         [(0, (False, True, False), (True, False, False)), (1, (False, False), (True, False))],
     )
     assert not done.wait and (done.next_level, done.mtd) == (want.next_level, want.mtd)
+
+
+def test_an_efficacy_window_left_to_the_dlt_window_follows_dlt_window_days(tmp_path):
+    """A design that leaves its efficacy window to the DLT window: --dlt-window-days moves both
+    (a patient 50 days in, without a response, is pending for it under a 60-day window, not
+    under the design's 45.7 days); a design that states its efficacy window keeps it."""
+    source = PSMA.read_text().replace("efficacy_window_months = 3.0", "")
+    design = write(tmp_path, source, "defaulted.toml")
+    patients = write(tmp_path, HEADER + "1,0,50,,0,\n")
+    out = tmp_path / "answer.json"
+    result = invoke("recommend", design, "--patients", patients, "--dlt-window-days", 60,
+                    "--json", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    answer = json.loads(out.read_text())
+    assert answer["pending_patients"] == [1]
+    assert answer["pending_response_patients"] == [1]
+    assert "so is the efficacy window" in result.output
+    stated = invoke("recommend", PSMA, "--patients", patients, "--dlt-window-days", 40,
+                    "--json", out)  # fmt: skip
+    assert stated.exit_code == 0, stated.output
+    answer = json.loads(out.read_text())
+    assert answer["pending_patients"] == [] and answer["pending_response_patients"] == [1]
+    assert "so is the efficacy window" not in stated.output

@@ -623,6 +623,13 @@ def _with_dlt_window(design: Design, days: float | None) -> tuple[Design, float,
     design = replace(design, timing=replace(design.timing, dlt_window_months=window))
     if design.method.tite:
         design = replace(design, method=replace(design.method, window=window))
+    timing_keys = design.source.get("timing", {})
+    if design.method.late_efficacy and "efficacy_window_months" not in timing_keys:
+        # the design's efficacy window is its DLT window by default: it follows the override
+        timing = replace(design.timing, efficacy_window_months=window)
+        method = replace(design.method, efficacy_window=window)
+        design = replace(design, timing=timing, method=method)
+        note += "; so is the efficacy window, which the design leaves to the DLT window"
     return design, window, note
 
 
