@@ -60,15 +60,16 @@ def _enrol(
         cols = np.minimum(first[:, None] + in_cohort[None, :], n_max - 1)
         enrolled = in_cohort[None, :] < size[:, None]
     onset_fraction = None  # each DLT's onset, when the organ causing it has its own onset model
+    schedule = None  # the rows' schedules, when their DLT probabilities needed them
     if dosimetry:
-        p_dlt, onset_fraction = _treat_with_dosimetry(
+        p_dlt, onset_fraction, schedule = _treat_with_dosimetry(
             design, state, patients, rows, cols, enrolled, level, p_dlt, onset, places
         )
     p_eff = None
     if eff_prob is not None:  # [row, 1], or [row, slot] from each patient's tumour dose
         p_eff = eff_prob[level][:, None]
         if dosimetry:
-            p_eff = _response_prob(design, patients, rows, cols, level, eff_prob)
+            p_eff = _response_prob(design, patients, rows, cols, level, eff_prob, schedule)
     if timing is None and lockstep:
         # The cohort engine: every trial fills the same places, written as rows × a slice.
         places = slice(int(first[0]), int(first[0]) + design.cohort_size)
@@ -144,13 +145,16 @@ def _treat_with_dosimetry(
     their measured Gy/GBq when the design says so) in a dosimetry-driven scenario, else the
     level's; with it, when organs have their own DLT onset and the trial has time, each
     patient's onset as a fraction of the window, from the organ that causes the DLT
-    (:func:`theradose.dosimetry.dlt_cause`), else None. The patients' records (activity given,
+    (:func:`theradose.dosimetry.dlt_cause`), else None; and, in a dosimetry-driven scenario,
+    the rows' schedules (ScheduleMoments [row, slot]; else None), which a tumour-dose response
+    reads instead of capping the cohort again. The patients' records (activity given,
     capping, true cumulative organ doses) are written once, when the trials end
     (:func:`_finish_dosimetry`): they follow from each patient's level and dosimetry alone
     (the schedules a dosimetry-driven scenario caps cohort by cohort are kept as they are).
     ``places``: the slice of places every row fills in the cohort engine (where the trials
     not in ``rows`` have stopped), else None."""
     from theradose.dosimetry import (
+        ScheduleMoments,
         dlt_cause,
         dlt_causes,
         dlt_prob_from_causes,
@@ -186,9 +190,10 @@ def _treat_with_dosimetry(
         _keep_schedules(state, rows, cols, enrolled, places, *kept)
         true_g = patients.true_gy_per_gbq[r, c]
         own = [o.onset(None) for o in organs.toxicity.organs]
+        rows_schedule = schedule if take is None else ScheduleMoments(*(s[take] for s in schedule))
         if patients.onset is None or all(o is None for o in own):
             p = patient_dlt_prob(true_g, schedule, organs)
-            return (p if take is None else p[take]), None
+            return (p if take is None else p[take]), None, rows_schedule
         causes = dlt_causes(true_g, schedule, organs)  # [row, slot, cause]
         cause = dlt_cause(causes, patients.tolerance[r, c])
         uniform = patients.onset[r, c]
@@ -197,8 +202,10 @@ def _treat_with_dosimetry(
             if organ_onset is not None:
                 fraction = np.where(cause == k, organ_onset.fraction(uniform), fraction)
         p = dlt_prob_from_causes(causes)
-        return (p, fraction) if take is None else (p[take], fraction[take])
-    return p_dlt, None
+        if take is not None:
+            p, fraction = p[take], fraction[take]
+        return p, fraction, rows_schedule
+    return p_dlt, None, None
 
 
 def _keep_schedules(state, rows, cols, enrolled, places, schedule, capped, measured) -> None:
@@ -268,20 +275,23 @@ def _add_measured(stats, measured, rows, cols, enrolled, places) -> None:
             np.add(stats.sum_sq_log[:, j], log_g, out=stats.sum_sq_log[:, j])
 
 
-def _response_prob(design, patients, rows, cols, level, eff_prob) -> np.ndarray:
+def _response_prob(design, patients, rows, cols, level, eff_prob, schedule=None) -> np.ndarray:
     """Each patient's response probability: the level's, [row, 1], or, when the scenario's
     responses follow each patient's own tumour dose, from their true tumour Gy/GBq on the
     schedule they receive (capped or personalised as for their organs at risk), [row, slot]
-    (:func:`theradose.dosimetry.patient_response_prob`)."""
+    (:func:`theradose.dosimetry.patient_response_prob`). ``schedule``: the rows' schedules
+    when the DLT probabilities already needed them (:func:`_treat_with_dosimetry`)."""
     organs = patients.organs
     if organs is None or organs.efficacy is None:
         return eff_prob[level][:, None]
     from theradose.dosimetry import patient_response_prob
 
     r, c = rows[:, None], cols
-    planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
-    measured = patients.measured_gy_per_gbq
-    schedule, _ = patient_schedules(design, planned, None if measured is None else measured[r, c])
+    if schedule is None:
+        planned = np.asarray(design.doses, dtype=float)[level][:, None] * np.ones(cols.shape)
+        measured = patients.measured_gy_per_gbq
+        cohort_measured = None if measured is None else measured[r, c]
+        schedule, _ = patient_schedules(design, planned, cohort_measured)
     return patient_response_prob(patients.true_gy_per_gbq[r, c], schedule, organs)
 
 
@@ -509,9 +519,9 @@ class Backfilling:
         cols = state.places()[rows][:, None]
         enrolled = np.ones(cols.shape, dtype=bool)
         p_dlt = self.dlt_prob[level][:, None]
-        fraction = None
+        fraction = schedule = None
         if design.dosimetry is not None or patients.organs is not None:
-            p_dlt, fraction = _treat_with_dosimetry(
+            p_dlt, fraction, schedule = _treat_with_dosimetry(
                 design, state, patients, rows, cols, enrolled, level, p_dlt, self.onset
             )
         r, c = rows, cols[:, 0]
@@ -528,7 +538,7 @@ class Backfilling:
         state.patient_backfill[r, c] = True
         response = None
         if self.eff_prob is not None:
-            p_eff = _response_prob(design, patients, rows, cols, level, self.eff_prob)
+            p_eff = _response_prob(design, patients, rows, cols, level, self.eff_prob, schedule)
             response = patients.response[r, c] < np.reshape(p_eff, -1)
             state.patient_response[r, c] = response
             if state.patient_response_time is not None:
