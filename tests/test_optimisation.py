@@ -388,6 +388,22 @@ def shift_in_se(exact: dict, other: dict, n: int) -> float:
     return max(abs(other[k] - p) / np.sqrt(p * (1 - p) / n) for k, p in exact.items() if 0 < p < 1)
 
 
+def check_each_mtd_level(design, mtd, optimised, exact, wrong) -> list[float]:
+    """At each MTD level k ≥ 2 reached by ≥ 1,000 trials (candidates k and k − 1): the simulated
+    selection within 4 SEs of ``exact(arm sizes, levels, p_T, p_E)``; returns, per level, how
+    many SEs ``wrong`` (the same figures under a wrong rule) would be off (:func:`shift_in_se`)."""
+    power = []
+    for k in range(1, design.n_levels):
+        given = mtd == k
+        if given.sum() < 1000:
+            continue
+        args = design.optimisation.arm_sizes, (k, k - 1), X_DLT, X_RESPONSE
+        expected = exact(*args)
+        assert_within_4_se(expected, optimised[given], ("MTD", k + 1))
+        power.append(shift_in_se(expected, wrong(*args), int(given.sum())))
+    return power
+
+
 X_DLT = (0.05, 0.10, 0.20, 0.30, 0.45)
 X_RESPONSE = (0.20, 0.35, 0.50, 0.55, 0.60)
 WEIGHTS = (100, 40, 60, 0)
@@ -413,21 +429,16 @@ def test_correlated_dlt_and_response_select_as_the_exact_multinomial_sum():
     SEs (33.3% → 36.6% selecting level 4) and at level 3 by 4.2: an engine that drew DLT and
     response independently fails here."""
     design = boin_design(candidates="mtd_and_below", patients_per_arm=20, max_dlt_rate=0.3)
-    opt = design.optimisation
     scenario = Scenario("rho", X_DLT, eff_prob=X_RESPONSE, tox_eff_correlation=0.7)
     mtd, optimised = chunk_fields(design, scenario, 100_000, 11, "mtd", "optimised")
-    checked, power = 0, []
-    for k in range(1, design.n_levels):
-        given = mtd == k
-        if given.sum() < 1000:
-            continue
-        args = opt.arm_sizes, (k, k - 1), X_DLT, X_RESPONSE
-        exact = exact_multinomial(*args, 0.7, "response", 0.3, 0.0)
-        assert_within_4_se(exact, optimised[given], ("MTD", k + 1))
-        independent = exact_multinomial(*args, 0.0, "response", 0.3, 0.0)
-        power.append(shift_in_se(exact, independent, int(given.sum())))
-        checked += 1
-    assert checked >= 4
+    power = check_each_mtd_level(
+        design,
+        mtd,
+        optimised,
+        exact=lambda *args: exact_multinomial(*args, 0.7, "response", 0.3, 0.0),
+        wrong=lambda *args: exact_multinomial(*args, 0.0, "response", 0.3, 0.0),  # ρ ignored
+    )
+    assert len(power) >= 4
     assert max(power) > 10
 
 
@@ -450,18 +461,14 @@ def test_the_utility_rule_selects_as_the_exact_multinomial_sum():
     assert opt.arm_sizes == (20, 10)
     scenario = Scenario("utility", X_DLT, eff_prob=X_RESPONSE, tox_eff_correlation=0.5)
     mtd, optimised = chunk_fields(design, scenario, 100_000, 12, "mtd", "optimised")
-    checked, power = 0, []
-    for k in range(1, design.n_levels):
-        given = mtd == k
-        if given.sum() < 1000:
-            continue
-        args = opt.arm_sizes, (k, k - 1), X_DLT, X_RESPONSE
-        exact = exact_multinomial(*args, 0.5, "utility", 0.3, 5, WEIGHTS)
-        assert_within_4_se(exact, optimised[given], ("MTD", k + 1))
-        by_response = exact_multinomial(*args, 0.5, "response", 0.3, 0.05)
-        power.append(shift_in_se(exact, by_response, int(given.sum())))
-        checked += 1
-    assert checked >= 4
+    power = check_each_mtd_level(
+        design,
+        mtd,
+        optimised,
+        exact=lambda *args: exact_multinomial(*args, 0.5, "utility", 0.3, 5, WEIGHTS),
+        wrong=lambda *args: exact_multinomial(*args, 0.5, "response", 0.3, 0.05),  # by response
+    )
+    assert len(power) >= 4
     assert max(power) > 10
 
 
