@@ -1,10 +1,11 @@
-"""What organ-dose constraints cost: engine time of a design with and without its limits.
+"""What organ-dose constraints cost: chunk time of a design with and without its limits.
 
 Run with ``python benchmarks/bench_constraints.py [--trials N] [--repeats R]``. Each pair runs the
 same chunks of virtual patients (truths computed once, outside the timing) and prints trials per
-second of engine time for both designs and their ratio; the two designs of a pair alternate
-chunk by chunk, so a change in the machine's load hits both. Not a test: numbers go in
-docs/speed.md.
+second of chunk work (the engine and the reduction of its outcomes to the operating
+characteristics' sufficient statistics, as a worker does it) for both designs and their ratio;
+the two designs of a pair alternate chunk by chunk, so a change in the machine's load hits both.
+Not a test: numbers go in docs/speed.md.
 
 Pairs (the 177Lu-PSMA-like BOIN of ``designs/``, 5 levels, 30 patients, 4 cycles):
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from theradose.config import design_from_dict, load_design, load_scenarios
 from theradose.scenario import Scenario, truth_for
-from theradose.simulation import chunk_sizes, run_chunk
+from theradose.simulation import chunk_sizes, simulate_chunk
 from theradose.virtual_patients import chunk_patients
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,17 +64,20 @@ def no_limits():
 
 
 def pair_seconds(pair, scenario, n_trials: int, clock=time.perf_counter) -> list[float]:
-    """Engine seconds of the two designs of ``pair`` on the same ``n_trials`` patients, the two
-    alternating chunk by chunk (a change in the machine's load hits both); truths outside."""
+    """Seconds of chunk work (:func:`theradose.simulation.simulate_chunk`: the engine and the
+    reduction of its outcomes to sufficient statistics) of the two designs of ``pair`` on the
+    same ``n_trials`` patients, the two alternating chunk by chunk (a change in the machine's
+    load hits both); truths outside."""
     truths = [truth_for(scenario, design) for design in pair]
     for design, truth in zip(pair, truths, strict=True):  # warm-up
-        run_chunk(design, scenario, chunk_patients(0, 0, 500, design.max_patients, False), truth)
+        warm = chunk_patients(0, 0, 500, design.max_patients, False)
+        simulate_chunk(design, scenario, warm, truth)
     seconds = [0.0, 0.0]
     for chunk, size in enumerate(chunk_sizes(n_trials)):
         patients = chunk_patients(1, chunk, size, pair[0].max_patients, False)
         for i, (design, truth) in enumerate(zip(pair, truths, strict=True)):
             start = clock()
-            run_chunk(design, scenario, patients, truth)
+            simulate_chunk(design, scenario, patients, truth)
             seconds[i] += clock() - start
     return seconds
 

@@ -3,11 +3,14 @@
 Run with ``python benchmarks/bench_floors.py [--rounds R] [--r-seconds NAME=S ...]``. Not a test:
 the figures go in docs/speed.md.
 
-Every figure is engine throughput on one core with one BLAS/OpenMP thread, as each chunk of a run
-has (:func:`theradose.simulation.kernel_threads`), in CPU seconds of this process
+Every figure is the throughput of chunk work — the engine and the reduction of its outcomes to the
+operating characteristics' sufficient statistics, what a worker does with each chunk
+(:func:`theradose.simulation.simulate_chunk`) — on one core with one BLAS/OpenMP thread, as each
+chunk of a run has (:func:`theradose.simulation.kernel_threads`), in CPU seconds of this process
 (``time.process_time``), so that other work on the machine slows the figures less than wall time
 would; the best of ``--rounds`` rounds is kept. Truths are computed once, outside the timing, as
-``simulate`` does.
+``simulate`` does. (Before 2026-11-28 the engine alone was timed; the organ-dose records are now
+reduced in the engine, so the two parts are timed together.)
 
 The floors against R are ratios to the R packages' time per 1,000 trials, measured side by side
 on this 2-core machine (R 4.2.2; BOIN 2.7.2 ``get.oc``, dfcrm 0.2-2.1 ``crmsim`` and ``titesim``,
@@ -15,7 +18,7 @@ on the same scenarios): R is not installed here, so those seconds are constants 
 ``--r-seconds get.oc=1.1`` replaces one after a new side-by-side run. The two-stage TITE-CRM is
 compared in ``titesim``'s conventions (``designs/tite_crm_two_stage.toml``).
 
-The constraint floor is the cost of organ-dose limits: engine time of a design with its limits
+The constraint floor is the cost of organ-dose limits: chunk time of a design with its limits
 over the same design without them, on the same virtual patients (the two pairs of
 ``benchmarks/bench_constraints.py``, which alternates the two chunk by chunk).
 """
@@ -41,7 +44,7 @@ from bench_engine import with_settings  # noqa: E402
 
 from theradose.config import design_from_dict, load_design, load_scenarios  # noqa: E402
 from theradose.scenario import truth_for  # noqa: E402
-from theradose.simulation import chunk_sizes, kernel_threads, run_chunk  # noqa: E402
+from theradose.simulation import chunk_sizes, kernel_threads, simulate_chunk  # noqa: E402
 from theradose.validation import read_toml  # noqa: E402
 from theradose.virtual_patients import chunk_patients  # noqa: E402
 
@@ -103,14 +106,15 @@ def _scenario(name: str):
     raise SystemExit(f"no scenario {name!r} in designs/")
 
 
-def _engine_seconds(design, scenario, truth, n_trials: int) -> float:
-    """CPU seconds of the engine for ``n_trials`` trials of one design (patients drawn untimed)."""
+def _chunk_seconds(design, scenario, truth, n_trials: int) -> float:
+    """CPU seconds of chunk work for ``n_trials`` trials of one design (patients drawn
+    untimed)."""
     timed = design.timing is not None
     seconds = 0.0
     for chunk, size in enumerate(chunk_sizes(n_trials)):
         patients = chunk_patients(1, chunk, size, design.max_patients, timed)
         start = time.process_time()
-        run_chunk(design, scenario, patients, truth)
+        simulate_chunk(design, scenario, patients, truth)
         seconds += time.process_time() - start
     return seconds
 
@@ -121,13 +125,13 @@ def throughput(case: Throughput, rounds: int) -> float:
     scenario = _scenario(case.scenario)
     truth = truth_for(scenario, design)
     timed = design.timing is not None
-    run_chunk(design, scenario, chunk_patients(0, 0, 1_000, design.max_patients, timed), truth)
-    best = min(_engine_seconds(design, scenario, truth, case.trials) for _ in range(rounds))
+    simulate_chunk(design, scenario, chunk_patients(0, 0, 1_000, design.max_patients, timed), truth)
+    best = min(_chunk_seconds(design, scenario, truth, case.trials) for _ in range(rounds))
     return case.trials / best
 
 
 def constraint_cost(pair, scenario, n_trials: int, rounds: int) -> float:
-    """Engine time with the limits over time without, the two alternating chunk by chunk on the
+    """Chunk time with the limits over time without, the two alternating chunk by chunk on the
     same patients; the best round's ratio."""
     ratios = []
     for _ in range(rounds):

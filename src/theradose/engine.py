@@ -219,14 +219,14 @@ def _keep_schedules(state, rows, cols, enrolled, places, schedule, capped, measu
         state.patient_total_activity = np.zeros(shape)
         state.patient_total_activity_sq = np.zeros(shape)
         state.patient_capped = np.zeros(shape, dtype=bool)
-        if measured is not None:
+        if measured is not None and state.dose_records:
             state.patient_measured_gy_per_gbq = np.ones(shape + measured.shape[-1:])
     records = [
         (state.patient_total_activity, schedule.total),
         (state.patient_total_activity_sq, schedule.total_sq),
         (state.patient_capped, capped),
     ]
-    if measured is not None:
+    if measured is not None and state.dose_records:
         records.append((state.patient_measured_gy_per_gbq, measured))
     if places is not None:
         at = slice(None) if schedule.total.shape[0] == state.n_trials else rows
@@ -319,14 +319,16 @@ FINISH_BLOCK = 16_384  # patients' records computed this many places at a time (
 
 
 def _finish_dosimetry(design: Design, state: TrialState, patients: VirtualPatients) -> None:
-    """After the trials, every treated patient's records: activity given over the cycles,
-    capping, measured Gy/GBq and, per organ with a limit in the design, the TRUE cumulative dose
-    (or BED) and whether it passes the limit (NaN, False for places nobody took).
+    """After the trials, every treated patient's activity given over the cycles, capping and,
+    per organ with a limit in the design, TRUE cumulative dose (or BED) and whether it passes
+    the limit, reduced trial by trial into ``state.dose_summary``
+    (:class:`theradose.dose_summary.DoseSummary`); with ``state.dose_records``, also kept as
+    per-patient records (NaN, False for places nobody took).
 
-    A block of trials at a time: each block's intermediate arrays stay small and in cache
-    (new memory costs a page fault per 4 KiB), and only the records are whole-chunk arrays.
-    Places nobody took hold a 0 GBq schedule until they are blanked, at the end, one by one
-    (they are few: most trials fill every place)."""
+    A block of trials at a time, one organ at a time: each block's intermediate arrays stay
+    small and in cache (new memory costs a page fault per 4 KiB), and only the records, when
+    asked for, are whole-chunk arrays."""
+    from theradose.dose_summary import DoseSummary
     from theradose.dosimetry import EXACT_LIMIT_RTOL, _true_limit_factor
 
     if state.dosimetry_stats is None:
@@ -335,63 +337,75 @@ def _finish_dosimetry(design: Design, state: TrialState, patients: VirtualPatien
     n_trials, n = level.shape
     n_organs = state.dosimetry_stats.count.shape[1]
     measured = patients.measured_gy_per_gbq
+    records = state.dose_records
     # a dosimetry-driven scenario's schedules, kept as the cohorts were treated
     kept = state.patient_total_activity is not None
     if kept:
         total_all, capped_all = state.patient_total_activity, state.patient_capped
         total_sq_all = state.patient_total_activity_sq
-    else:
+    elif records:
         total_all = state.patient_total_activity = np.empty(level.shape)
         total_sq_all = state.patient_total_activity_sq = np.empty(level.shape)
         capped_all = state.patient_capped = np.empty(level.shape, dtype=bool)
     shape = level.shape + (n_organs,)
-    cumulative_all = state.patient_cumulative = np.empty(shape)
-    exceeds_all = state.patient_exceeds = np.empty(shape, dtype=bool)
+    if records:
+        cumulative_all = state.patient_cumulative = np.empty(shape)
+        exceeds_all = state.patient_exceeds = np.empty(shape, dtype=bool)
     record_all = None
-    organs = []  # (position in the records, true Gy/GBq [trial, patient], k, limit)
+    organs = []  # (position in the records, true Gy/GBq [trial, patient], k, limit (Gy))
     if measured is not None:
         # the record, C-ordered [trial, patient, organ]; the capping reads its organ columns
-        if kept:
-            record_all = state.patient_measured_gy_per_gbq
-        else:
-            record_all = np.empty(level.shape + (measured.shape[-1],))
-            state.patient_measured_gy_per_gbq = record_all
+        if records:
+            if kept:
+                record_all = state.patient_measured_gy_per_gbq
+            else:
+                record_all = np.empty(level.shape + (measured.shape[-1],))
+                state.patient_measured_gy_per_gbq = record_all
         truth = patients.organs
         index = truth.index(design.dosimetry.names)
         for j, model in enumerate(design.dosimetry.organs):
             k = _true_limit_factor(model, truth.organs[index[j]])
-            # as passes_limit: a patient capped exactly onto the limit does not pass it
-            limit = model.limit * (1 + EXACT_LIMIT_RTOL)
-            organs.append((j, patients.true_gy_per_gbq[:, :n, index[j]], k, limit))
-    else:  # no design organ measured: no cumulative dose records
+            organs.append((j, patients.true_gy_per_gbq[:, :n, index[j]], k, model.limit))
+    elif records:  # no design organ measured: no cumulative dose records
         cumulative_all.fill(np.nan)
         exceeds_all.fill(False)
+    summary = state.dose_summary = DoseSummary.empty(n_trials, n_organs)
     doses = np.append(np.asarray(design.doses, dtype=float), 0.0)  # level −1: nobody, 0 GBq
     step = max(1, FINISH_BLOCK // max(n, 1))
     for lo in range(0, n_trials, step):
         block = slice(lo, lo + step)
+        enrolled = level[block] >= 0
         if kept:
-            total, total_sq = total_all[block], total_sq_all[block]
+            total, total_sq, capped = total_all[block], total_sq_all[block], capped_all[block]
         else:
             record = None
-            if record_all is not None:
-                record = record_all[block]
-                np.copyto(record, measured[block, :n])
+            if measured is not None:
+                record = measured[block, :n]
+                if record_all is not None:
+                    np.copyto(record_all[block], record)
+                    record = record_all[block]
             (total, total_sq), capped = patient_schedules(design, doses[level[block]], record)
-            total_all[block] = total
-            total_sq_all[block] = total_sq
-            capped_all[block] = capped
+            if records:
+                total_all[block] = total
+                total_sq_all[block] = total_sq
+                capped_all[block] = capped
+        summary.add_schedules(block, enrolled, total, capped)
         for j, true_gy_per_gbq, k, limit in organs:
-            # true_cumulative's g·S1 + k·g²·S2, written where it belongs
+            # true_cumulative's g·S1 + k·g²·S2
             true_g = true_gy_per_gbq[block]
-            cumulative = cumulative_all[block, :, j]
-            np.multiply(true_g, total, out=cumulative)
+            cumulative = np.multiply(true_g, total)
             if k != 0:
                 bed_term = np.multiply(k, true_g)
                 bed_term *= true_g
                 bed_term *= total_sq
                 cumulative += bed_term
-            np.greater(cumulative, limit, out=exceeds_all[block, :, j])
+            exceeds = np.greater(cumulative, limit * (1 + EXACT_LIMIT_RTOL))
+            summary.add_organ(block, j, enrolled, cumulative, exceeds, limit)
+            if records:
+                cumulative_all[block, :, j] = cumulative
+                exceeds_all[block, :, j] = exceeds
+    if not records:
+        return
     nobody = np.flatnonzero(level < 0)  # flat [trial, patient] places nobody took
     total_all.reshape(-1)[nobody] = np.nan
     total_sq_all.reshape(-1)[nobody] = np.nan
@@ -409,6 +423,7 @@ def run_trials(
     onset: Onset | None = None,
     eff_prob: np.ndarray | None = None,
     response_onset: Onset | None = None,
+    dose_records: bool = True,
 ) -> TrialState:
     """Simulate one trial per row of the patients' draws [trial, patient].
 
@@ -422,6 +437,11 @@ def run_trials(
     each response when it occurs within ``[timing] efficacy_window_months``, as the scenario's
     ``response_onset`` says (uniform when None), from the patients' response-time draws
     (:meth:`VirtualPatients.with_response_draws`).
+
+    With dosimetry, the patients' dose records are reduced into ``state.dose_summary`` when the
+    trials end; ``dose_records=False`` keeps only that (a simulation's operating
+    characteristics need no more), not the per-patient records (``state.patient_cumulative``,
+    ``patient_exceeds``, ``patient_measured_gy_per_gbq``, …).
     """
     patients = tolerance if isinstance(tolerance, VirtualPatients) else VirtualPatients(tolerance)
     onset = Onset() if onset is None else onset
@@ -439,6 +459,7 @@ def run_trials(
     state = TrialState.start(
         n_trials, design.n_levels, design.start_level, design.n_places, design.timing is not None
     )
+    state.dose_records = dose_records
     if design.backfill is not None:
         state.with_backfill()
     if eff_prob is not None:

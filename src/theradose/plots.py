@@ -236,10 +236,10 @@ def plot_organ_doses(
     gives each design's % of patients past it. None when no design has organ limits."""
     import numpy as np
 
-    from theradose.results import _HIST_BINS, _HIST_SPAN
+    from theradose.dose_summary import HIST_BINS, HIST_SPAN
 
-    if _HIST_BINS % bins:
-        raise ValueError(f"bins must divide {_HIST_BINS}, got {bins}")
+    if HIST_BINS % bins:
+        raise ValueError(f"bins must divide {HIST_BINS}, got {bins}")
     indices = _scenario_indices(study, scenarios)
     organs = list(dict.fromkeys(o for row in study.simulations for sim in row for o in sim.organs))
     if not organs:
@@ -259,14 +259,14 @@ def plot_organ_doses(
                     continue
                 limit = sim.organ_limits[k]
                 grouped = counts.reshape(bins, -1).sum(axis=1)  # 4000 bins → ``bins``
-                edges = np.linspace(0.0, _HIST_SPAN * limit, bins + 1)
+                edges = np.linspace(0.0, HIST_SPAN * limit, bins + 1)
                 pct = 100 * grouped / counts.sum()
                 past = study.oc[i][j].values["organ_exceed_pct"].get(organ)
                 label = design.name + ("" if past is None else f" ({past:.1f}% past limit)")
                 ax.stairs(pct, edges, label=label, color=f"C{i}", linewidth=1.4)
             if limit is not None:
                 ax.axvline(limit, color="black", linestyle="--", linewidth=1, label="organ limit")
-                ax.set_xlim(0, _HIST_SPAN * limit)
+                ax.set_xlim(0, HIST_SPAN * limit)
             ax.set_title(f"{organ}, scenario {study.scenarios[j].name}", fontsize="medium")
             ax.set_xlabel("cumulative absorbed dose or BED (Gy)")
             ax.set_ylabel("% of treated patients" if c == 0 else "")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from theradose.dose_summary import hist_quantile
 from theradose.state import NO_LEVEL, StopReason
 from theradose.utility import outcome_classes, total_utility
 
@@ -30,10 +31,16 @@ class ChunkResult:
     duration: np.ndarray | None = None  # [trial] months, when the design has timing
     while_pending: np.ndarray | None = None  # [trial] fraction enrolled while others pending
     dlt_after_last_decision: np.ndarray | None = None  # [trial]
-    total_activity: np.ndarray | None = None  # [trial, patient] over all cycles (0: not treated)
-    capped: np.ndarray | None = None  # [trial, patient]
-    cumulative: np.ndarray | None = None  # [trial, patient, organ] true dose/BED (NaN: none)
-    exceeds: np.ndarray | None = None  # [trial, patient, organ]
+    # Organ doses (designs with [dosimetry]; theradose.dose_summary): per trial, the patients
+    # treated, of them capped, their activity (GBq) summed, and per design organ those whose TRUE
+    # cumulative dose (or BED) passed its limit and the doses summed; per organ, a histogram of
+    # the chunk's treated patients' TRUE cumulative doses
+    treated_n: np.ndarray | None = None  # [trial]
+    capped_n: np.ndarray | None = None  # [trial]
+    activity_sum: np.ndarray | None = None  # [trial]
+    exceed_n: np.ndarray | None = None  # [trial, organ]
+    cumulative_sum: np.ndarray | None = None  # [trial, organ]
+    cumulative_hist: np.ndarray | None = None  # [organ, HIST_BINS], the chunk's (not per trial)
     ruled_out_at: np.ndarray | None = None  # [trial, level] patients when ruled out, -1 never
     r: np.ndarray | None = None  # [trial, level] responses (scenarios with efficacy)
     b: np.ndarray | None = None  # [trial, level] patients with a DLT and a response
@@ -157,7 +164,7 @@ class Simulations:
         self.total_y_sq += int((total_y * total_y).sum())
         self._add_allocation(n, total_n, total_y)
         self.stop_counts += np.bincount(chunk.stop_reason, minlength=len(StopReason))
-        if chunk.total_activity is not None:
+        if chunk.treated_n is not None:
             self._add_dosimetry(chunk)
         if chunk.r is not None:
             self._add_efficacy(n, y, chunk.r.astype(np.int64), chunk.b.astype(np.int64))
@@ -272,30 +279,24 @@ class Simulations:
 
     def _add_dosimetry(self, chunk: ChunkResult) -> None:
         """Per-trial fractions and means (summed, with squares, for their Monte Carlo errors)
-        over the trials that treated anyone, a histogram of every patient's true cumulative organ
-        dose (for percentiles in bounded memory), and when each level was first ruled out."""
-        treated = chunk.total_activity > 0
-        anyone = treated.any(axis=1)  # a trial that stopped before treating anyone has no %
+        over the trials that treated anyone, the histograms of every patient's true cumulative
+        organ dose (for percentiles in bounded memory), and when each level was first ruled
+        out."""
+        anyone = chunk.treated_n > 0  # a trial that stopped before treating anyone has no %
         self._accumulate("trials_treated", int(anyone.sum()))
-        n_treated = np.maximum(treated.sum(axis=1), 1)
+        n_treated = np.maximum(chunk.treated_n, 1)
         per_trial = {
-            "capped": chunk.capped.sum(axis=1) / n_treated,
-            "activity": chunk.total_activity.sum(axis=1) / n_treated,
+            "capped": chunk.capped_n / n_treated,
+            "activity": chunk.activity_sum / n_treated,
         }
         if self.organs:
-            per_trial["exceed"] = chunk.exceeds.sum(axis=1) / n_treated[:, None]
-            per_trial["cumulative"] = (
-                np.nan_to_num(np.nansum(chunk.cumulative, axis=1)) / (n_treated[:, None])
-            )
+            per_trial["exceed"] = chunk.exceed_n / n_treated[:, None]
+            per_trial["cumulative"] = chunk.cumulative_sum / n_treated[:, None]
         for name, values in per_trial.items():
             self._accumulate(f"{name}_sum", values[anyone].sum(axis=0))
             self._accumulate(f"{name}_sq", (values[anyone] ** 2).sum(axis=0))
-        for j, limit in enumerate(self.organ_limits):
-            values = chunk.cumulative[..., j]
-            values = values[np.isfinite(values)]
-            counts, _ = np.histogram(values, bins=_HIST_BINS, range=(0.0, _HIST_SPAN * limit))
-            counts[-1] += int((values >= _HIST_SPAN * limit).sum())
-            self._accumulate(f"hist_{j}", counts)
+        for j in range(len(self.organ_limits)):
+            self._accumulate(f"hist_{j}", chunk.cumulative_hist[j])
         ruled = chunk.ruled_out_at >= 0
         self._accumulate("ruled_out", ruled.sum(axis=0))
         self._accumulate("ruled_out_n", np.where(ruled, chunk.ruled_out_at, 0).sum(axis=0))
@@ -330,18 +331,6 @@ def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Two histograms added, the shorter padded with zeros (sample sizes past the first's)."""
     size = max(a.size, b.size)
     return np.pad(a, (0, size - a.size)) + np.pad(b, (0, size - b.size))
-
-
-_HIST_BINS = 4000
-_HIST_SPAN = 4.0  # histogram of cumulative organ dose up to 4 × the limit (the rest: last bin)
-
-
-def _hist_quantile(counts: np.ndarray, limit: float, prob: float) -> float | None:
-    if counts.sum() == 0:  # nobody treated
-        return None
-    cdf = np.cumsum(counts) / counts.sum()
-    index = int(np.searchsorted(cdf, prob))
-    return float((index + 0.5) * _HIST_SPAN * limit / _HIST_BINS)
 
 
 def mean_with_se(total, total_sq, n: int):
@@ -601,7 +590,7 @@ def _dosimetry_figures(sim: Simulations, values: dict, se: dict) -> None:
             se["organ_exceed_pct"][organ] = number(exceed_se[j], 100)
             values["organ_cumulative_mean"][organ] = number(cumulative[j])
             se["organ_cumulative_mean"][organ] = number(cumulative_se[j])
-            values["organ_cumulative_p95"][organ] = _hist_quantile(d[f"hist_{j}"], limit, 0.95)
+            values["organ_cumulative_p95"][organ] = hist_quantile(d[f"hist_{j}"], limit, 0.95)
             se["organ_cumulative_p95"][organ] = None
     ruled = d["ruled_out"]
     pct, pct_se = percent_with_se(ruled, t)

@@ -48,7 +48,7 @@ from theradose.validation import ConfigError
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-FORMAT = 2  # of the chunk files; a change makes older run directories "another version"
+FORMAT = 3  # of the chunk files; a change makes older run directories "another version"
 _CHUNK = re.compile(r"chunk-(\d{6,})\.npz")
 # Simulations fields that say what was simulated (rebuilt from the run's inputs on reading);
 # every other field is a statistic stored in the chunk file.

@@ -69,7 +69,13 @@ def run_chunk(
     patients = patients.head(design.n_places).with_dosimetry(design, scenario)
     patients = patients.with_efficacy(scenario)
     state = run_trials(
-        design, truth.dlt_prob, patients, scenario.onset, truth.eff_prob, scenario.response_onset
+        design,
+        truth.dlt_prob,
+        patients,
+        scenario.onset,
+        truth.eff_prob,
+        scenario.response_onset,
+        dose_records=False,
     )
     enrolled = state.patient_level >= 0
     extra = {}
@@ -84,12 +90,15 @@ def run_chunk(
             while_pending=state.patient_while_pending.sum(1) / np.maximum(enrolled.sum(1), 1),
             dlt_after_last_decision=late.sum(axis=1),
         )
-    if state.patient_total_activity is not None:
+    doses = state.dose_summary
+    if doses is not None:
         extra.update(
-            total_activity=np.where(enrolled, state.patient_total_activity, 0.0),
-            capped=state.patient_capped,  # the records are NaN / False where nobody was treated
-            cumulative=state.patient_cumulative,
-            exceeds=state.patient_exceeds,
+            treated_n=doses.treated,
+            capped_n=doses.capped,
+            activity_sum=doses.activity,
+            exceed_n=doses.exceed,
+            cumulative_sum=doses.cumulative,
+            cumulative_hist=doses.hist,
             ruled_out_at=state.ruled_out_at,
         )
     if state.efficacy:
@@ -112,6 +121,17 @@ def run_chunk(
         benchmark_mtd=benchmark_selection(tolerance, truth.dlt_prob, design.target),
         **extra,
     )
+
+
+def simulate_chunk(
+    design: Design, scenario: Scenario, patients: VirtualPatients, truth: DesignTruth
+) -> tuple[Simulations, ChunkResult]:
+    """What a worker does with a chunk of trials: :func:`run_chunk`, and the per-trial outcomes
+    reduced to the sufficient statistics of the operating characteristics."""
+    sim = empty_simulations(design, scenario, truth)
+    chunk = run_chunk(design, scenario, patients, truth)
+    sim.add(chunk)
+    return sim, chunk
 
 
 def chunk_sizes(n_trials: int) -> list[int]:
@@ -138,9 +158,7 @@ class _ChunkJob:
         for design, truths in zip(self.designs, self.truths, strict=True):
             row, chunk_row = [], []
             for scenario, truth in zip(self.scenarios, truths, strict=True):
-                sim = empty_simulations(design, scenario, truth)
-                chunk = run_chunk(design, scenario, patients, truth)
-                sim.add(chunk)
+                sim, chunk = simulate_chunk(design, scenario, patients, truth)
                 row.append(sim)
                 if self.keep_chunks:  # else each chunk's per-patient arrays are freed at once
                     chunk_row.append(chunk)

@@ -114,6 +114,10 @@ class TrialState:
     patient_cumulative: np.ndarray | None = None  # [trial, patient, organ] true dose or BED
     patient_exceeds: np.ndarray | None = None  # [trial, patient, organ] true value > limit
     dosimetry_stats: object = None  # running DosimetryStats [trial, organ] of measured Gy/GBq
+    # The dose records reduced trial by trial (theradose.dose_summary.DoseSummary) when the
+    # trials end; the per-patient records above are kept only with dose_records.
+    dose_summary: object = None
+    dose_records: bool = True
     ruled_out_at: np.ndarray | None = None  # [trial, level] patients enrolled when first
     # ruled out by the organ-dose constraint (-1: never)
     admissible: np.ndarray | None = None  # [trial, level] levels the organ-dose limits admit
@@ -341,6 +345,10 @@ class TrialState:
                 fields[name] = None
             elif isinstance(value, np.ndarray):
                 fields[name] = value[trials].copy()
+            elif isinstance(value, bool):
+                fields[name] = value
+            elif name == "dose_summary":  # a summary of the whole batch: not a trial's
+                fields[name] = None
             else:  # a record of [trial, ...] arrays (the running dosimetry statistics)
                 fields[name] = type(value)(*(a[trials].copy() for a in vars(value).values()))
         return TrialState(**fields)

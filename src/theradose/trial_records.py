@@ -158,7 +158,7 @@ def trial_rows(
     columns.append(empty if chunk.duration is None else chunk.duration.tolist())
     if organs:
         own = () if design.dosimetry is None else design.dosimetry.names
-        exceeds = None if chunk.exceeds is None else chunk.exceeds.sum(axis=1)  # [trial, organ]
+        exceeds = chunk.exceed_n  # [trial, organ]
         for organ in organs:
             if organ in own and exceeds is not None:
                 columns.append(exceeds[:, own.index(organ)].tolist())
