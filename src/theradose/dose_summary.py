@@ -12,7 +12,6 @@ once (they cost more to fault into memory than to compute).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -62,25 +61,16 @@ class DoseSummary:
 
 def add_to_histogram(counts: np.ndarray, values: np.ndarray, limit: float) -> None:
     """Add ``values`` (≥ 0; NaN and infinity ignored) to ``counts`` [HIST_BINS], in place:
-    bin i holds edges[i] ≤ v < edges[i + 1] of ``HIST_BINS`` equal bins over
-    [0, HIST_SPAN × limit), the last bin every value from its lower edge up (the bins of
-    ``numpy.histogram`` over that range, found as it finds them — a first guess from the bin
-    width, corrected against the edges — without its range checks and sorting)."""
-    values = values[np.isfinite(values)]
-    edges = _edges(float(limit))
-    guess = np.multiply(values, HIST_BINS / (HIST_SPAN * limit))
-    np.minimum(guess, HIST_BINS - 1, out=guess)
-    index = guess.astype(np.intp)
-    index -= values < edges[index]
-    index += (values >= edges[index + 1]) & (index != HIST_BINS - 1)
-    counts += np.bincount(index, minlength=HIST_BINS)
-
-
-@lru_cache(maxsize=64)
-def _edges(limit: float) -> np.ndarray:
-    edges = np.linspace(0.0, HIST_SPAN * limit, HIST_BINS + 1)
-    edges.setflags(write=False)
-    return edges
+    ``HIST_BINS`` equal bins over [0, HIST_SPAN × limit), value v in bin ⌊v · HIST_BINS /
+    (HIST_SPAN × limit)⌋ (the product rounded once), the last bin also holding every value
+    above. These are ``numpy.histogram``'s bins but for a value within a rounding error of an
+    edge, which may fall on either side of it."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        values = values[finite]
+    index = np.multiply(values, HIST_BINS / (HIST_SPAN * limit))
+    np.minimum(index, HIST_BINS - 1, out=index)
+    counts += np.bincount(index.astype(np.intp), minlength=HIST_BINS)
 
 
 def hist_quantile(counts: np.ndarray, limit: float, prob: float) -> float | None:
