@@ -389,6 +389,7 @@ def test_running_statistics_are_those_of_the_patients_treated(tite, ntcp):
     # without the per-patient records the engine reduces the same values
     lean = run_trials(design, truth.dlt_prob, patients, dose_records=False)
     assert lean.patient_cumulative is None and lean.patient_measured_gy_per_gbq is None
+    assert lean.patient_total_activity is None and lean.patient_capped is None
     for name in ("treated", "capped", "activity", "exceed", "cumulative", "hist"):
         np.testing.assert_array_equal(
             getattr(lean.dose_summary, name), getattr(state.dose_summary, name), err_msg=name

@@ -28,7 +28,7 @@ class DoseSummary:
     activity: np.ndarray  # [trial] their activity over all cycles (GBq), summed
     exceed: np.ndarray  # [trial, organ] of them, patients whose TRUE cumulative dose passed
     cumulative: np.ndarray  # [trial, organ] their TRUE cumulative dose or BED (Gy), summed
-    hist: np.ndarray  # [organ, HIST_BINS] every treated patient's TRUE cumulative dose or BED
+    hist: np.ndarray  # [organ, HIST_BINS] every enrolled patient's TRUE cumulative dose or BED
 
     @classmethod
     def empty(cls, n_trials: int, n_organs: int) -> DoseSummary:

@@ -147,9 +147,9 @@ def _treat_with_dosimetry(
     patient's onset as a fraction of the window, from the organ that causes the DLT
     (:func:`theradose.dosimetry.dlt_cause`), else None; and, in a dosimetry-driven scenario,
     the rows' schedules (ScheduleMoments [row, slot]; else None), which a tumour-dose response
-    reads instead of capping the cohort again. The patients' records (activity given,
-    capping, true cumulative organ doses) are written once, when the trials end
-    (:func:`_finish_dosimetry`): they follow from each patient's level and dosimetry alone
+    reads instead of capping the cohort again. The patients' activity given, capping and true
+    cumulative organ doses are summed (and kept per patient when asked) once, when the trials
+    end (:func:`_finish_dosimetry`): they follow from each patient's level and dosimetry alone
     (the schedules a dosimetry-driven scenario caps cohort by cohort are kept as they are).
     ``places``: the slice of places every row fills in the cohort engine (where the trials
     not in ``rows`` have stopped), else None."""
@@ -209,11 +209,12 @@ def _treat_with_dosimetry(
 
 
 def _keep_schedules(state, rows, cols, enrolled, places, schedule, capped, measured) -> None:
-    """Write a cohort's schedules (activity given, its squares, capping) and measured Gy/GBq
-    [.., slot, organ] into the patients' records, where :func:`_finish_dosimetry` finds them
-    instead of capping every patient again (a dosimetry-driven scenario caps each cohort for
-    its DLT probabilities). With ``places``, the values are every trial's at those places
-    (a stopped trial's places there are empty, and blanked at the end)."""
+    """Write a cohort's schedules (activity given, its squares, capping) and, with
+    ``state.dose_records``, measured Gy/GBq [.., slot, organ] into [trial, patient] arrays,
+    where :func:`_finish_dosimetry` finds them instead of capping every patient again (a
+    dosimetry-driven scenario caps each cohort for its DLT probabilities). With ``places``, the
+    values are every trial's at those places (a stopped trial's places there are empty; they
+    are blanked at the end when the records are kept, and dropped otherwise)."""
     if state.patient_total_activity is None:
         shape = state.patient_level.shape  # zeros: a place nobody takes holds 0 GBq
         state.patient_total_activity = np.zeros(shape)
@@ -404,7 +405,9 @@ def _finish_dosimetry(design: Design, state: TrialState, patients: VirtualPatien
             if records:
                 cumulative_all[block, :, j] = cumulative
                 exceeds_all[block, :, j] = exceeds
-    if not records:
+    if not records:  # the schedules kept cohort by cohort were for the summary alone
+        state.patient_total_activity = state.patient_total_activity_sq = None
+        state.patient_capped = None
         return
     nobody = np.flatnonzero(level < 0)  # flat [trial, patient] places nobody took
     total_all.reshape(-1)[nobody] = np.nan

@@ -160,7 +160,7 @@ class _ChunkJob:
             for scenario, truth in zip(self.scenarios, truths, strict=True):
                 sim, chunk = simulate_chunk(design, scenario, patients, truth)
                 row.append(sim)
-                if self.keep_chunks:  # else each chunk's per-patient arrays are freed at once
+                if self.keep_chunks:  # else each chunk's per-trial arrays are freed at once
                     chunk_row.append(chunk)
             out.append(row)
             chunks.append(chunk_row)
