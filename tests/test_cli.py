@@ -623,6 +623,21 @@ def test_dlt_window_days_overrides_the_design_with_a_note(tmp_path):
     assert not data["suspended"] and data["next_level"] == 3 and data["pending_patients"] == []
 
 
+def test_a_dlt_day_beyond_the_dlt_window_in_effect_is_one_line_and_exit_code_2(tmp_path):
+    """A DLT counts only within the DLT window: the design's, or --dlt-window-days."""
+    rows = "level,dlt,followup_days,dlt_day\n1,0,200,\n1,1,190,40\n1,0,180,\n"
+    patients = write(tmp_path, rows)
+    assert invoke("recommend", TITE_BOIN, "-p", patients).exit_code == 0  # 40 of 91.31 days
+    result = invoke("recommend", TITE_BOIN, "-p", patients, "--dlt-window-days", "30")
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        f"error: {patients}: row 3 (patient 2), column 'dlt_day': 40 is beyond the DLT window "
+        "of 30 days (a DLT counts only within it: [timing] dlt_window_months, or "
+        "--dlt-window-days)"
+    ]
+
+
 def test_recommend_patients_tite_boin_shows_the_basis_of_its_decision(tmp_path):
     """De-escalation from the level of the MTD estimate, with the quantities that decided."""
     patients = write(

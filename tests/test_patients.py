@@ -180,3 +180,16 @@ def test_following_patients_needs_the_dlt_window():
 
     with pytest.raises(ValueError, match="needs the DLT window"):
         recommend_from_patients(boin_design(), np.array([0]), np.array([False]), np.array([1.0]))
+
+
+def test_a_dlt_after_the_dlt_window_is_an_error():
+    text = "level,dlt,followup_days,dlt_day\n1,1,120,95\n1,1,120,28\n"
+    read_patients(io.StringIO(text), 6, name="trial.csv")  # no window known: not checked
+    with pytest.raises(PatientFileError) as caught:
+        read_patients(io.StringIO(text), 6, name="trial.csv", dlt_window_days=91.3)
+    assert caught.value.messages == [
+        "trial.csv: row 2 (patient 1), column 'dlt_day': 95 is beyond the DLT window of 91.3 "
+        "days (a DLT counts only within it: [timing] dlt_window_months, or --dlt-window-days)"
+    ]
+    on_the_edge = "level,dlt,followup_days,dlt_day\n1,1,120,91.3\n"
+    read_patients(io.StringIO(on_the_edge), 6, name="trial.csv", dlt_window_days=91.3)

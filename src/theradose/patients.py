@@ -6,7 +6,8 @@ The first line names the columns, in any order:
 - ``dlt`` (required): 1 if the patient has had a dose-limiting toxicity (DLT), else 0;
 - ``followup_days`` (required): days since the patient's treatment, as of today;
 - ``dlt_day`` (optional): the day after treatment on which the DLT occurred (at most
-  ``followup_days``); empty, or the column absent, when unknown or for patients without a DLT;
+  ``followup_days`` and, when the DLT window is known, at most its length); empty, or the
+  column absent, when unknown or for patients without a DLT;
 - ``backfill`` (optional): 1 (or ``true``) for a patient treated by backfilling (a design with
   ``[backfill]``, :mod:`theradose.backfill`), 0 (``false``, or empty) for an escalation patient;
 - ``response`` (required by a design that decides on responses, BOIN12 and TITE-BOIN12; else
@@ -175,6 +176,7 @@ def read_patients(
     organs: tuple[str, ...] = (),
     needs_response: str | None = None,
     efficacy_window_days: float | None = None,
+    dlt_window_days: float | None = None,
 ) -> PatientRecords:
     """Read a patient file (see the module's description).
 
@@ -192,6 +194,8 @@ def read_patients(
         on responses"); None: the column is optional.
     efficacy_window_days : float, optional
         The efficacy window: a ``response_day`` beyond it is an error (None: not checked).
+    dlt_window_days : float, optional
+        The DLT window: a ``dlt_day`` beyond it is an error (None: not checked).
 
     Returns
     -------
@@ -202,7 +206,7 @@ def read_patients(
     PatientFileError
         With every problem of the file, one line each.
     """
-    rules = _ResponseRules(needs_response, efficacy_window_days)
+    rules = _Rules(needs_response, efficacy_window_days, dlt_window_days)
     if isinstance(source, io.TextIOBase):
         name = name or "<patients>"
         return _read(source, n_levels, name, organs, rules)
@@ -227,11 +231,12 @@ def read_patients(
 
 
 @dataclass(frozen=True)
-class _ResponseRules:
-    """What the design asks of the response columns (:func:`read_patients`)."""
+class _Rules:
+    """What the design asks of the response and DLT-day columns (:func:`read_patients`)."""
 
     needed_by: str | None = None  # why ``response`` is required; None: optional
     window_days: float | None = None  # the efficacy window; None: not checked
+    dlt_window_days: float | None = None  # the DLT window; None: not checked
 
 
 def _read(
@@ -239,7 +244,7 @@ def _read(
     n_levels: int,
     name: str,
     organs: tuple[str, ...] = (),
-    rules: _ResponseRules = _ResponseRules(),  # noqa: B008 - frozen, never changed
+    rules: _Rules = _Rules(),  # noqa: B008 - frozen, never changed
 ) -> PatientRecords:
     all_columns = COLUMNS + tuple(organ_column(o) for o in organs)
     reader = csv.reader(handle)
@@ -306,7 +311,7 @@ def _read(
                 parsed[column.name] = column.parse(text, n_levels)
             except ValueError as problem:
                 errors.append(f"{where}, column {column.name!r}: {problem}")
-        errors += _row_problems(parsed, where)
+        errors += _row_problems(parsed, where, rules.dlt_window_days)
         errors += _response_problems(parsed, where, rules.window_days)
         for key, value in parsed.items():
             values[key].append(value)
@@ -341,19 +346,28 @@ def _read(
     )
 
 
-def _row_problems(parsed: dict[str, Any], where: str) -> list[str]:
-    """Problems between the fields of one row (each field on its own being valid)."""
+def _row_problems(parsed: dict[str, Any], where: str, window_days: float | None) -> list[str]:
+    """Problems between the fields of one row (each field on its own being valid) and of its
+    ``dlt_day`` against the DLT window."""
     dlt_day, followup, dlt = parsed["dlt_day"], parsed["followup_days"], parsed["dlt"]
     if dlt_day is None:
         return []
     if dlt is False:
         return [f"{where}, column 'dlt_day': {dlt_day:g} given for a patient without a DLT (dlt 0)"]
+    problems = []
     if followup is not None and dlt_day > followup:
-        return [
+        problems.append(
             f"{where}, column 'dlt_day': {dlt_day:g} is after the follow-up of {followup:g} days "
             "(must be ≤ followup_days)"
-        ]
-    return []
+        )
+    # (a window given in months and shown in days may differ from the days it was by rounding)
+    if window_days is not None and dlt_day > window_days * (1 + 1e-12):
+        problems.append(
+            f"{where}, column 'dlt_day': {dlt_day:g} is beyond the DLT window of "
+            f"{window_days:.4g} days (a DLT counts only within it: [timing] dlt_window_months, "
+            "or --dlt-window-days)"
+        )
+    return problems
 
 
 def _response_problems(parsed: dict[str, Any], where: str, window_days: float | None) -> list[str]:

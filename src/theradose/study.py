@@ -494,9 +494,10 @@ def read_design_patients(
     source, design: Design, dlt_window: float | None = None, name: str | None = None
 ) -> PatientRecords:
     """A patient file read for ``design`` (:func:`theradose.patients.read_patients`): its
-    organs' Gy/GBq columns, and the ``response`` column required, each ``response_day`` within
-    the efficacy window, for a design that decides on responses (``dlt_window``, months: the DLT
-    window in effect, the efficacy window of a design without one of its own).
+    organs' Gy/GBq columns; each ``dlt_day`` within the DLT window when one is known
+    (``dlt_window``, months: the window in effect, else the design's); and the ``response``
+    column required, each ``response_day`` within the efficacy window, for a design that decides
+    on responses (the DLT window for a design without an efficacy window of its own).
 
     Raises
     ------
@@ -513,6 +514,8 @@ def read_design_patients(
         needs = f"method {design.method_key!r} decides on responses"
         window = efficacy_window(design, dlt_window)
         window_days = None if window is None else window * DAYS_PER_MONTH
+    if dlt_window is None and design.timing is not None:
+        dlt_window = design.timing.dlt_window_months
     return read_patients(
         source,
         design.n_levels,
@@ -520,6 +523,7 @@ def read_design_patients(
         organs=organs,
         needs_response=needs,
         efficacy_window_days=window_days,
+        dlt_window_days=None if dlt_window is None else dlt_window * DAYS_PER_MONTH,
     )
 
 
