@@ -1,5 +1,5 @@
-"""The column-by-column reductions over a [trial, level] mask (theradose.state) against numpy's
-own reductions along the level axis, on any mask."""
+"""The column-by-column reductions over a [trial, level] mask (theradose.state) or counts
+(theradose.results) against numpy's own reductions along the level axis, on any input."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from theradose.results import per_trial_total
 from theradose.state import NO_LEVEL, any_level, highest_level, this_and_above
 
-masks = st.integers(1, 8).flatmap(
-    lambda k: arrays(bool, st.tuples(st.integers(0, 30), st.just(k)))
-)
+masks = st.integers(1, 8).flatmap(lambda k: arrays(bool, st.tuples(st.integers(0, 30), st.just(k))))
 
 
 @given(masks)
@@ -30,3 +29,15 @@ def test_highest_level_is_the_last_true_level(mask):
 @given(masks)
 def test_this_and_above_is_a_running_or(mask):
     assert np.array_equal(this_and_above(mask), np.logical_or.accumulate(mask, axis=1))
+
+
+@given(
+    st.integers(0, 8).flatmap(
+        lambda k: arrays(
+            np.int64, st.tuples(st.integers(0, 30), st.just(k)), elements=st.integers(0, 99)
+        )
+    )
+)
+def test_per_trial_total_is_the_sum_along_the_levels(counts):
+    total = per_trial_total(counts)
+    assert total.dtype == counts.dtype and np.array_equal(total, counts.sum(axis=1))
