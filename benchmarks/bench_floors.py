@@ -8,8 +8,8 @@ operating characteristics' sufficient statistics, what a worker does with each c
 (:func:`theradose.simulation.simulate_chunk`) — on one core with one BLAS/OpenMP thread, as each
 chunk of a run has (:func:`theradose.simulation.kernel_threads`), in CPU seconds of this process
 (``time.process_time``), so that other work on the machine slows the figures less than wall time
-would; the best of ``--rounds`` rounds is kept. Truths are computed once, outside the timing, as
-``simulate`` does. (Before 2026-11-28 the engine alone was timed; the organ-dose records are now
+would; the best of ``--rounds`` rounds is kept, after 3 s of warm-up (:func:`warm_up`). Truths
+are computed once, outside the timing, as ``simulate`` does. (Before 2026-11-28 the engine alone was timed; the organ-dose records are now
 reduced in the engine, so the two parts are timed together.)
 
 The floors against R are ratios to the R packages' time per 1,000 trials, measured side by side
@@ -130,6 +130,21 @@ def throughput(case: Throughput, rounds: int) -> float:
     return case.trials / best
 
 
+def warm_up(seconds: float = 3.0) -> None:
+    """Keep the core busy with BOIN chunks for ``seconds`` of CPU time before anything is
+    timed: on this VM the first seconds after an idle spell ran 30% slower (BOIN 244,000–
+    251,000 trials/s in the first of two or three runs in a row, 360,000–377,000 in the
+    others)."""
+    case = THROUGHPUT[0]
+    design = design_from_dict(read_toml(case.design), case.design)
+    scenario = _scenario(case.scenario)
+    truth = truth_for(scenario, design)
+    patients = chunk_patients(0, 0, 10_000, design.max_patients, False)
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        simulate_chunk(design, scenario, patients, truth)
+
+
 def constraint_cost(pair, scenario, n_trials: int, rounds: int) -> float:
     """Chunk time with the limits over time without, the two alternating chunk by chunk on the
     same patients; the best round's ratio."""
@@ -166,6 +181,7 @@ def main() -> None:
     r_seconds = _r_seconds(args.r_seconds)
     rows = []
     with kernel_threads():
+        warm_up()
         for case in THROUGHPUT:
             rate = throughput(case, args.rounds)
             floor = case.floor(r_seconds)
