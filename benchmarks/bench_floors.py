@@ -9,8 +9,9 @@ operating characteristics' sufficient statistics, what a worker does with each c
 chunk of a run has (:func:`theradose.simulation.kernel_threads`), in CPU seconds of this process
 (``time.process_time``), so that other work on the machine slows the figures less than wall time
 would; the best of ``--rounds`` rounds is kept, after 3 s of warm-up (:func:`warm_up`). Truths
-are computed once, outside the timing, as ``simulate`` does. (Before 2026-11-28 the engine alone was timed; the organ-dose records are now
-reduced in the engine, so the two parts are timed together.)
+are computed once, outside the timing, as ``simulate`` does. (Before 2026-11-28 the engine alone
+was timed; the organ-dose records are now reduced in the engine, so the two parts are timed
+together.)
 
 The floors against R are ratios to the R packages' time per 1,000 trials, measured side by side
 on this 2-core machine (R 4.2.2; BOIN 2.7.2 ``get.oc``, dfcrm 0.2-2.1 ``crmsim`` and ``titesim``,
