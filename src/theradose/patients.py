@@ -347,49 +347,48 @@ def _read(
 
 
 def _row_problems(parsed: dict[str, Any], where: str, window_days: float | None) -> list[str]:
-    """Problems between the fields of one row (each field on its own being valid) and of its
-    ``dlt_day`` against the DLT window."""
-    dlt_day, followup, dlt = parsed["dlt_day"], parsed["followup_days"], parsed["dlt"]
-    if dlt_day is None:
-        return []
-    if dlt is False:
-        return [f"{where}, column 'dlt_day': {dlt_day:g} given for a patient without a DLT (dlt 0)"]
-    problems = []
-    if followup is not None and dlt_day > followup:
-        problems.append(
-            f"{where}, column 'dlt_day': {dlt_day:g} is after the follow-up of {followup:g} days "
-            "(must be ≤ followup_days)"
-        )
-    # (a window given in months and shown in days may differ from the days it was by rounding)
-    if window_days is not None and dlt_day > window_days * (1 + 1e-12):
-        problems.append(
-            f"{where}, column 'dlt_day': {dlt_day:g} is beyond the DLT window of "
-            f"{window_days:.4g} days (a DLT counts only within it: [timing] dlt_window_months, "
-            "or --dlt-window-days)"
-        )
-    return problems
+    """Problems of a row's ``dlt_day`` against its DLT, follow-up and the DLT window (each
+    field on its own being valid; a ``dlt`` that could not be read is not questioned again)."""
+    return _day_problems(
+        parsed["dlt_day"],
+        parsed["dlt"] is not False,
+        parsed["followup_days"],
+        f"{where}, column 'dlt_day'",
+        "a patient without a DLT (dlt 0)",
+        (window_days, "DLT window", "a DLT counts only within it: [timing] dlt_window_months, "
+         "or --dlt-window-days"),
+    )
 
 
 def _response_problems(parsed: dict[str, Any], where: str, window_days: float | None) -> list[str]:
     """Problems of a row's ``response_day`` against its response, follow-up and the efficacy
     window (each field on its own being valid)."""
-    day, followup, response = parsed["response_day"], parsed["followup_days"], parsed["response"]
+    return _day_problems(
+        parsed["response_day"],
+        bool(parsed["response"]),
+        parsed["followup_days"],
+        f"{where}, column 'response_day'",
+        "a patient without a response (response 0 or empty)",
+        (window_days, "efficacy window", "a response counts only within it: [timing] "
+         "efficacy_window_months, else the DLT window"),
+    )
+
+
+def _day_problems(day, happened: bool, followup, here: str, without: str, window) -> list[str]:
+    """Problems of the day an event (a DLT, a response) was seen: given for a patient without
+    it, after the follow-up, or beyond its window (``window``: days or None, its name, why)."""
     if day is None:
         return []
-    here = f"{where}, column 'response_day'"
-    if not response:
-        return [f"{here}: {day:g} given for a patient without a response (response 0 or empty)"]
+    if not happened:
+        return [f"{here}: {day:g} given for {without}"]
     problems = []
     if followup is not None and day > followup:
         problems.append(
             f"{here}: {day:g} is after the follow-up of {followup:g} days (must be ≤ "
             "followup_days)"
         )
+    days, name, why = window
     # (a window given in months and shown in days may differ from the days it was by rounding)
-    if window_days is not None and day > window_days * (1 + 1e-12):
-        problems.append(
-            f"{here}: {day:g} is beyond the efficacy window of {window_days:.4g} days (a "
-            "response counts only within it: [timing] efficacy_window_months, else the DLT "
-            "window)"
-        )
+    if days is not None and day > days * (1 + 1e-12):
+        problems.append(f"{here}: {day:g} is beyond the {name} of {days:.4g} days ({why})")
     return problems
