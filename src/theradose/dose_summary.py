@@ -4,9 +4,9 @@ how many were capped, the activity they were given and, per design organ with a 
 passed it and their summed TRUE cumulative absorbed dose (or BED); per organ, a histogram of
 every treated patient's TRUE cumulative dose, for its percentiles in bounded memory.
 
-The engine reduces a block of trials at a time while the block's per-patient values are in
-cache, instead of handing on [trial, patient, organ] records that are written once and read
-once (they cost more to fault into memory than to compute).
+The engine reduces a block of trials at a time, one organ at a time, while the block's
+per-patient values are in cache, instead of handing on [trial, patient, organ] records written
+once and reduced once along their middle axis (which cost more than computing the values).
 """
 
 from __future__ import annotations
