@@ -249,31 +249,41 @@ def _add_measured(stats, measured, rows, cols, enrolled, places) -> None:
     """
     by_organ = measured.transpose(2, 1, 0)  # [organ, patient, trial]: contiguous per patient
     n_trials = stats.count.shape[0]
-    idle = None  # the cohort engine: trials not in ``rows`` add 0 (x + 0 is x, to the bit)
-    if places is not None and rows.size < n_trials:
+    if places is not None:
+        _add_measured_places(stats, by_organ, rows, places, n_trials)
+        return
+    for slot in range(cols.shape[1]):  # who joined where, gathered
+        joined = enrolled[:, slot]
+        who, at = rows[joined], cols[joined, slot]
+        stats.count[who] += 1
+        for j in range(by_organ.shape[0]):
+            log_g = np.log(by_organ[j, at, who])
+            stats.sum_log[who, j] += log_g
+            np.square(log_g, out=log_g)
+            stats.sum_sq_log[who, j] += log_g
+
+
+def _add_measured_places(stats, by_organ, rows, places, n_trials) -> None:
+    """:func:`_add_measured` in the cohort engine: every trial's patients at ``places`` (whole
+    contiguous blocks, no scatter; the trials not in ``rows`` add 0, and x + 0 is x to the
+    bit), each organ's logs of the cohort in one call, added patient by patient."""
+    idle = None
+    if rows.size < n_trials:
         idle = np.ones(n_trials, dtype=bool)
         idle[rows] = False
-    for slot in range(cols.shape[1]):
-        if places is None:  # who joined where, gathered
-            joined = enrolled[:, slot]
-            who, at = rows[joined], cols[joined, slot]
-            stats.count[who] += 1
-        else:  # every trial's patient at this place: whole contiguous columns, no scatter
-            at = places.start + slot
-            np.add(stats.count, 1.0 if idle is None else ~idle[:, None], out=stats.count)
-        for j in range(by_organ.shape[0]):
-            if places is None:
-                log_g = np.log(by_organ[j, at, who])
-                stats.sum_log[who, j] += log_g
-                np.square(log_g, out=log_g)
-                stats.sum_sq_log[who, j] += log_g
-                continue
-            log_g = np.log(by_organ[j, at])
-            if idle is not None:
-                np.copyto(log_g, 0.0, where=idle)
-            np.add(stats.sum_log[:, j], log_g, out=stats.sum_log[:, j])
-            np.square(log_g, out=log_g)
-            np.add(stats.sum_sq_log[:, j], log_g, out=stats.sum_sq_log[:, j])
+    n_slots = places.stop - places.start
+    # the count is a whole number: + n_slots is the same as n_slots times + 1
+    np.add(stats.count, n_slots if idle is None else n_slots * ~idle[:, None], out=stats.count)
+    for j in range(by_organ.shape[0]):
+        log_g = np.log(by_organ[j, places])  # [slot, trial]
+        if idle is not None:
+            np.copyto(log_g, 0.0, where=idle)
+        sum_log, sum_sq_log = stats.sum_log[:, j], stats.sum_sq_log[:, j]
+        for slot in range(n_slots):
+            np.add(sum_log, log_g[slot], out=sum_log)
+        np.square(log_g, out=log_g)
+        for slot in range(n_slots):
+            np.add(sum_sq_log, log_g[slot], out=sum_sq_log)
 
 
 def _response_prob(design, patients, rows, cols, level, eff_prob, schedule=None) -> np.ndarray:
