@@ -1,5 +1,5 @@
-"""The column-by-column reductions over a [trial, level] mask (theradose.state) or counts
-(theradose.results) against numpy's own reductions along the level axis, on any input."""
+"""The column-by-column reductions over a [trial, level] mask or counts (theradose.state)
+against numpy's own reductions along the level axis, on any input."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from theradose.results import per_trial_total
-from theradose.state import NO_LEVEL, any_level, highest_level, this_and_above
+from theradose.state import NO_LEVEL, any_level, highest_level, row_sums, this_and_above
 
 masks = st.integers(1, 8).flatmap(lambda k: arrays(bool, st.tuples(st.integers(0, 30), st.just(k))))
 
@@ -38,6 +37,12 @@ def test_this_and_above_is_a_running_or(mask):
         )
     )
 )
-def test_per_trial_total_is_the_sum_along_the_levels(counts):
-    total = per_trial_total(counts)
+def test_row_sums_are_the_sums_along_the_levels(counts):
+    total = row_sums(counts)
     assert total.dtype == counts.dtype and np.array_equal(total, counts.sum(axis=1))
+
+
+@given(masks)
+def test_row_sums_of_flags_count_them(mask):
+    counts = row_sums(mask, np.int32)
+    assert counts.dtype == np.int32 and np.array_equal(counts, mask.sum(axis=1))

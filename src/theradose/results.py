@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from theradose.dose_summary import hist_quantile
-from theradose.state import NO_LEVEL, StopReason
+from theradose.state import NO_LEVEL, StopReason, row_sums
 from theradose.utility import outcome_classes, total_utility
 
 
@@ -157,7 +157,7 @@ class Simulations:
         self.n_sq += (n * n).sum(0)
         self.y_sum += y.sum(0)
         self.y_sq += (y * y).sum(0)
-        total_n, total_y = per_trial_total(n), per_trial_total(y)
+        total_n, total_y = row_sums(n), row_sums(y)
         self.total_n_sum += int(total_n.sum())
         self.total_n_sq += int((total_n * total_n).sum())
         self.total_y_sum += int(total_y.sum())
@@ -174,7 +174,7 @@ class Simulations:
             add_sums(self.optimisation, stage_sums(self, chunk))
         if chunk.backfill is not None:
             backfill = chunk.backfill.astype(np.int64)
-            total = per_trial_total(backfill)
+            total = row_sums(backfill)
             for name, values in (
                 ("sum", backfill.sum(0)),
                 ("sq", (backfill * backfill).sum(0)),
@@ -195,7 +195,7 @@ class Simulations:
         reduced to sums and counts (see :func:`allocation_figures`)."""
         first_above = self.true_mtd + 1  # NO_LEVEL + 1 = 0: every level is above
         at = n[:, self.true_mtd] if self.true_mtd != NO_LEVEL else np.zeros_like(total_n)
-        above = per_trial_total(n[:, first_above:])
+        above = row_sums(n[:, first_above:])
         treated = total_n > 0
         share = np.maximum(total_n, 1)
         self.trials_with_patients += int(treated.sum())
@@ -257,10 +257,10 @@ class Simulations:
         """Responses per level, and per trial (over the trials that treated anyone) the fraction
         of patients responding, at the true OBD, and the mean utility per patient — summed with
         their squares for the Monte Carlo errors (see :func:`efficacy_figures`)."""
-        total_n = per_trial_total(n)
+        total_n = row_sums(n)
         treated = total_n > 0
         share = np.maximum(total_n, 1)
-        per_trial = {"response": per_trial_total(r) / share}
+        per_trial = {"response": row_sums(r) / share}
         if self.utility_weights is not None:
             utility = total_utility(self.utility_weights, outcome_classes(n, y, r, b))
             per_trial["utility"] = utility.sum(1) / share
@@ -325,18 +325,6 @@ _ALLOCATION_SUMS = (
     "overdose60",
     "overdose80",
 )
-
-
-def per_trial_total(counts: np.ndarray) -> np.ndarray:
-    """Integer counts [trial, level] summed over the levels, [trial]: column by column (numpy's
-    sum along a short trailing axis is several times slower; integers, so in any order the
-    same); zeros when there are no levels."""
-    if counts.shape[1] == 0:
-        return np.zeros(counts.shape[0], dtype=counts.dtype)
-    total = counts[:, 0].copy()
-    for j in range(1, counts.shape[1]):
-        total += counts[:, j]
-    return total
 
 
 def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
