@@ -390,7 +390,7 @@ def test_running_statistics_are_those_of_the_patients_treated(tite, ntcp):
     lean = run_trials(design, truth.dlt_prob, patients, dose_records=False)
     assert lean.patient_cumulative is None and lean.patient_measured_gy_per_gbq is None
     assert lean.patient_total_activity is None and lean.patient_capped is None
-    for name in ("treated", "capped", "activity", "exceed", "cumulative", "hist"):
+    for name in vars(state.dose_summary):
         np.testing.assert_array_equal(
             getattr(lean.dose_summary, name), getattr(state.dose_summary, name), err_msg=name
         )
@@ -401,22 +401,22 @@ def _assert_summary_of_records(design, state):
     from theradose.dose_summary import HIST_BINS, HIST_SPAN
 
     summary, treated = state.dose_summary, state.patient_level >= 0
-    assert summary.exceed.any() and summary.capped.any()
-    np.testing.assert_array_equal(summary.treated, treated.sum(axis=1))
-    np.testing.assert_array_equal(summary.capped, state.patient_capped.sum(axis=1))
+    assert summary.exceed_n.any() and summary.capped_n.any()
+    np.testing.assert_array_equal(summary.treated_n, treated.sum(axis=1))
+    np.testing.assert_array_equal(summary.capped_n, state.patient_capped.sum(axis=1))
     np.testing.assert_allclose(
-        summary.activity, np.nansum(state.patient_total_activity, axis=1), rtol=1e-14
+        summary.activity_sum, np.nansum(state.patient_total_activity, axis=1), rtol=1e-14
     )
-    np.testing.assert_array_equal(summary.exceed, state.patient_exceeds.sum(axis=1))
+    np.testing.assert_array_equal(summary.exceed_n, state.patient_exceeds.sum(axis=1))
     np.testing.assert_allclose(
-        summary.cumulative, np.nansum(state.patient_cumulative, axis=1), rtol=1e-14
+        summary.cumulative_sum, np.nansum(state.patient_cumulative, axis=1), rtol=1e-14
     )
     for j, organ in enumerate(design.dosimetry.organs):
         doses = state.patient_cumulative[..., j][treated]
         edges = np.linspace(0.0, HIST_SPAN * organ.limit, HIST_BINS + 1)
         expected = np.histogram(np.minimum(doses, edges[-1]), bins=edges)[0]
-        np.testing.assert_array_equal(summary.hist[j], expected)
-        assert summary.hist[j].sum() == treated.sum()
+        np.testing.assert_array_equal(summary.cumulative_hist[j], expected)
+        assert summary.cumulative_hist[j].sum() == treated.sum()
 
 
 def _onset_scenario(kidney_onset, marrow_onset):

@@ -21,42 +21,43 @@ HIST_SPAN = 4.0  # the histogram covers [0, 4 × the limit); its last bin also h
 
 @dataclass
 class DoseSummary:
-    """Per-trial sums of a chunk's treated patients' dose records, and per-organ histograms."""
+    """Per-trial sums of a chunk's treated patients' dose records, and per-organ histograms
+    (the fields of the same names of :class:`theradose.results.ChunkResult`)."""
 
-    treated: np.ndarray  # [trial] patients given activity
-    capped: np.ndarray  # [trial] of them, patients whose later cycles were reduced
-    activity: np.ndarray  # [trial] their activity over all cycles (GBq), summed
-    exceed: np.ndarray  # [trial, organ] of them, patients whose TRUE cumulative dose passed
-    cumulative: np.ndarray  # [trial, organ] their TRUE cumulative dose or BED (Gy), summed
-    hist: np.ndarray  # [organ, HIST_BINS] every enrolled patient's TRUE cumulative dose or BED
+    treated_n: np.ndarray  # [trial] patients given activity
+    capped_n: np.ndarray  # [trial] of them, patients whose later cycles were reduced
+    activity_sum: np.ndarray  # [trial] their activity over all cycles (GBq), summed
+    exceed_n: np.ndarray  # [trial, organ] of them, patients whose TRUE cumulative dose passed
+    cumulative_sum: np.ndarray  # [trial, organ] their TRUE cumulative dose or BED (Gy), summed
+    cumulative_hist: np.ndarray  # [organ, HIST_BINS] every enrolled patient's, binned
 
     @classmethod
     def empty(cls, n_trials: int, n_organs: int) -> DoseSummary:
         return cls(
-            treated=np.zeros(n_trials, dtype=np.int64),
-            capped=np.zeros(n_trials, dtype=np.int64),
-            activity=np.zeros(n_trials),
-            exceed=np.zeros((n_trials, n_organs), dtype=np.int64),
-            cumulative=np.zeros((n_trials, n_organs)),
-            hist=np.zeros((n_organs, HIST_BINS), dtype=np.int64),
+            treated_n=np.zeros(n_trials, dtype=np.int64),
+            capped_n=np.zeros(n_trials, dtype=np.int64),
+            activity_sum=np.zeros(n_trials),
+            exceed_n=np.zeros((n_trials, n_organs), dtype=np.int64),
+            cumulative_sum=np.zeros((n_trials, n_organs)),
+            cumulative_hist=np.zeros((n_organs, HIST_BINS), dtype=np.int64),
         )
 
     def add_schedules(self, trials: slice, enrolled, total, capped) -> None:
         """The block ``trials``' patients: ``enrolled`` [trial, patient], their activity over
         all cycles ``total`` and whether they were capped (any value where nobody was)."""
         given = np.where(enrolled, total, 0.0)
-        self.activity[trials] = given.sum(axis=1)
-        self.treated[trials] = (given > 0).sum(axis=1)
-        self.capped[trials] = (capped & enrolled).sum(axis=1)
+        self.activity_sum[trials] = given.sum(axis=1)
+        self.treated_n[trials] = (given > 0).sum(axis=1)
+        self.capped_n[trials] = (capped & enrolled).sum(axis=1)
 
     def add_organ(self, trials: slice, organ: int, enrolled, cumulative, exceeds, limit) -> None:
         """The block ``trials``' TRUE cumulative doses of ``organ`` [trial, patient] and whether
         each passed the organ's ``limit`` (Gy), any value where nobody was (one organ at a
         time: sums along the patients' contiguous rows, several times faster than along the
         middle axis of [trial, patient, organ])."""
-        self.exceed[trials, organ] = (exceeds & enrolled).sum(axis=1)
-        self.cumulative[trials, organ] = np.where(enrolled, cumulative, 0.0).sum(axis=1)
-        add_to_histogram(self.hist[organ], cumulative[enrolled], limit)
+        self.exceed_n[trials, organ] = (exceeds & enrolled).sum(axis=1)
+        self.cumulative_sum[trials, organ] = np.where(enrolled, cumulative, 0.0).sum(axis=1)
+        add_to_histogram(self.cumulative_hist[organ], cumulative[enrolled], limit)
 
 
 def add_to_histogram(counts: np.ndarray, values: np.ndarray, limit: float) -> None:

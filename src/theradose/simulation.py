@@ -90,17 +90,8 @@ def run_chunk(
             while_pending=state.patient_while_pending.sum(1) / np.maximum(enrolled.sum(1), 1),
             dlt_after_last_decision=late.sum(axis=1),
         )
-    doses = state.dose_summary
-    if doses is not None:
-        extra.update(
-            treated_n=doses.treated,
-            capped_n=doses.capped,
-            activity_sum=doses.activity,
-            exceed_n=doses.exceed,
-            cumulative_sum=doses.cumulative,
-            cumulative_hist=doses.hist,
-            ruled_out_at=state.ruled_out_at,
-        )
+    if state.dose_summary is not None:
+        extra.update(vars(state.dose_summary), ruled_out_at=state.ruled_out_at)
     if state.efficacy:
         extra.update(r=state.r, b=state.b)
     if state.n_backfill is not None:
