@@ -132,18 +132,13 @@ def throughput(case: Throughput, rounds: int) -> float:
 
 
 def warm_up(seconds: float = 3.0) -> None:
-    """Keep the core busy with BOIN chunks for ``seconds`` of CPU time before anything is
-    timed: on this VM the first seconds after an idle spell ran 30% slower (BOIN 244,000–
-    251,000 trials/s in the first of two or three runs in a row, 360,000–377,000 in the
+    """Keep the core busy with the first floor's design for ``seconds`` of CPU time before
+    anything is timed: on this VM the first seconds after an idle spell ran 30% slower (BOIN
+    244,000–251,000 trials/s in the first of two or three runs in a row, 360,000–377,000 in the
     others)."""
-    case = THROUGHPUT[0]
-    design = design_from_dict(read_toml(case.design), case.design)
-    scenario = _scenario(case.scenario)
-    truth = truth_for(scenario, design)
-    patients = chunk_patients(0, 0, 10_000, design.max_patients, False)
     start = time.process_time()
     while time.process_time() - start < seconds:
-        simulate_chunk(design, scenario, patients, truth)
+        throughput(THROUGHPUT[0], rounds=1)
 
 
 def constraint_cost(pair, scenario, n_trials: int, rounds: int) -> float:
